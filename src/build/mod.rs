@@ -1,0 +1,1 @@
+//! Build orchestration: runs a plan stage by stage.

@@ -1,0 +1,1 @@
+//! Dockerfile parsing: directives, continuations, heredocs, JSON/shell form, flags, variable expansion.

@@ -1,0 +1,1 @@
+//! RUN: executes a command in Linux namespaces over a snapshot.

@@ -1,0 +1,1 @@
+//! Outputs: docker-archive, OCI layout, rootfs tar and local directory.

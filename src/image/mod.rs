@@ -1,0 +1,1 @@
+//! Image config, history and manifests.

@@ -1,0 +1,1 @@
+//! Layers: diff tar writer, applier, compression, decompression.

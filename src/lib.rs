@@ -1,0 +1,16 @@
+//! rbuild: a daemonless Dockerfile image builder.
+//!
+//! One module per concept; see `docs/ARCHITECTURE.md` for how they fit together.
+
+pub mod build;
+pub mod cli;
+pub mod context;
+pub mod digest;
+pub mod dockerfile;
+pub mod exec;
+pub mod export;
+pub mod image;
+pub mod layer;
+pub mod plan;
+pub mod snapshot;
+pub mod store;

@@ -1,0 +1,1 @@
+//! The build plan: stages, ARG scoping, the stage graph and --target pruning.

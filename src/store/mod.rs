@@ -1,0 +1,1 @@
+//! The local, Docker-shaped image store and build cache.
