@@ -1,1 +1,32 @@
 //! Image config, history and manifests.
+//!
+//! * [`config`]: the Docker/OCI image config model, serialized deterministically.
+//! * [`history`]: `created_by` strings in BuildKit and classic-builder style.
+//! * [`manifest`]: OCI / Docker v2s2 manifests, OCI index, descriptors.
+//! * [`reference`]: image reference parsing and normalization (`docker.io/library/x:latest`).
+//! * [`layer_desc`]: the description of one stored layer blob.
+
+pub mod config;
+pub mod history;
+pub mod layer_desc;
+pub mod manifest;
+pub mod reference;
+
+pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, DEFAULT_PATH_ENV};
+pub use history::HistoryFormat;
+pub use layer_desc::LayerDesc;
+pub use manifest::Descriptor;
+pub use reference::Reference;
+
+/// Errors of the image model.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("invalid image config JSON: {0}")]
+    ConfigJson(#[source] serde_json::Error),
+    #[error("invalid manifest JSON: {0}")]
+    ManifestJson(#[source] serde_json::Error),
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("layer media type {0:?} has no Docker v2 schema 2 equivalent")]
+    NoDockerMediaType(String),
+}
