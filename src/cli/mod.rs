@@ -1,1 +1,94 @@
-//! The command line interface.
+//! The command line interface: docker-compatible commands and flags (clap), error rendering.
+//!
+//! `rbuild -t name .` is accepted as `rbuild build -t name .`, as with `docker build`.
+
+mod args;
+mod commands;
+
+use std::ffi::OsString;
+
+pub use args::{Cli, Command};
+
+/// Names of subcommands; anything else after the global options means `build`.
+const SUBCOMMANDS: &[&str] = &[
+    "build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune", "df", "diff", "fsck",
+    "help",
+];
+
+/// Inserts `build` when the first non-global argument is not a subcommand (`rbuild -t x .`).
+fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--root" || a == "--log-level" {
+            i += 2;
+        } else if a.starts_with("--root=") || a.starts_with("--log-level=") {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if i >= args.len() {
+        return args;
+    }
+    let first = args[i].to_string_lossy().to_string();
+    let is_top_level_flag = matches!(first.as_str(), "-h" | "--help" | "-V" | "--version");
+    if SUBCOMMANDS.contains(&first.as_str()) || is_top_level_flag {
+        return args;
+    }
+    let mut out = args;
+    out.insert(i, OsString::from("build"));
+    out
+}
+
+/// Entry point used by `main.rs`; returns the process exit code.
+pub fn main() -> i32 {
+    let args = with_default_subcommand(std::env::args_os().collect());
+    let cli = match <Cli as clap::Parser>::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            1
+        }
+    }
+}
+
+/// Prints an error chain on one line per cause, prefixed with `rbuild: error:`.
+fn report(e: &anyhow::Error) {
+    eprintln!("rbuild: error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&str]) -> Vec<String> {
+        with_default_subcommand(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|s| s.to_string_lossy().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn build_is_the_default_subcommand() {
+        assert_eq!(v(&["rbuild", "-t", "x", "."]), ["rbuild", "build", "-t", "x", "."]);
+        assert_eq!(
+            v(&["rbuild", "--root", "/r", "-t", "x", "."]),
+            ["rbuild", "--root", "/r", "build", "-t", "x", "."]
+        );
+        assert_eq!(v(&["rbuild", "images"]), ["rbuild", "images"]);
+        assert_eq!(v(&["rbuild", "--help"]), ["rbuild", "--help"]);
+        assert_eq!(v(&["rbuild", "."]), ["rbuild", "build", "."]);
+    }
+}

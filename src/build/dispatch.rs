@@ -1,0 +1,921 @@
+//! Dispatches a stage's instructions: metadata instructions edit the config, RUN/COPY/ADD produce layers on
+//! overlay snapshots; every layer step goes through the build cache.
+
+use super::cache::{explain_miss, StepKey};
+use super::error::BuildError;
+use super::options::BuildOptions;
+use super::progress::{Reporter, StepHandle};
+use super::state::{StageResult, StageState};
+use crate::context::{self, Context, CopyRequest, SourceRoot};
+use crate::digest::{chain_id, Digest};
+use crate::dockerfile::instruction::{CommandLine, CopyInst, Instruction, RunInst};
+use crate::dockerfile::shell::Lexer;
+use crate::dockerfile::{Dockerfile, Located};
+use crate::exec::{self, Mount, MountKind, Network, RunSpec};
+use crate::image::history::{self, HistoryFormat};
+use crate::image::{History, ImageConfig};
+use crate::layer::{self, LayerOptions};
+use crate::plan::{ArgScope, Plan, PlanOptions};
+use crate::snapshot::{Mounted, Snapshotter};
+use crate::store::{CacheRecord, LayerRecord, Store};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The default SHELL on Linux.
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+pub struct Dispatcher<'a> {
+    pub opts: &'a BuildOptions,
+    pub epoch: Option<i64>,
+    pub store: &'a Store,
+    pub snapshots: &'a Snapshotter,
+    pub context: Option<&'a Context>,
+    pub df: &'a Dockerfile,
+    pub plan: &'a Plan,
+    pub plan_opts: &'a PlanOptions,
+    pub results: Vec<Option<StageResult>>,
+    pub reporter: &'a Reporter,
+    pub scratch: PathBuf,
+}
+
+/// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
+enum SourceView {
+    Mounted(Mounted),
+    Empty(tempfile::TempDir),
+}
+
+impl SourceView {
+    fn path(&self) -> &Path {
+        match self {
+            SourceView::Mounted(m) => m.path(),
+            SourceView::Empty(d) => d.path(),
+        }
+    }
+}
+
+impl<'a> Dispatcher<'a> {
+    fn step_error(&self, line: usize, message: impl Into<String>) -> BuildError {
+        let text = self
+            .df
+            .source
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim_end()
+            .to_string();
+        BuildError::Step {
+            file: self.df.path.clone(),
+            line,
+            text,
+            message: message.into(),
+            exit_code: None,
+        }
+    }
+
+    fn now_created(&self) -> String {
+        match self.epoch {
+            Some(e) => crate::image::format_time(e),
+            None => crate::image::format_time_now(),
+        }
+    }
+
+    /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store.
+    pub fn base_image(&mut self, name: &str, line: usize) -> Result<StageState, BuildError> {
+        let id = self
+            .store
+            .resolve(name)
+            .map_err(BuildError::store)?
+            .ok_or_else(|| {
+                self.step_error(
+                    line,
+                    format!(
+                        "base image {name:?} is not in the store at {} (load it with `rbuild load -i FILE`)",
+                        self.opts.root.display()
+                    ),
+                )
+            })?;
+        let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
+        let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
+        let mut layers = Vec::new();
+        for c in crate::digest::chain_ids(&config.rootfs.diff_ids) {
+            let rec = self.store.get_layer(&c).map_err(BuildError::store)?.ok_or_else(|| {
+                self.step_error(line, format!("layer {c} of image {name} is missing from the store"))
+            })?;
+            layers.push(rec);
+        }
+        Ok(StageState {
+            config,
+            layers,
+            key: Digest::of_bytes(format!("image {id}").as_bytes()),
+            parent_image: Some(id),
+        })
+    }
+
+    fn stage_label(&self, idx: usize) -> String {
+        match &self.plan.stages[idx].name {
+            Some(n) => n.clone(),
+            None => format!("stage-{idx}"),
+        }
+    }
+
+    pub fn run_stage(&mut self, idx: usize, mut st: StageState) -> Result<StageResult, BuildError> {
+        let plan = self.plan;
+        let stage = &plan.stages[idx];
+        let mut args = ArgScope::new(plan, self.plan_opts, idx);
+        let no_cache = self.opts.no_cache
+            || self.opts.no_cache_filter.iter().any(|f| {
+                stage.name.as_deref() == Some(f.as_str()) || *f == idx.to_string()
+            });
+
+        // ONBUILD triggers of the base run first, and are not inherited further.
+        let mut instructions: Vec<Located<Instruction>> = Vec::new();
+        if let Some(triggers) = st.config.config.on_build.take() {
+            if !triggers.is_empty() {
+                let parsed = crate::plan::parse_onbuild_triggers(&triggers, &self.df.path)
+                    .map_err(BuildError::Parse)?;
+                instructions.extend(parsed);
+            }
+        }
+        instructions.extend(stage.instructions.iter().cloned());
+
+        self.reporter.message(&format!(
+            "#0 [{}] FROM {}",
+            self.stage_label(idx),
+            describe_base(&stage.base, plan)
+        ));
+        let total = instructions.len();
+        let mut cmd_set_here = false;
+        for (i, inst) in instructions.iter().enumerate() {
+            let title = format!(
+                "[{} {}/{}] {}",
+                self.stage_label(idx),
+                i + 1,
+                total,
+                one_line(&inst.original)
+            );
+            let mut step = self.reporter.start(&title);
+            match self.dispatch(idx, &mut st, &mut args, inst, &mut step, no_cache, &mut cmd_set_here) {
+                Ok(cached) => {
+                    if cached {
+                        self.reporter.cached(step)
+                    } else {
+                        self.reporter.done(step)
+                    }
+                }
+                Err(e) => {
+                    self.reporter.error(step, "step failed");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(st.into_result())
+    }
+
+    /// The environment used to expand words: image Env, then build args not shadowed by Env.
+    fn expansion_env(st: &StageState, args: &ArgScope) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = st.config.env_pairs();
+        for (k, v) in args.values() {
+            if !env.iter().any(|(ek, _)| *ek == k) {
+                env.push((k, v));
+            }
+        }
+        env
+    }
+
+    fn add_history(&self, st: &mut StageState, created_by: String, empty_layer: bool) {
+        st.config.history.push(History {
+            created: Some(self.now_created()),
+            created_by: Some(created_by),
+            author: None,
+            comment: match self.opts.history_format {
+                HistoryFormat::Buildkit => Some("buildkit.dockerfile.v0".to_string()),
+                HistoryFormat::Classic => None,
+            },
+            empty_layer,
+        });
+    }
+
+    /// A metadata instruction: new config, history with `empty_layer`, and a new state key.
+    fn metadata(&self, st: &mut StageState, created_by: String) {
+        self.add_history(st, created_by.clone(), true);
+        let mut inputs = BTreeMap::new();
+        inputs.insert("instruction".to_string(), created_by);
+        st.key = StepKey::new(&st.key, inputs).key;
+    }
+
+    fn shell(st: &StageState) -> Vec<String> {
+        match &st.config.config.shell {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        stage_idx: usize,
+        st: &mut StageState,
+        args: &mut ArgScope,
+        inst: &Located<Instruction>,
+        step: &mut StepHandle,
+        no_cache: bool,
+        cmd_set_here: &mut bool,
+    ) -> Result<bool, BuildError> {
+        let line = inst.start_line;
+        let lexer = Lexer {
+            escape: self.df.escape,
+        };
+        let env = Self::expansion_env(st, args);
+        let expanded = inst
+            .inner
+            .expand(&lexer, &env)
+            .map_err(|e| self.step_error(line, e.to_string()))?;
+        let fmt = self.opts.history_format;
+        let shell = Self::shell(st);
+        match expanded {
+            Instruction::Env(pairs) => {
+                for (k, v) in &pairs {
+                    st.config.set_env(k, v);
+                }
+                self.metadata(st, history::env(fmt, &shell, &pairs));
+            }
+            Instruction::Label(pairs) => {
+                for (k, v) in &pairs {
+                    st.config.config.labels.get_or_insert_with(Default::default).insert(k.clone(), v.clone());
+                }
+                self.metadata(st, history::label(fmt, &shell, &pairs));
+            }
+            Instruction::Maintainer(name) => {
+                st.config.author = Some(name.clone());
+                self.metadata(st, history::metadata(fmt, &shell, &format!("MAINTAINER {name}")));
+            }
+            Instruction::Expose(ports) => {
+                let mut normalized = Vec::new();
+                for p in &ports {
+                    let p = if p.contains('/') {
+                        p.to_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    st.config.config.exposed_ports.get_or_insert_with(Default::default).insert(p.clone(), Default::default());
+                    normalized.push(p);
+                }
+                self.metadata(st, history::expose(fmt, &shell, &ports, &normalized));
+            }
+            Instruction::Volume(vols) => {
+                for v in &vols {
+                    st.config.config.volumes.get_or_insert_with(Default::default).insert(v.clone(), Default::default());
+                }
+                self.metadata(st, history::metadata(fmt, &shell, &format!("VOLUME [{}]", vols.join(" "))));
+            }
+            Instruction::User(u) => {
+                st.config.config.user = Some(u.clone());
+                self.metadata(st, history::metadata(fmt, &shell, &format!("USER {u}")));
+            }
+            Instruction::Workdir(w) => {
+                let current = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+                let joined = join_workdir(&current, &w);
+                st.config.config.working_dir = Some(joined.clone());
+                self.metadata(st, history::workdir(fmt, &shell, &joined));
+            }
+            Instruction::Stopsignal(s) => {
+                st.config.config.stop_signal = Some(s.clone());
+                self.metadata(st, history::metadata(fmt, &shell, &format!("STOPSIGNAL {s}")));
+            }
+            Instruction::Arg(decls) => {
+                let mut shown = Vec::new();
+                for (name, default) in &decls {
+                    let value = args.declare(name, default.clone());
+                    shown.push(match value {
+                        Some(v) => format!("{name}={v}"),
+                        None => name.clone(),
+                    });
+                }
+                self.metadata(st, history::metadata(fmt, &shell, &format!("ARG {}", shown.join(" "))));
+            }
+            Instruction::Cmd(cmd) => {
+                let argv = command_argv(&cmd, &shell);
+                st.config.config.cmd = Some(argv.clone());
+                st.config.config.args_escaped = Some(true);
+                *cmd_set_here = true;
+                self.metadata(st, history::metadata(fmt, &shell, &format!("CMD {}", go_quote_list(&argv))));
+            }
+            Instruction::Entrypoint(ep) => {
+                let argv = command_argv(&ep, &shell);
+                st.config.config.entrypoint = Some(argv.clone());
+                // Docker: ENTRYPOINT resets a CMD inherited from the base, not one set in this stage.
+                if !*cmd_set_here {
+                    st.config.config.cmd = None;
+                }
+                self.metadata(st, history::metadata(fmt, &shell, &format!("ENTRYPOINT {}", go_quote_list(&argv))));
+            }
+            Instruction::Shell(new_shell) => {
+                st.config.config.shell = Some(new_shell.clone());
+                self.metadata(st, history::metadata(fmt, &new_shell, &format!("SHELL [{}]", new_shell.join(" "))));
+            }
+            Instruction::Onbuild(text) => {
+                st.config.config.on_build.get_or_insert_with(Vec::new).push(text.clone());
+                self.metadata(st, history::metadata(fmt, &shell, &format!("ONBUILD {text}")));
+            }
+            Instruction::Healthcheck(hc) => {
+                let h = crate::image::Healthcheck::from_instruction(&hc, &shell);
+                let text = h.history_text();
+                st.config.config.healthcheck = Some(h);
+                self.metadata(st, history::metadata(fmt, &shell, &format!("HEALTHCHECK {text}")));
+            }
+            Instruction::From(_) => {
+                return Err(self.step_error(line, "FROM inside a stage"));
+            }
+            Instruction::Run(run) => return self.run_step(stage_idx, st, args, &run, line, step, no_cache),
+            Instruction::Copy(c) => return self.copy_step(st, &c, false, line, step, no_cache),
+            Instruction::Add(c) => return self.copy_step(st, &c, true, line, step, no_cache),
+        }
+        Ok(false)
+    }
+
+    /// Looks the step up in the cache; on a hit the state moves to the cached result.
+    fn try_cache(&self, st: &mut StageState, key: &StepKey, step: &StepHandle, no_cache: bool) -> Result<bool, BuildError> {
+        if no_cache {
+            return Ok(false);
+        }
+        if let Some(rec) = self.store.cache_get(&key.key).map_err(BuildError::store)? {
+            let layer = match &rec.chain_id {
+                Some(c) => self.store.get_layer(c).map_err(BuildError::store)?,
+                None => None,
+            };
+            let layer_ok = rec.chain_id.is_none() || layer.is_some();
+            if layer_ok {
+                st.config = ImageConfig::from_bytes(&rec.config).map_err(BuildError::store)?;
+                if let Some(l) = layer {
+                    st.layers.push(l);
+                }
+                st.key = key.key.clone();
+                return Ok(true);
+            }
+        }
+        if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
+            self.reporter.detail(step, &format!("cache miss: {}", explain_miss(self.store, key)));
+        }
+        Ok(false)
+    }
+
+    fn finish_layer_step(
+        &self,
+        st: &mut StageState,
+        key: StepKey,
+        layer: Option<LayerRecord>,
+        created_by: String,
+    ) -> Result<bool, BuildError> {
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            st.config.rootfs.diff_ids.push(l.diff_id.clone());
+            st.layers.push(l);
+        }
+        self.add_history(st, created_by, empty);
+        let record = CacheRecord {
+            config: st.config.to_bytes(),
+            chain_id: if empty { None } else { st.chain_id().cloned() },
+            inputs: key.inputs.clone(),
+            parent: Some(key.parent.clone()),
+        };
+        self.store.cache_put(&key.key, &record).map_err(BuildError::store)?;
+        st.key = key.key;
+        Ok(false)
+    }
+
+    /// Creates a snapshot on top of the stage, lets `f` change it, and commits its diff as a layer.
+    /// Returns `None` when nothing changed. The snapshot is removed on every error path.
+    fn layer_step(
+        &self,
+        st: &StageState,
+        mount: bool,
+        f: impl FnOnce(&Path) -> Result<(), BuildError>,
+    ) -> Result<Option<LayerRecord>, BuildError> {
+        let snap = self
+            .snapshots
+            .create(st.top_cache_id())
+            .map_err(BuildError::snapshot)?;
+        let guard = SnapshotGuard {
+            snapshots: self.snapshots,
+            id: Some(snap.id.clone()),
+        };
+        if mount {
+            let mounted = self.snapshots.mount(&snap).map_err(BuildError::snapshot)?;
+            f(mounted.path())?;
+            drop(mounted);
+        } else {
+            f(&snap.diff)?;
+        }
+        let opts = LayerOptions {
+            compression: self.opts.compression,
+            clamp_mtime: if self.opts.rewrite_timestamp { self.epoch } else { None },
+        };
+        let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
+        let (writer, info) = layer::diff::write_layer(&snap.diff, writer, &opts).map_err(BuildError::layer)?;
+        if info.diff_id == layer::empty_diff_id() {
+            // Nothing changed: no layer, as the classic builder records `empty_layer`.
+            drop(writer);
+            return Ok(None);
+        }
+        let blob = writer.commit(Some(&info.digest)).map_err(BuildError::store)?;
+        let chain = chain_id(st.chain_id(), &info.diff_id);
+        let _lock = self.store.lock().map_err(BuildError::store)?;
+        if let Some(existing) = self.store.get_layer(&chain).map_err(BuildError::store)? {
+            // Same content already committed (an earlier or concurrent build): reuse it.
+            return Ok(Some(existing));
+        }
+        self.snapshots.commit(&snap.id).map_err(BuildError::snapshot)?;
+        let record = LayerRecord {
+            chain_id: chain,
+            diff_id: info.diff_id.clone(),
+            parent: st.chain_id().cloned(),
+            size: info.uncompressed_size,
+            cache_id: snap.id.clone(),
+            blob,
+            blob_size: info.size,
+            media_type: info.media_type.clone(),
+        };
+        self.store.put_layer(&record).map_err(BuildError::store)?;
+        guard.disarm();
+        Ok(Some(record))
+    }
+
+    /// A read-only view of another stage (by name or index) or, failing that, of an image.
+    fn source_view(&mut self, from: &str, line: usize) -> Result<(SourceView, String), BuildError> {
+        let stage_idx = self
+            .plan
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref().map(|n| n.eq_ignore_ascii_case(from)).unwrap_or(false))
+            .or_else(|| from.parse::<usize>().ok().filter(|i| *i < self.plan.stages.len()));
+        let state: StageState = match stage_idx {
+            Some(i) => {
+                let r = self.results[i]
+                    .clone()
+                    .ok_or_else(|| self.step_error(line, format!("stage {from:?} has not been built")))?;
+                StageState::from_result(r)
+            }
+            None => self.base_image(from, line)?,
+        };
+        let key = state.key.to_string();
+        let view = match state.top_cache_id() {
+            Some(id) => SourceView::Mounted(self.snapshots.mount_readonly(id).map_err(BuildError::snapshot)?),
+            None => SourceView::Empty(
+                tempfile::Builder::new()
+                    .prefix("empty-")
+                    .tempdir_in(&self.scratch)
+                    .map_err(|e| BuildError::io(&self.scratch, e))?,
+            ),
+        };
+        Ok((view, key))
+    }
+
+    fn copy_step(
+        &mut self,
+        st: &mut StageState,
+        c: &CopyInst,
+        is_add: bool,
+        line: usize,
+        step: &mut StepHandle,
+        no_cache: bool,
+    ) -> Result<bool, BuildError> {
+        let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let (view, from_key) = match &c.from {
+            Some(from) => {
+                let (v, k) = self.source_view(from, line)?;
+                (Some(v), Some(k))
+            }
+            None => (None, None),
+        };
+        let source = match (&view, self.context) {
+            (Some(v), _) => SourceRoot::Rootfs(v.path()),
+            (None, Some(ctx)) => SourceRoot::Context(ctx),
+            (None, None) => return Err(self.step_error(line, "no build context")),
+        };
+        let req = CopyRequest {
+            sources: c.sources.clone(),
+            inline: c.heredocs.iter().map(|h| (h.name.clone(), h.content.clone().into_bytes())).collect(),
+            dest: c.dest.clone(),
+            workdir: workdir.clone(),
+            chown: c.chown.clone(),
+            chmod: c.chmod.clone(),
+            exclude: c.exclude.clone(),
+            parents: c.parents,
+            timestamp: match &c.timestamp {
+                Some(t) => Some(t.parse::<i64>().map_err(|_| self.step_error(line, format!("invalid --timestamp {t:?}")))?),
+                None => None,
+            },
+            is_add,
+            checksum: c.checksum.clone(),
+            keep_git_dir: c.keep_git_dir,
+            unpack: c.unpack,
+            source,
+        };
+        let memo = self.opts.root.join("cache").join("context-hashes.json");
+        let content = context::hash_sources(&req, Some(&memo))
+            .map_err(|e| self.step_error(line, e.to_string()))?;
+        let created_by = if is_add {
+            history::add(self.opts.history_format, &Self::shell(st), c, &content)
+        } else {
+            history::copy(self.opts.history_format, &Self::shell(st), c, &content)
+        };
+        let mut inputs = BTreeMap::new();
+        inputs.insert("instruction".to_string(), created_by.clone());
+        inputs.insert("sources".to_string(), content.to_string());
+        inputs.insert("workdir".to_string(), workdir);
+        if let Some(k) = from_key {
+            inputs.insert("from".to_string(), k);
+        }
+        if c.link {
+            inputs.insert("link".to_string(), "true".into());
+        }
+        let key = StepKey::new(&st.key, inputs);
+        if self.try_cache(st, &key, step, no_cache)? {
+            return Ok(true);
+        }
+        let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
+            layer::archive::extract_if_archive(file, root, dest).map_err(|e| e.to_string())
+        };
+        // --link: the layer is made in an empty root, independent of the layers below it.
+        let layer = self.layer_step(st, !c.link, |root| {
+            context::copy(&req, root, &extract)
+                .map(|_| ())
+                .map_err(|e| self.step_error(line, e.to_string()))
+        })?;
+        drop(view);
+        self.finish_layer_step(st, key, layer, created_by)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_step(
+        &mut self,
+        _stage_idx: usize,
+        st: &mut StageState,
+        args: &ArgScope,
+        run: &RunInst,
+        line: usize,
+        step: &mut StepHandle,
+        no_cache: bool,
+    ) -> Result<bool, BuildError> {
+        let shell = Self::shell(st);
+        let argv = match &run.command {
+            CommandLine::Exec(v) => v.clone(),
+            CommandLine::Shell(text) => {
+                let mut v = shell.clone();
+                v.push(run_script(text, run));
+                v
+            }
+        };
+        if argv.is_empty() {
+            return Err(self.step_error(line, "RUN has no command"));
+        }
+        // Build args reach RUN's environment, not the image config; Env wins over an ARG of the same name.
+        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+        let env_keys: Vec<String> = env.iter().map(|kv| kv.split('=').next().unwrap_or("").to_string()).collect();
+        let mut history_args = Vec::new();
+        for (k, v) in args.run_env() {
+            if !env_keys.contains(&k) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        for (k, v) in args.history_args() {
+            if !env_keys.contains(&k) {
+                history_args.push((k, v));
+            }
+        }
+        let network = match run.network.as_deref() {
+            Some("none") => Network::None,
+            Some("host") | Some("default") => Network::Host,
+            Some(other) => return Err(self.step_error(line, format!("unsupported RUN --network={other}"))),
+            None if self.opts.network_none => Network::None,
+            None => Network::Host,
+        };
+        let created_by = history::run(self.opts.history_format, &shell, &history_args, &argv, &run.command);
+
+        // Mounts: prepared before the cache lookup because their content is part of the key.
+        let mut mounts = Vec::new();
+        let mut views = Vec::new();
+        let mut inputs = BTreeMap::new();
+        for (mi, raw) in run.mounts.iter().enumerate() {
+            let m = crate::dockerfile::instruction::parse_mount(raw).map_err(|e| self.step_error(line, e.to_string()))?;
+            let (mount, input) = self.prepare_mount(&m, line, &mut views)?;
+            if let Some(i) = input {
+                inputs.insert(format!("mount{mi}"), i);
+            }
+            mounts.push(mount);
+        }
+        inputs.insert("instruction".to_string(), created_by.clone());
+        inputs.insert("env".to_string(), env.join("\n"));
+        inputs.insert("user".to_string(), st.config.config.user.clone().unwrap_or_default());
+        inputs.insert("workdir".to_string(), st.config.config.working_dir.clone().unwrap_or_default());
+        inputs.insert("network".to_string(), format!("{network:?}"));
+        let key = StepKey::new(&st.key, inputs);
+        if self.try_cache(st, &key, step, no_cache)? {
+            return Ok(true);
+        }
+
+        let spec_base = RunSpec {
+            rootfs: PathBuf::new(),
+            argv,
+            env,
+            user: st.config.config.user.clone().filter(|u| !u.is_empty()),
+            workdir: st.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            hostname: "rbuild".to_string(),
+            network,
+            mounts,
+            extra_hosts: Vec::new(),
+        };
+        let reporter = self.reporter;
+        let layer = self.layer_step(st, true, |root| {
+            let mut spec = spec_base;
+            spec.rootfs = root.to_path_buf();
+            let mut tail: Vec<u8> = Vec::new();
+            let outcome = exec::run(&spec, &mut |_stream, data| {
+                reporter.output(step, data);
+                tail.extend_from_slice(data);
+                if tail.len() > 4096 {
+                    tail.drain(..tail.len() - 4096);
+                }
+            })
+            .map_err(|e| self.step_error(line, format!("RUN failed to start: {e}")))?;
+            if outcome.exit_code != 0 {
+                let last: Vec<&str> = std::str::from_utf8(&tail).unwrap_or("").lines().rev().take(5).collect();
+                let mut msg = format!(
+                    "RUN {} did not complete successfully: exit code {}",
+                    one_line(&spec.argv.join(" ")),
+                    outcome.exit_code
+                );
+                if !last.is_empty() {
+                    msg.push_str("\n  last output:");
+                    for l in last.iter().rev() {
+                        msg.push_str("\n    ");
+                        msg.push_str(l);
+                    }
+                }
+                if let BuildError::Step { file, line, text, message, .. } = self.step_error(line, msg) {
+                    return Err(BuildError::Step {
+                        file,
+                        line,
+                        text,
+                        message,
+                        exit_code: Some(outcome.exit_code),
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        drop(views);
+        self.finish_layer_step(st, key, layer, created_by)
+    }
+
+    /// Turns one `RUN --mount` into an executor mount, and names what it contributes to the cache key.
+    fn prepare_mount(
+        &mut self,
+        m: &crate::dockerfile::instruction::RunMount,
+        line: usize,
+        views: &mut Vec<SourceView>,
+    ) -> Result<(Mount, Option<String>), BuildError> {
+        use crate::dockerfile::instruction::MountType;
+        let target = m.target.clone().ok_or_else(|| self.step_error(line, "--mount needs a target"))?;
+        match m.kind {
+            MountType::Bind => {
+                let src_rel = m.source.clone().unwrap_or_else(|| "/".into());
+                let (root, key) = match &m.from {
+                    Some(from) => {
+                        let (v, k) = self.source_view(from, line)?;
+                        let p = v.path().to_path_buf();
+                        views.push(v);
+                        (p, k)
+                    }
+                    None => {
+                        let ctx = self.context.ok_or_else(|| self.step_error(line, "no build context for a bind mount"))?;
+                        (ctx.root().to_path_buf(), "context".to_string())
+                    }
+                };
+                let source = resolve_in(&root, &src_rel).map_err(|e| self.step_error(line, e))?;
+                let content = if m.from.is_none() {
+                    let ctx = self.context.ok_or_else(|| self.step_error(line, "no build context"))?;
+                    let req = CopyRequest::for_hash(ctx, &src_rel);
+                    context::hash_sources(&req, None).map_err(|e| self.step_error(line, e.to_string()))?.to_string()
+                } else {
+                    key
+                };
+                Ok((
+                    Mount {
+                        target,
+                        kind: MountKind::Bind {
+                            source,
+                            readonly: !m.readwrite,
+                        },
+                    },
+                    Some(format!("bind {src_rel} {content}")),
+                ))
+            }
+            MountType::Cache => {
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let dir = self.opts.root.join("cache").join("mounts").join(Digest::of_bytes(id.as_bytes()).hex());
+                std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                Ok((
+                    Mount {
+                        target,
+                        kind: MountKind::Bind {
+                            source: dir,
+                            readonly: false,
+                        },
+                    },
+                    None,
+                ))
+            }
+            MountType::Tmpfs => Ok((Mount { target, kind: MountKind::Tmpfs { size: m.size } }, None)),
+            MountType::Secret => {
+                let id = m.id.clone().unwrap_or_else(|| {
+                    Path::new(&target).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+                });
+                match self.opts.secrets.get(&id) {
+                    Some(path) => Ok((
+                        Mount {
+                            target: if target.is_empty() { format!("/run/secrets/{id}") } else { target },
+                            kind: MountKind::Secret {
+                                source: path.clone(),
+                                mode: m.mode.unwrap_or(0o400),
+                                uid: m.uid.unwrap_or(0),
+                                gid: m.gid.unwrap_or(0),
+                            },
+                        },
+                        None,
+                    )),
+                    None if m.required => Err(self.step_error(line, format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"))),
+                    None => Ok((Mount { target, kind: MountKind::Tmpfs { size: Some(0) } }, None)),
+                }
+            }
+            _ => Err(self.step_error(line, "unsupported --mount type")),
+        }
+    }
+
+    /// Stores the final config as an image, tags it, and returns the image id and manifest digest.
+    pub fn commit_image(&self, r: &StageResult) -> Result<(Digest, Digest), BuildError> {
+        let mut config = r.config.clone();
+        config.created = match self.epoch {
+            Some(e) => Some(crate::image::format_time(e)),
+            // The newest history entry: a fully cached rebuild then gives the same image id.
+            None => config
+                .history
+                .iter()
+                .rev()
+                .find_map(|h| h.created.clone())
+                .or_else(|| Some(self.now_created())),
+        };
+        let bytes = config.to_bytes();
+        let _lock = self.store.lock().map_err(BuildError::store)?;
+        let id = self
+            .store
+            .put_image(&bytes, r.parent_image.as_ref())
+            .map_err(BuildError::store)?;
+        for t in &self.opts.tags {
+            let reference = crate::image::reference::Reference::parse(t)
+                .map_err(|e| BuildError::Usage(format!("invalid tag {t:?}: {e}")))?;
+            self.store.tag(&reference, &id).map_err(BuildError::store)?;
+        }
+        let layers: Vec<crate::image::manifest::LayerDescriptor> = r
+            .layers
+            .iter()
+            .map(|l| crate::image::manifest::LayerDescriptor {
+                media_type: l.media_type.clone(),
+                digest: l.blob.clone(),
+                size: l.blob_size,
+            })
+            .collect();
+        let manifest = crate::image::manifest::oci_manifest(&id, bytes.len() as u64, &layers);
+        Ok((id, Digest::of_bytes(&manifest)))
+    }
+}
+
+/// Removes a snapshot unless the step committed it.
+struct SnapshotGuard<'a> {
+    snapshots: &'a Snapshotter,
+    id: Option<String>,
+}
+
+impl SnapshotGuard<'_> {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for SnapshotGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.snapshots.remove(&id);
+        }
+    }
+}
+
+fn describe_base(base: &crate::plan::BaseRef, plan: &Plan) -> String {
+    match base {
+        crate::plan::BaseRef::Scratch => "scratch".into(),
+        crate::plan::BaseRef::Stage(i) => plan.stages[*i].name.clone().unwrap_or_else(|| format!("stage-{i}")),
+        crate::plan::BaseRef::Image(n) => n.clone(),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let first = s.lines().next().unwrap_or("");
+    if s.lines().nth(1).is_some() {
+        format!("{first} ...")
+    } else {
+        first.to_string()
+    }
+}
+
+/// `WORKDIR` semantics: absolute replaces, relative joins the current one; the result is cleaned.
+pub fn join_workdir(current: &str, w: &str) -> String {
+    let joined = if w.starts_with('/') {
+        w.to_string()
+    } else {
+        format!("{}/{}", current.trim_end_matches('/'), w)
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in joined.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// CMD/ENTRYPOINT argv: exec form as written, shell form wrapped in the current SHELL.
+fn command_argv(c: &CommandLine, shell: &[String]) -> Vec<String> {
+    match c {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => {
+            let mut v = shell.to_vec();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// The shell script for a shell-form RUN: a lone heredoc is the script itself; otherwise heredoc bodies
+/// follow the command text so the shell reads them as here-documents (as BuildKit does).
+fn run_script(text: &str, run: &RunInst) -> String {
+    if run.heredocs.is_empty() {
+        return text.to_string();
+    }
+    let trimmed = text.trim();
+    if run.heredocs.len() == 1 && trimmed.starts_with("<<") && !trimmed.contains(' ') {
+        return run.heredocs[0].content.clone();
+    }
+    let mut script = text.to_string();
+    for h in &run.heredocs {
+        script.push('\n');
+        script.push_str(&h.content);
+        if !h.content.ends_with('\n') {
+            script.push('\n');
+        }
+        script.push_str(&h.name);
+    }
+    script
+}
+
+/// Go's `%q` of a `[]string`, as Docker prints CMD/ENTRYPOINT in history: `["a" "b"]`.
+fn go_quote_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| serde_json::Value::String(s.clone()).to_string()).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// Resolves `rel` inside `root` for a bind mount source, refusing anything that leaves it.
+fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let root_canon = root.canonicalize().map_err(|e| format!("{}: {e}", root.display()))?;
+    let joined = root_canon.join(rel.trim_start_matches('/'));
+    let canon = joined.canonicalize().map_err(|e| format!("mount source {rel:?}: {e}"))?;
+    if !canon.starts_with(&root_canon) {
+        return Err(format!("mount source {rel:?} leaves its root"));
+    }
+    Ok(canon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdir_joins_and_cleans() {
+        assert_eq!(join_workdir("/", "app"), "/app");
+        assert_eq!(join_workdir("/a", "b/../c"), "/a/c");
+        assert_eq!(join_workdir("/a", "/x"), "/x");
+        assert_eq!(join_workdir("/a/b", ".."), "/a");
+    }
+
+    #[test]
+    fn go_quote_list_matches_docker() {
+        assert_eq!(go_quote_list(&["bash".into()]), r#"["bash"]"#);
+        assert_eq!(
+            go_quote_list(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]),
+            r#"["/bin/sh" "-c" "echo \"hi\""]"#
+        );
+    }
+}

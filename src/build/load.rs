@@ -1,0 +1,46 @@
+//! `rbuild load`: imports a docker-archive or OCI layout into the store and unpacks each new layer into a
+//! snapshot once, so later builds use it as a base without extracting it again.
+
+use crate::layer;
+use crate::snapshot::Snapshotter;
+use crate::store::Store;
+use std::path::Path;
+
+/// Loads the images in `input`; returns their names (or ids when untagged).
+pub fn load(store: &Store, snapshots: &Snapshotter, input: &Path) -> anyhow::Result<Vec<String>> {
+    let mut unpack = |rec: &crate::store::LayerRecord, blob: &Path| -> anyhow::Result<String> {
+        // The parent snapshot is the one the store recorded for the parent chainID.
+        let parent_cache = match &rec.parent {
+            Some(p) => store
+                .get_layer(p)?
+                .map(|l| l.cache_id)
+                .ok_or_else(|| anyhow::anyhow!("parent layer {p} of {} is missing", rec.chain_id))?,
+            None => String::new(),
+        };
+        let snap = snapshots.create(if parent_cache.is_empty() { None } else { Some(parent_cache.as_str()) })?;
+        let res = (|| -> anyhow::Result<()> {
+            let f = std::fs::File::open(blob)?;
+            let (reader, _) = layer::compress::decompress(std::io::BufReader::new(f))?;
+            let mut hashing = crate::digest::HashingReader::new(reader);
+            layer::apply::apply(&mut hashing, &snap.diff, &layer::apply::ApplyOptions::layer())?;
+            // Drain the tar's zero-block padding so the diffID covers the whole stream.
+            std::io::copy(&mut hashing, &mut std::io::sink())?;
+            let (_, diff_id, _) = hashing.finish();
+            if diff_id != rec.diff_id {
+                anyhow::bail!(
+                    "layer {}: its content has diffID {diff_id}, the image config says {}",
+                    rec.blob,
+                    rec.diff_id
+                );
+            }
+            snapshots.commit(&snap.id)?;
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = snapshots.remove(&snap.id);
+            return Err(e);
+        }
+        Ok(snap.id.clone())
+    };
+    store.load_archive(input, &mut unpack)
+}

@@ -1,0 +1,94 @@
+//! What a build is asked to do: parsed from the CLI, independent of clap.
+
+use crate::image::history::HistoryFormat;
+use crate::layer::Compression;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where the build context comes from.
+#[derive(Debug, Clone)]
+pub enum ContextSource {
+    Dir(PathBuf),
+    /// A tar archive on stdin (`rbuild build -`).
+    StdinTar,
+}
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone)]
+pub enum DockerfileSource {
+    /// `CONTEXT/Dockerfile`.
+    Default,
+    Path(PathBuf),
+    Stdin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// docker-archive tar (also a valid OCI layout, as Docker 25+ writes it).
+    Docker,
+    /// OCI image layout, as a tar or (tar=false) a directory.
+    Oci { tar: bool },
+    /// The final rootfs, flattened, as a tar.
+    Tar,
+    /// The final rootfs, flattened, into a directory.
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    pub kind: OutputKind,
+    pub dest: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Plain,
+    Quiet,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub root: PathBuf,
+    pub context: ContextSource,
+    pub dockerfile: DockerfileSource,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    pub outputs: Vec<OutputSpec>,
+    pub compression: Compression,
+    pub history_format: HistoryFormat,
+    /// SOURCE_DATE_EPOCH: `created` of new history entries and the config, and the mtime clamp.
+    pub source_date_epoch: Option<i64>,
+    /// Clamp file mtimes in new layers to the epoch (on by default when an epoch is set).
+    pub rewrite_timestamp: bool,
+    pub secrets: BTreeMap<String, PathBuf>,
+    pub network_none: bool,
+    pub progress: Progress,
+    pub explain_cache: bool,
+}
+
+impl BuildOptions {
+    pub fn new(root: PathBuf, context: ContextSource) -> Self {
+        BuildOptions {
+            root,
+            context,
+            dockerfile: DockerfileSource::Default,
+            tags: Vec::new(),
+            build_args: BTreeMap::new(),
+            target: None,
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            outputs: Vec::new(),
+            compression: Compression::default(),
+            history_format: HistoryFormat::Buildkit,
+            source_date_epoch: None,
+            rewrite_timestamp: true,
+            secrets: BTreeMap::new(),
+            network_none: false,
+            progress: Progress::Plain,
+            explain_cache: false,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Writes the requested outputs of a finished build. Every output is written under a temporary name next
+//! to its destination and renamed into place only when complete: a failed build leaves no partial file.
+
+use super::dispatch::Dispatcher;
+use super::error::BuildError;
+use super::options::OutputKind;
+use super::state::StageResult;
+use crate::digest::Digest;
+use crate::layer::{self, Compression, LayerOptions};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub fn write_outputs(ctx: &Dispatcher, result: &StageResult, image_id: &Digest) -> Result<(), BuildError> {
+    for out in &ctx.opts.outputs {
+        let step = ctx.reporter.start(&format!(
+            "exporting to {} {}",
+            kind_name(&out.kind),
+            out.dest.display()
+        ));
+        match &out.kind {
+            OutputKind::Docker => {
+                let img = ctx
+                    .store
+                    .export_image(image_id, &ctx.opts.tags)
+                    .map_err(BuildError::store)?;
+                write_file_atomically(&out.dest, |w| {
+                    crate::export::docker_archive(&img, w).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Oci { tar: true } => {
+                let img = ctx
+                    .store
+                    .export_image(image_id, &ctx.opts.tags)
+                    .map_err(BuildError::store)?;
+                write_file_atomically(&out.dest, |w| {
+                    crate::export::oci_layout_tar(&img, w).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Oci { tar: false } => {
+                let img = ctx
+                    .store
+                    .export_image(image_id, &ctx.opts.tags)
+                    .map_err(BuildError::store)?;
+                write_dir_atomically(&out.dest, |dir| {
+                    crate::export::oci_layout_dir(&img, dir).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Tar => {
+                write_file_atomically(&out.dest, |w| flatten_rootfs(ctx, result, w))?;
+            }
+            OutputKind::Local => {
+                write_dir_atomically(&out.dest, |dir| {
+                    let tmp = tempfile::tempfile_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
+                    let mut w = BufWriter::new(tmp);
+                    flatten_rootfs(ctx, result, &mut w)?;
+                    let mut f = w
+                        .into_inner()
+                        .map_err(|e| BuildError::io(&ctx.scratch, e.into_error()))?;
+                    use std::io::Seek;
+                    f.rewind().map_err(|e| BuildError::io(&ctx.scratch, e))?;
+                    let opts = layer::apply::ApplyOptions::rootfs();
+                    layer::apply::apply(std::io::BufReader::new(f), dir, &opts).map_err(BuildError::layer)?;
+                    Ok(())
+                })?;
+            }
+        }
+        ctx.reporter.done(step);
+    }
+    Ok(())
+}
+
+fn kind_name(k: &OutputKind) -> &'static str {
+    match k {
+        OutputKind::Docker => "docker-archive",
+        OutputKind::Oci { tar: true } => "oci-archive",
+        OutputKind::Oci { tar: false } => "oci layout",
+        OutputKind::Tar => "rootfs tar",
+        OutputKind::Local => "local dir",
+    }
+}
+
+/// The final rootfs as one uncompressed tar: the diff writer run over a read-only merged view, which shows
+/// no whiteouts, so the tar is the flattened filesystem.
+fn flatten_rootfs(ctx: &Dispatcher, result: &StageResult, w: &mut dyn Write) -> Result<(), BuildError> {
+    let opts = LayerOptions {
+        compression: Compression::Uncompressed,
+        clamp_mtime: None,
+    };
+    match result.layers.last() {
+        Some(top) => {
+            let view = ctx
+                .snapshots
+                .mount_readonly(&top.cache_id)
+                .map_err(BuildError::snapshot)?;
+            layer::diff::write_layer(view.path(), w, &opts).map_err(BuildError::layer)?;
+        }
+        None => {
+            let empty = tempfile::tempdir_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
+            layer::diff::write_layer(empty.path(), w, &opts).map_err(BuildError::layer)?;
+        }
+    }
+    Ok(())
+}
+
+fn partial_name(dest: &Path) -> Result<PathBuf, BuildError> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| BuildError::Usage(format!("output destination {} has no file name", dest.display())))?;
+    let mut partial = name.to_os_string();
+    partial.push(format!(".rbuild-partial-{}", std::process::id()));
+    Ok(dest.with_file_name(partial))
+}
+
+fn write_file_atomically(
+    dest: &Path,
+    f: impl FnOnce(&mut dyn Write) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let tmp = partial_name(dest)?;
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| BuildError::io(dest, e))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        f(&mut w)?;
+        let file = w.into_inner().map_err(|e| BuildError::io(dest, e.into_error()))?;
+        file.sync_all().map_err(|e| BuildError::io(dest, e))?;
+        std::fs::rename(&tmp, dest).map_err(|e| BuildError::io(dest, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_dir_atomically(dest: &Path, f: impl FnOnce(&Path) -> Result<(), BuildError>) -> Result<(), BuildError> {
+    let tmp = partial_name(dest)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        std::fs::create_dir_all(&tmp).map_err(|e| BuildError::io(dest, e))?;
+        f(&tmp)?;
+        if dest.exists() {
+            std::fs::remove_dir_all(dest).map_err(|e| BuildError::io(dest, e))?;
+        }
+        std::fs::rename(&tmp, dest).map_err(|e| BuildError::io(dest, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}

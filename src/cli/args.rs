@@ -1,0 +1,206 @@
+//! clap definitions: flags named as `docker build` / `docker image` name them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "A daemonless Dockerfile image builder",
+    long_about = "A daemonless Dockerfile image builder.\n\n`rbuild -t NAME CONTEXT` is short for `rbuild build -t NAME CONTEXT`."
+)]
+pub struct Cli {
+    /// Where rbuild keeps images, layers and the build cache
+    /// [default: /var/lib/rbuild for root, $XDG_DATA_HOME/rbuild otherwise]
+    #[arg(long, global = true, env = "RBUILD_ROOT")]
+    pub root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Show low-level information on images (JSON)
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Save an image to a tar archive (docker-archive, or OCI with --format oci)
+    Save(SaveArgs),
+    /// Load an image from a docker-archive or OCI layout
+    Load(LoadArgs),
+    /// Remove unreferenced layers, snapshots and build cache
+    Prune(PruneArgs),
+    /// Show disk usage of images, layers and cache
+    Df,
+    /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
+    Diff(DiffArgs),
+    /// Verify the store: blobs against digests, layers against diffIDs; repair what is broken
+    Fsck,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Plain,
+    Quiet,
+    Tty,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormatArg {
+    Buildkit,
+    Classic,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (name:tag); repeatable
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Path to the Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set a build-time variable (K=V, or K alone to take it from the environment); repeatable
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Set the target build stage
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the cache for these stages; repeatable
+    #[arg(long = "no-cache-filter")]
+    pub no_cache_filter: Vec<String>,
+    /// Print only the image id
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image id to this file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Progress output: auto, plain, tty or quiet
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+    /// Target platform (only the native linux/amd64 today)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Output: type=docker|oci|tar|local,dest=PATH[,tar=false][,compression=gzip|zstd|uncompressed][,compression-level=N][,rewrite-timestamp=BOOL]; repeatable
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Format of history `created_by` strings
+    #[arg(long, value_enum, default_value = "buildkit")]
+    pub history_format: HistoryFormatArg,
+    /// Timestamp for `created` and clamped file mtimes (seconds since the epoch, `git` or `context`)
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<String>,
+    /// Secret for RUN --mount=type=secret: id=ID,src=PATH (or env=VAR); repeatable
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Default network mode for RUN: host (default) or none
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Explain every cache miss (always on with --progress plain)
+    #[arg(long)]
+    pub explain_cache: bool,
+    /// Build twice in separate scratch stores and compare the results; fails on any difference
+    #[arg(long)]
+    pub check_reproducible: bool,
+    /// Build context: a directory, or `-` for a tar on stdin
+    pub context: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Only show image ids
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: `json` for one JSON object per line
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image ids
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Force removal of the image
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a file (required: rbuild does not write archives to a terminal)
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// docker (default) or oci
+    #[arg(long, default_value = "docker")]
+    pub format: String,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from a docker-archive or OCI layout (tar or directory)
+    #[arg(short = 'i', long)]
+    pub input: PathBuf,
+    /// Suppress the load output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt (rbuild never prompts; accepted for docker compatibility)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub image_a: String,
+    pub image_b: String,
+}
