@@ -2,8 +2,6 @@
 //!
 //! One module per concept; see `docs/ARCHITECTURE.md` for how they fit together.
 
-pub mod build;
-pub mod cli;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
