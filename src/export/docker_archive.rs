@@ -1,0 +1,131 @@
+//! `docker save` format of Docker 25+ (moby `tarexport/save.go`, ANCHORS §7.2): one tar that is
+//! both a Docker archive (`manifest.json`, `repositories`) and an OCI image layout
+//! (`oci-layout`, `index.json`, `blobs/sha256/`).
+//!
+//! Layers are written as stored (gzip/zstd/plain), never recompressed; `docker load` and
+//! containers/image decompress them on load and check them against the config's diffIDs.
+
+use crate::digest::Digest;
+use crate::export::oci_layout::{index_descriptors, OCI_LAYOUT_DOCKER};
+use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
+use crate::export::{created_mtime, ExportError, ExportImage};
+use crate::image::manifest::{self, Descriptor, ManifestKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// One element of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestItem {
+    #[serde(rename = "Config")]
+    pub config: String,
+    #[serde(rename = "RepoTags", default, deserialize_with = "null_as_empty")]
+    pub repo_tags: Vec<String>,
+    #[serde(rename = "Layers")]
+    pub layers: Vec<String>,
+    #[serde(rename = "Parent", default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(
+        rename = "LayerSources",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub layer_sources: BTreeMap<Digest, Descriptor>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Path of a blob inside an archive/layout.
+pub fn blob_name(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// Writes `image` as a Docker 25+ archive to `out` and returns `out`.
+pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, ExportError> {
+    let (config, refs) = image.validate()?;
+    let mtime = created_mtime(&config);
+    let config_digest = Digest::of_bytes(&image.config_bytes);
+    let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+
+    let mut entries = vec![
+        Entry::dir("blobs/"),
+        Entry::dir("blobs/sha256/"),
+        Entry::bytes(
+            &blob_name(&config_digest),
+            MODE_BLOB,
+            mtime,
+            image.config_bytes.clone(),
+        ),
+        Entry::bytes(
+            &blob_name(&built.descriptor.digest),
+            MODE_BLOB,
+            0,
+            built.bytes.clone(),
+        ),
+    ];
+    let mut layer_paths = Vec::new();
+    let mut layer_sources = BTreeMap::new();
+    for (desc, path) in &image.layers {
+        entries.push(Entry::blob(
+            &blob_name(&desc.digest),
+            mtime,
+            path.clone(),
+            desc.digest.clone(),
+            desc.size,
+        ));
+        layer_paths.push(blob_name(&desc.digest));
+        layer_sources.insert(
+            desc.diff_id.clone(),
+            Descriptor::new(&desc.media_type, desc.digest.clone(), desc.size),
+        );
+    }
+
+    let item = ManifestItem {
+        config: blob_name(&config_digest),
+        repo_tags: refs.iter().map(|r| r.familiar()).collect(),
+        layers: layer_paths,
+        parent: None,
+        layer_sources,
+    };
+    // Go's json.Encoder ends documents with a newline.
+    let mut manifest_json = serde_json::to_vec(&[item]).map_err(|source| ExportError::Json {
+        path: "manifest.json".into(),
+        source,
+    })?;
+    manifest_json.push(b'\n');
+
+    let index = manifest::build_index(&index_descriptors(&built.descriptor, &refs))?;
+
+    // repositories: {"<familiar name>":{"<tag>":"<top layer diffID hex>"}}, legacy consumers only.
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    if let Some(top) = config.rootfs.diff_ids.last() {
+        for r in &refs {
+            if let Some(tag) = r.tag() {
+                repositories
+                    .entry(r.familiar_name())
+                    .or_default()
+                    .insert(tag.to_string(), top.hex().to_string());
+            }
+        }
+    }
+    if !repositories.is_empty() {
+        let mut repo_json =
+            serde_json::to_vec(&repositories).map_err(|source| ExportError::Json {
+                path: "repositories".into(),
+                source,
+            })?;
+        repo_json.push(b'\n');
+        entries.push(Entry::bytes("repositories", MODE_FILE, 0, repo_json));
+    }
+    entries.push(Entry::bytes("index.json", MODE_FILE, 0, index));
+    entries.push(Entry::bytes("manifest.json", MODE_FILE, 0, manifest_json));
+    entries.push(Entry::bytes(
+        "oci-layout",
+        MODE_FILE,
+        0,
+        OCI_LAYOUT_DOCKER.as_bytes().to_vec(),
+    ));
+    write_tar(out, entries)
+}

@@ -1,0 +1,163 @@
+//! OCI image layout (`OCI:image-layout.md`) as a directory or a tar.
+//!
+//! `index.json` descriptors carry `org.opencontainers.image.ref.name` = tag and
+//! `io.containerd.image.name` = full normalized reference, as BuildKit/containerd write them.
+
+use crate::digest::{Digest, HashingWriter};
+use crate::export::docker_archive::blob_name;
+use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
+use crate::export::{created_mtime, ExportError, ExportImage};
+use crate::image::manifest::{
+    self, Descriptor, Index, ManifestKind, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME,
+};
+use crate::image::Reference;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// `oci-layout` as BuildKit/containerd write it.
+pub const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+/// `oci-layout` as `docker save` (Go struct with indenting-free encoder + space) writes it.
+pub const OCI_LAYOUT_DOCKER: &str = r#"{"imageLayoutVersion": "1.0.0"}"#;
+
+/// One index descriptor per reference (same manifest); a single bare descriptor when untagged.
+pub(crate) fn index_descriptors(manifest: &Descriptor, refs: &[Reference]) -> Vec<Descriptor> {
+    if refs.is_empty() {
+        return vec![manifest.clone()];
+    }
+    refs.iter()
+        .map(|r| {
+            let mut d = manifest.clone();
+            d.annotations
+                .insert(ANNOTATION_CONTAINERD_NAME.to_string(), r.normalized());
+            // Tag only (containerd convention); digest references get the full name.
+            let ref_name = r.tag().map_or_else(|| r.normalized(), str::to_string);
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.to_string(), ref_name);
+            d
+        })
+        .collect()
+}
+
+/// Writes `image` as an OCI layout tar (no `manifest.json`) and returns `out`.
+pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, ExportError> {
+    let (config, refs) = image.validate()?;
+    let mtime = created_mtime(&config);
+    let config_digest = Digest::of_bytes(&image.config_bytes);
+    let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+    let mut entries = vec![
+        Entry::dir("blobs/"),
+        Entry::dir("blobs/sha256/"),
+        Entry::bytes(
+            &blob_name(&config_digest),
+            MODE_BLOB,
+            mtime,
+            image.config_bytes.clone(),
+        ),
+        Entry::bytes(
+            &blob_name(&built.descriptor.digest),
+            MODE_BLOB,
+            0,
+            built.bytes.clone(),
+        ),
+        Entry::bytes(
+            "index.json",
+            MODE_FILE,
+            0,
+            manifest::build_index(&index_descriptors(&built.descriptor, &refs))?,
+        ),
+        Entry::bytes("oci-layout", MODE_BLOB, 0, OCI_LAYOUT.as_bytes().to_vec()),
+    ];
+    for (desc, path) in &image.layers {
+        entries.push(Entry::blob(
+            &blob_name(&desc.digest),
+            mtime,
+            path.clone(),
+            desc.digest.clone(),
+            desc.size,
+        ));
+    }
+    write_tar(out, entries)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `target` via a temp file in the same directory, fsync and rename.
+fn write_atomic(target: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    tmp.write_all(bytes).map_err(io_err(target))?;
+    tmp.as_file().sync_all().map_err(io_err(target))?;
+    tmp.persist(target).map_err(|e| io_err(target)(e.error))?;
+    Ok(())
+}
+
+/// Copies a blob into `blobs/sha256/` unless an identical one is there, verifying its digest.
+fn put_blob_file(blobs: &Path, src: &Path, digest: &Digest, size: u64) -> Result<(), ExportError> {
+    let target = blobs.join(digest.hex());
+    if fs::metadata(&target).is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(blobs).map_err(io_err(blobs))?;
+    let mut input = File::open(src).map_err(io_err(src))?;
+    let mut w = HashingWriter::new(tmp.as_file_mut());
+    io::copy(&mut input, &mut w).map_err(io_err(src))?;
+    let (_, actual, count) = w.finish();
+    if &actual != digest || count != size {
+        return Err(ExportError::BlobMismatch {
+            path: src.to_path_buf(),
+            expected: digest.clone(),
+            expected_size: size,
+            actual,
+            actual_size: count,
+        });
+    }
+    tmp.as_file().sync_all().map_err(io_err(&target))?;
+    tmp.persist(&target).map_err(|e| io_err(&target)(e.error))?;
+    Ok(())
+}
+
+/// Writes (or adds to) an OCI layout directory. Existing `index.json` entries with the same
+/// `org.opencontainers.image.ref.name` are replaced; other images in the layout are kept.
+pub fn oci_layout_dir(image: &ExportImage, dir: &Path) -> Result<(), ExportError> {
+    let (_, refs) = image.validate()?;
+    let blobs: PathBuf = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+    let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+    for (desc, path) in &image.layers {
+        put_blob_file(&blobs, path, &desc.digest, desc.size)?;
+    }
+    let config_digest = Digest::of_bytes(&image.config_bytes);
+    write_atomic(&blobs.join(config_digest.hex()), &image.config_bytes)?;
+    write_atomic(&blobs.join(built.descriptor.digest.hex()), &built.bytes)?;
+
+    let index_path = dir.join("index.json");
+    let new_descs = index_descriptors(&built.descriptor, &refs);
+    let mut manifests: Vec<Descriptor> = match fs::read(&index_path) {
+        Ok(bytes) => Index::from_bytes(&bytes)?.manifests,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(&index_path)(e)),
+    };
+    let ref_name = |d: &Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
+    manifests.retain(|old| {
+        !new_descs
+            .iter()
+            .any(|n| match (ref_name(old), ref_name(n)) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => old.digest == n.digest,
+                _ => false,
+            })
+    });
+    manifests.extend(new_descs);
+    write_atomic(&index_path, &manifest::build_index(&manifests)?)?;
+    let layout = dir.join("oci-layout");
+    if !layout.exists() {
+        write_atomic(&layout, OCI_LAYOUT.as_bytes())?;
+    }
+    Ok(())
+}
