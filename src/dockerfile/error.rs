@@ -102,6 +102,14 @@ impl ParseError {
         }
     }
 
+    /// Renumbers the error (e.g. to a trigger's position) keeping its text.
+    pub fn with_line(mut self, line: usize) -> ParseError {
+        self.line = line;
+        self.end_line = line;
+        self.snippet = None;
+        self
+    }
+
     pub fn with_column(mut self, column: usize) -> ParseError {
         self.column = Some(column);
         self
