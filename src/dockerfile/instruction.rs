@@ -1,0 +1,756 @@
+//! Typed instructions, holding UNEXPANDED words: a port of BuildKit's `instructions/parse.go`.
+//! [`Instruction::expand`] applies variables on the instructions BuildKit expands.
+
+use super::duration::parse_go_duration;
+use super::flags::{FlagKind, Flags};
+use super::heredoc::{chomp_heredoc_content, parse_heredoc};
+use super::node::{Node, NodeArg};
+use super::shell::{Env, ExpandError, Lexer};
+
+/// Exec form (JSON array) or shell form (the raw text, to be run by the stage's SHELL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandLine {
+    Exec(Vec<String>),
+    Shell(String),
+}
+
+/// A heredoc body of a RUN (or an inline COPY/ADD source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heredoc {
+    /// The delimiter word (for COPY/ADD: the destination file name).
+    pub name: String,
+    /// The body; leading tabs already stripped when `chomp`.
+    pub content: String,
+    /// Variables in the body are expanded (the delimiter was not quoted).
+    pub expand: bool,
+    /// Written as `<<-`.
+    pub chomp: bool,
+    /// `3<<EOF`: the file descriptor the body is fed to (0 = stdin).
+    pub fd: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromInst {
+    pub image: String,
+    /// `AS name`, lower-cased.
+    pub name: Option<String>,
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInst {
+    pub cmd: CommandLine,
+    pub heredocs: Vec<Heredoc>,
+    /// Raw `--mount` values; see [`super::mount::parse_mount`].
+    pub mounts: Vec<String>,
+    pub network: Option<String>,
+    pub security: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdInst {
+    pub cmd: CommandLine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrypointInst {
+    pub cmd: CommandLine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellInst {
+    pub shell: Vec<String>,
+}
+
+/// ENV pairs. Before [`Instruction::expand`] values still carry their quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvInst {
+    pub pairs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelInst {
+    pub pairs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintainerInst {
+    pub maintainer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposeInst {
+    pub ports: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInst {
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInst {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkdirInst {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopsignalInst {
+    pub signal: String,
+}
+
+/// ARG declarations, `(name, default)` in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgInst {
+    pub args: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnbuildInst {
+    /// The trigger text as stored in the image config (`RUN make`).
+    pub expression: String,
+    /// The trigger, typed.
+    pub trigger: Box<Instruction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthcheckInst {
+    /// `HEALTHCHECK NONE`: disable an inherited check.
+    None,
+    Cmd {
+        /// Exec form gives Docker's `["CMD", …]`, shell form `["CMD-SHELL", text]`.
+        test: CommandLine,
+        /// Durations in nanoseconds; None when not given.
+        interval: Option<i64>,
+        timeout: Option<i64>,
+        start_period: Option<i64>,
+        start_interval: Option<i64>,
+        retries: Option<i64>,
+    },
+}
+
+/// An inline COPY/ADD source written as a heredoc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeredocSource {
+    /// File name created in the destination.
+    pub path: String,
+    /// Body, tabs stripped for `<<-`.
+    pub content: String,
+    pub expand: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyInst {
+    pub sources: Vec<String>,
+    pub heredoc_sources: Vec<HeredocSource>,
+    pub dest: String,
+    pub from: Option<String>,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub link: bool,
+    pub exclude: Vec<String>,
+    pub parents: bool,
+    /// rbuild extension: `--timestamp=<unix epoch>` for the copied files.
+    pub timestamp: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddInst {
+    pub sources: Vec<String>,
+    pub heredoc_sources: Vec<HeredocSource>,
+    pub dest: String,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub link: bool,
+    pub exclude: Vec<String>,
+    pub checksum: Option<String>,
+    pub keep_git_dir: Option<bool>,
+    /// `--unpack`: Some(false) disables archive extraction, Some(true) forces it for URLs.
+    pub unpack: Option<bool>,
+    /// rbuild extension: `--timestamp=<unix epoch>`.
+    pub timestamp: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instruction {
+    From(FromInst),
+    Run(RunInst),
+    Cmd(CmdInst),
+    Entrypoint(EntrypointInst),
+    Label(LabelInst),
+    Maintainer(MaintainerInst),
+    Expose(ExposeInst),
+    Env(EnvInst),
+    Add(AddInst),
+    Copy(CopyInst),
+    Volume(VolumeInst),
+    User(UserInst),
+    Workdir(WorkdirInst),
+    Arg(ArgInst),
+    Onbuild(OnbuildInst),
+    Stopsignal(StopsignalInst),
+    Healthcheck(HealthcheckInst),
+    Shell(ShellInst),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstructionError {
+    #[error("unknown instruction: {0}")]
+    UnknownInstruction(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type IResult<T> = Result<T, InstructionError>;
+
+fn invalid<T>(m: impl Into<String>) -> IResult<T> {
+    Err(InstructionError::Invalid(m.into()))
+}
+
+fn at_least_one(cmd: &str) -> InstructionError {
+    InstructionError::Invalid(format!("{cmd} requires at least one argument"))
+}
+
+fn exactly_one(cmd: &str) -> InstructionError {
+    InstructionError::Invalid(format!("{cmd} requires exactly one argument"))
+}
+
+fn flags(node: &Node, spec: &[(&'static str, FlagKind)]) -> IResult<Flags> {
+    Flags::new(spec)
+        .parse(&node.flags)
+        .map_err(InstructionError::Invalid)
+}
+
+/// BuildKit's `handleJSONArgs`.
+fn command_line(node: &Node, args: &[String]) -> CommandLine {
+    if node.json {
+        CommandLine::Exec(args.to_vec())
+    } else {
+        CommandLine::Shell(args.join(" "))
+    }
+}
+
+fn kv_triples(args: &[String], cmd: &str) -> IResult<Vec<(String, String)>> {
+    if args.is_empty() {
+        return Err(at_least_one(cmd));
+    }
+    if !args.len().is_multiple_of(3) {
+        return invalid(format!("Bad input to {cmd}, too many arguments"));
+    }
+    let mut out = Vec::new();
+    for t in args.chunks(3) {
+        if t[0].is_empty() {
+            return invalid(format!("{cmd} names can not be blank"));
+        }
+        out.push((t[0].clone(), t[1].clone()));
+    }
+    Ok(out)
+}
+
+/// Splits COPY/ADD words into file sources, heredoc sources and the destination.
+fn sources_and_dest(
+    node: &Node,
+    args: &[String],
+    cmd: &str,
+) -> IResult<(Vec<String>, Vec<HeredocSource>, String)> {
+    if args.len() < 2 {
+        return invalid(format!(
+            "{cmd} requires at least two arguments, but only one was provided. Destination could not be determined"
+        ));
+    }
+    let (srcs, dest) = args.split_at(args.len() - 1);
+    let dest = dest[0].clone();
+    let mut paths = Vec::new();
+    let mut docs = Vec::new();
+    if !node.json && matches!(parse_heredoc(&dest), Ok(Some(_))) {
+        return invalid(format!("{cmd} cannot accept a heredoc as a destination"));
+    }
+    for s in srcs {
+        let doc = if node.json {
+            None
+        } else {
+            parse_heredoc(s).map_err(InstructionError::Invalid)?
+        };
+        match doc {
+            Some(h) => {
+                let body = node
+                    .heredocs
+                    .iter()
+                    .find(|d| d.name == h.name)
+                    .map(|d| d.content.clone())
+                    .unwrap_or_default();
+                let content = if h.chomp {
+                    chomp_heredoc_content(&body)
+                } else {
+                    body
+                };
+                docs.push(HeredocSource {
+                    path: h.name,
+                    content,
+                    expand: h.expand,
+                });
+            }
+            None => paths.push(s.clone()),
+        }
+    }
+    Ok((paths, docs, dest))
+}
+
+fn parse_duration_flag(f: &Flags, name: &str) -> IResult<Option<i64>> {
+    let Some(v) = f.string(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let d = parse_go_duration(&v).map_err(InstructionError::Invalid)?;
+    // Docker's minimum is 1ms; 0 means "inherit the default".
+    if d != 0 && d < 1_000_000 {
+        return invalid(format!("Interval \"{name}\" cannot be less than 1ms"));
+    }
+    Ok(Some(d))
+}
+
+impl Instruction {
+    /// Types one parser node.
+    pub fn from_node(node: &Node) -> IResult<Instruction> {
+        let args = node.arg_words();
+        let kw = node.keyword();
+        let no_flags = |n: &Node| flags(n, &[]);
+        Ok(match kw.as_str() {
+            "from" => {
+                let f = flags(node, &[("platform", FlagKind::String)])?;
+                let name = match args.len() {
+                    1 => None,
+                    3 if args[1].eq_ignore_ascii_case("as") => {
+                        let n = args[2].to_lowercase();
+                        let ok = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                            && n.chars().all(|c| {
+                                c.is_ascii_lowercase()
+                                    || c.is_ascii_digit()
+                                    || matches!(c, '-' | '_' | '.')
+                            });
+                        if !ok {
+                            return invalid(format!(
+                                "invalid name for build stage: \"{}\", name can't start with a number or contain symbols",
+                                args[2]
+                            ));
+                        }
+                        Some(n)
+                    }
+                    _ => return invalid("FROM requires either one or three arguments"),
+                };
+                Instruction::From(FromInst {
+                    image: args[0].clone(),
+                    name,
+                    platform: f.string("platform"),
+                })
+            }
+            "run" => {
+                let f = flags(
+                    node,
+                    &[
+                        ("mount", FlagKind::Strings),
+                        ("network", FlagKind::String),
+                        ("security", FlagKind::String),
+                    ],
+                )?;
+                if let Some(n) = f.string("network") {
+                    if !matches!(n.as_str(), "default" | "none" | "host") {
+                        return invalid(format!("unsupported network mode \"{n}\""));
+                    }
+                }
+                if let Some(s) = f.string("security") {
+                    if !matches!(s.as_str(), "sandbox" | "insecure") {
+                        return invalid(format!("unsupported security mode \"{s}\""));
+                    }
+                }
+                for m in f.strings("mount") {
+                    // Values may hold variables, so only the shape is checked here.
+                    super::mount::parse_mount(&m).map_err(|e| InstructionError::Invalid(e.0))?;
+                }
+                let heredocs = node
+                    .heredocs
+                    .iter()
+                    .map(|h| Heredoc {
+                        name: h.name.clone(),
+                        content: if h.chomp {
+                            chomp_heredoc_content(&h.content)
+                        } else {
+                            h.content.clone()
+                        },
+                        expand: h.expand,
+                        chomp: h.chomp,
+                        fd: h.file_descriptor,
+                    })
+                    .collect();
+                Instruction::Run(RunInst {
+                    cmd: command_line(node, &args),
+                    heredocs,
+                    mounts: f.strings("mount"),
+                    network: f.string("network"),
+                    security: f.string("security"),
+                })
+            }
+            "cmd" => {
+                no_flags(node)?;
+                Instruction::Cmd(CmdInst {
+                    cmd: command_line(node, &args),
+                })
+            }
+            "entrypoint" => {
+                no_flags(node)?;
+                Instruction::Entrypoint(EntrypointInst {
+                    cmd: command_line(node, &args),
+                })
+            }
+            "shell" => {
+                no_flags(node)?;
+                if args.is_empty() {
+                    return Err(at_least_one("SHELL"));
+                }
+                if !node.json {
+                    return invalid("SHELL requires the arguments to be in JSON form");
+                }
+                Instruction::Shell(ShellInst { shell: args })
+            }
+            "env" => {
+                no_flags(node)?;
+                Instruction::Env(EnvInst {
+                    pairs: kv_triples(&args, "ENV")?,
+                })
+            }
+            "label" => {
+                no_flags(node)?;
+                Instruction::Label(LabelInst {
+                    pairs: kv_triples(&args, "LABEL")?,
+                })
+            }
+            "maintainer" => {
+                no_flags(node)?;
+                if args.len() != 1 {
+                    return Err(exactly_one("MAINTAINER"));
+                }
+                Instruction::Maintainer(MaintainerInst {
+                    maintainer: args[0].clone(),
+                })
+            }
+            "expose" => {
+                no_flags(node)?;
+                if args.is_empty() {
+                    return Err(at_least_one("EXPOSE"));
+                }
+                let mut ports = args;
+                ports.sort();
+                Instruction::Expose(ExposeInst { ports })
+            }
+            "volume" => {
+                no_flags(node)?;
+                if args.is_empty() {
+                    return Err(at_least_one("VOLUME"));
+                }
+                let mut volumes = Vec::new();
+                for v in args {
+                    let v = v.trim().to_string();
+                    if v.is_empty() {
+                        return invalid("VOLUME specified can not be an empty string");
+                    }
+                    volumes.push(v);
+                }
+                Instruction::Volume(VolumeInst { volumes })
+            }
+            "user" => {
+                no_flags(node)?;
+                if args.len() != 1 {
+                    return Err(exactly_one("USER"));
+                }
+                Instruction::User(UserInst {
+                    user: args[0].clone(),
+                })
+            }
+            "workdir" => {
+                no_flags(node)?;
+                if args.len() != 1 {
+                    return Err(exactly_one("WORKDIR"));
+                }
+                Instruction::Workdir(WorkdirInst {
+                    path: args[0].clone(),
+                })
+            }
+            "stopsignal" => {
+                no_flags(node)?;
+                if args.len() != 1 {
+                    return Err(exactly_one("STOPSIGNAL"));
+                }
+                Instruction::Stopsignal(StopsignalInst {
+                    signal: args[0].clone(),
+                })
+            }
+            "arg" => {
+                no_flags(node)?;
+                if args.is_empty() {
+                    return Err(at_least_one("ARG"));
+                }
+                let mut out = Vec::new();
+                for a in args {
+                    match a.split_once('=') {
+                        Some(("", _)) => return invalid("ARG names can not be blank"),
+                        Some((k, v)) => out.push((k.to_string(), Some(v.to_string()))),
+                        None => out.push((a, None)),
+                    }
+                }
+                Instruction::Arg(ArgInst { args: out })
+            }
+            "onbuild" => {
+                no_flags(node)?;
+                let Some(NodeArg::Sub(child)) = node.args.first() else {
+                    return Err(at_least_one("ONBUILD"));
+                };
+                let trig = child.value.trim().to_uppercase();
+                match trig.as_str() {
+                    "ONBUILD" => {
+                        return invalid("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+                    }
+                    "MAINTAINER" | "FROM" => {
+                        return invalid(format!("{trig} isn't allowed as an ONBUILD trigger"))
+                    }
+                    _ => {}
+                }
+                let trigger = Instruction::from_node(child)?;
+                let expression = strip_onbuild_prefix(&node.original);
+                Instruction::Onbuild(OnbuildInst {
+                    expression,
+                    trigger: Box::new(trigger),
+                })
+            }
+            "healthcheck" => {
+                if args.is_empty() {
+                    return Err(at_least_one("HEALTHCHECK"));
+                }
+                let typ = args[0].to_uppercase();
+                let rest = &args[1..];
+                if typ == "NONE" {
+                    if !rest.is_empty() {
+                        return invalid("HEALTHCHECK NONE takes no arguments");
+                    }
+                    Instruction::Healthcheck(HealthcheckInst::None)
+                } else {
+                    let f = flags(
+                        node,
+                        &[
+                            ("interval", FlagKind::String),
+                            ("timeout", FlagKind::String),
+                            ("start-period", FlagKind::String),
+                            ("start-interval", FlagKind::String),
+                            ("retries", FlagKind::String),
+                        ],
+                    )?;
+                    if typ != "CMD" {
+                        return invalid(format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"));
+                    }
+                    if rest.is_empty() {
+                        return invalid("Missing command after HEALTHCHECK CMD");
+                    }
+                    let retries = match f.string("retries").filter(|v| !v.is_empty()) {
+                        None => None,
+                        Some(v) => {
+                            let r: i64 = v
+                                .parse()
+                                .ok()
+                                .filter(|r| i32::try_from(*r).is_ok())
+                                .ok_or_else(|| {
+                                    InstructionError::Invalid(format!(
+                                        "strconv.ParseInt: parsing \"{v}\": invalid syntax"
+                                    ))
+                                })?;
+                            if r < 0 {
+                                return invalid(format!("--retries cannot be negative ({r})"));
+                            }
+                            Some(r)
+                        }
+                    };
+                    Instruction::Healthcheck(HealthcheckInst::Cmd {
+                        test: command_line(node, rest),
+                        interval: parse_duration_flag(&f, "interval")?,
+                        timeout: parse_duration_flag(&f, "timeout")?,
+                        start_period: parse_duration_flag(&f, "start-period")?,
+                        start_interval: parse_duration_flag(&f, "start-interval")?,
+                        retries,
+                    })
+                }
+            }
+            "copy" => {
+                let f = flags(
+                    node,
+                    &[
+                        ("chown", FlagKind::String),
+                        ("from", FlagKind::String),
+                        ("chmod", FlagKind::String),
+                        ("link", FlagKind::Bool),
+                        ("exclude", FlagKind::Strings),
+                        ("parents", FlagKind::Bool),
+                        ("timestamp", FlagKind::String),
+                    ],
+                )?;
+                let (sources, heredoc_sources, dest) = sources_and_dest(node, &args, "COPY")?;
+                Instruction::Copy(CopyInst {
+                    sources,
+                    heredoc_sources,
+                    dest,
+                    from: f.string("from"),
+                    chown: f.string("chown"),
+                    chmod: f.string("chmod"),
+                    link: f.bool("link"),
+                    exclude: f.strings("exclude"),
+                    parents: f.bool("parents"),
+                    timestamp: f.string("timestamp"),
+                })
+            }
+            "add" => {
+                let f = flags(
+                    node,
+                    &[
+                        ("chown", FlagKind::String),
+                        ("chmod", FlagKind::String),
+                        ("link", FlagKind::Bool),
+                        ("exclude", FlagKind::Strings),
+                        ("keep-git-dir", FlagKind::Bool),
+                        ("checksum", FlagKind::String),
+                        ("unpack", FlagKind::Bool),
+                        ("timestamp", FlagKind::String),
+                    ],
+                )?;
+                let (sources, heredoc_sources, dest) = sources_and_dest(node, &args, "ADD")?;
+                Instruction::Add(AddInst {
+                    sources,
+                    heredoc_sources,
+                    dest,
+                    chown: f.string("chown"),
+                    chmod: f.string("chmod"),
+                    link: f.bool("link"),
+                    exclude: f.strings("exclude"),
+                    checksum: f.string("checksum"),
+                    keep_git_dir: f.bool_opt("keep-git-dir"),
+                    unpack: f.bool_opt("unpack"),
+                    timestamp: f.string("timestamp"),
+                })
+            }
+            _ => {
+                return Err(InstructionError::UnknownInstruction(
+                    node.value.to_uppercase(),
+                ))
+            }
+        })
+    }
+
+    /// Upper-case keyword (`RUN`, `COPY`, …).
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Instruction::From(_) => "FROM",
+            Instruction::Run(_) => "RUN",
+            Instruction::Cmd(_) => "CMD",
+            Instruction::Entrypoint(_) => "ENTRYPOINT",
+            Instruction::Label(_) => "LABEL",
+            Instruction::Maintainer(_) => "MAINTAINER",
+            Instruction::Expose(_) => "EXPOSE",
+            Instruction::Env(_) => "ENV",
+            Instruction::Add(_) => "ADD",
+            Instruction::Copy(_) => "COPY",
+            Instruction::Volume(_) => "VOLUME",
+            Instruction::User(_) => "USER",
+            Instruction::Workdir(_) => "WORKDIR",
+            Instruction::Arg(_) => "ARG",
+            Instruction::Onbuild(_) => "ONBUILD",
+            Instruction::Stopsignal(_) => "STOPSIGNAL",
+            Instruction::Healthcheck(_) => "HEALTHCHECK",
+            Instruction::Shell(_) => "SHELL",
+        }
+    }
+
+    /// Expands variables exactly as BuildKit does for the instructions that expand (ADD ARG
+    /// COPY ENV EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR); the others (RUN CMD
+    /// ENTRYPOINT SHELL HEALTHCHECK MAINTAINER ONBUILD) are returned as they are.
+    /// Every word is expanded against `env` as it was before the instruction, so
+    /// `ENV a=1 b=$a` sees the old `a`. Quotes are removed by the expansion.
+    pub fn expand(&self, lexer: &Lexer, env: &dyn Env) -> Result<Instruction, ExpandError> {
+        let w = |s: &str| lexer.process_word(s, env);
+        let ow = |s: &Option<String>| s.as_deref().map(w).transpose();
+        let all = |v: &[String]| v.iter().map(|s| w(s)).collect::<Result<Vec<_>, _>>();
+        let pairs = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(k, val)| Ok((w(k)?, w(val)?)))
+                .collect::<Result<Vec<_>, ExpandError>>()
+        };
+        Ok(match self {
+            Instruction::From(f) => Instruction::From(FromInst {
+                image: w(&f.image)?,
+                name: f.name.clone(),
+                platform: ow(&f.platform)?,
+            }),
+            Instruction::Env(e) => Instruction::Env(EnvInst {
+                pairs: pairs(&e.pairs)?,
+            }),
+            Instruction::Label(l) => Instruction::Label(LabelInst {
+                pairs: pairs(&l.pairs)?,
+            }),
+            Instruction::Arg(a) => Instruction::Arg(ArgInst {
+                args: a
+                    .args
+                    .iter()
+                    .map(|(k, v)| Ok((w(k)?, ow(v)?)))
+                    .collect::<Result<_, ExpandError>>()?,
+            }),
+            Instruction::Expose(e) => {
+                let mut ports = Vec::new();
+                for p in &e.ports {
+                    ports.extend(lexer.process_words(p, env)?);
+                }
+                Instruction::Expose(ExposeInst { ports })
+            }
+            Instruction::Volume(v) => Instruction::Volume(VolumeInst {
+                volumes: all(&v.volumes)?,
+            }),
+            Instruction::User(u) => Instruction::User(UserInst { user: w(&u.user)? }),
+            Instruction::Workdir(d) => Instruction::Workdir(WorkdirInst { path: w(&d.path)? }),
+            Instruction::Stopsignal(s) => Instruction::Stopsignal(StopsignalInst {
+                signal: w(&s.signal)?,
+            }),
+            Instruction::Copy(c) => Instruction::Copy(CopyInst {
+                sources: all(&c.sources)?,
+                heredoc_sources: c.heredoc_sources.clone(),
+                dest: w(&c.dest)?,
+                from: ow(&c.from)?,
+                chown: ow(&c.chown)?,
+                chmod: ow(&c.chmod)?,
+                link: c.link,
+                exclude: all(&c.exclude)?,
+                parents: c.parents,
+                timestamp: ow(&c.timestamp)?,
+            }),
+            Instruction::Add(a) => Instruction::Add(AddInst {
+                sources: all(&a.sources)?,
+                heredoc_sources: a.heredoc_sources.clone(),
+                dest: w(&a.dest)?,
+                chown: ow(&a.chown)?,
+                chmod: ow(&a.chmod)?,
+                link: a.link,
+                exclude: all(&a.exclude)?,
+                checksum: ow(&a.checksum)?,
+                keep_git_dir: a.keep_git_dir,
+                unpack: a.unpack,
+                timestamp: ow(&a.timestamp)?,
+            }),
+            other => other.clone(),
+        })
+    }
+}
+
+/// The ONBUILD trigger text: the original line without its `ONBUILD` keyword.
+fn strip_onbuild_prefix(original: &str) -> String {
+    let t = original.trim_start();
+    match t.get(..7) {
+        Some(k) if k.eq_ignore_ascii_case("onbuild") => t[7..].trim_start().to_string(),
+        _ => t.to_string(),
+    }
+}
