@@ -158,7 +158,7 @@ struct Applier<'a> {
     stats: ApplyStats,
     /// Directory mtimes, set at the end because creating children changes them.
     dir_times: Vec<(Vec<Vec<u8>>, Timespec)>,
-    /// Names this layer created (Apply mode: an opaque marker must not delete them).
+    /// Names this layer created: whiteouts only hide lower layers, never these.
     unpacked: HashSet<Vec<u8>>,
 }
 
@@ -190,6 +190,11 @@ impl Applier<'_> {
 
         if self.opts.whiteouts != WhiteoutMode::None {
             if let Some(w) = whiteout::classify(base) {
+                // A whiteout is an empty regular file (image-spec); anything else is malformed.
+                let regular = matches!(kind, EntryType::Regular | EntryType::Continuous);
+                if !regular || entry.size() != 0 {
+                    return Err(LayerError::InvalidWhiteout { name });
+                }
                 return self.whiteout(&name, parent, w);
             }
         }
@@ -197,10 +202,13 @@ impl Applier<'_> {
         let meta = self.meta(&mut entry, &name)?;
         let dir = self.parent_dir(&name, parent)?;
         let is_dir = kind == EntryType::Directory;
-        let existing = rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW).ok();
-        if let Some(st) = existing {
+        // Only dir-over-dir merges; anything else at that name is removed first, so nothing is
+        // ever written through what was there (a symlink, a hardlinked file...).
+        let mut keep_dir = false;
+        if let Ok(st) = rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
             let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-            if !(existing_dir && is_dir) {
+            keep_dir = existing_dir && is_dir;
+            if !keep_dir {
                 self.remove_child(&name, parent, base)?;
             }
         }
@@ -230,7 +238,7 @@ impl Applier<'_> {
                     .map_err(|e| LayerError::entry(&name, "set mtime", e))?;
             }
             EntryType::Directory => {
-                if existing.is_none() {
+                if !keep_dir {
                     rustix::fs::mkdirat(&dir, base.as_slice(), Mode::from_raw_mode(0o700))
                         .map_err(|e| LayerError::entry(&name, "mkdir", e))?;
                 }
@@ -288,8 +296,9 @@ impl Applier<'_> {
             }
         }
         self.stats.entries += 1;
-        if self.opts.whiteouts == WhiteoutMode::Apply {
-            self.unpacked.insert(comps.join(&b'/'));
+        // Ancestors too: they may have been created implicitly for this entry.
+        for i in 1..=comps.len() {
+            self.unpacked.insert(comps[..i].join(&b'/'));
         }
         Ok(())
     }
@@ -446,6 +455,16 @@ impl Applier<'_> {
         w: Whiteout<'_>,
     ) -> Result<(), LayerError> {
         self.stats.whiteouts += 1;
+        if let Whiteout::Delete(target) = w {
+            let mut full = parent.join(&b'/');
+            if !full.is_empty() {
+                full.push(b'/');
+            }
+            full.extend_from_slice(target);
+            if self.unpacked.contains(&full) {
+                return Ok(()); // same-layer file: whiteouts apply to lower layers only
+            }
+        }
         match (w, self.opts.whiteouts) {
             (Whiteout::Invalid, _) => Err(LayerError::InvalidWhiteout {
                 name: name.to_string(),
