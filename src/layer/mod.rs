@@ -1,1 +1,22 @@
 //! Layers: diff tar writer, applier, compression, decompression.
+//!
+//! * [`diff::write_layer`]: overlay upper dir -> compressed layer blob + diffID/digest, one pass.
+//! * [`apply::apply`]: layer tar -> directory, every path resolved inside the root.
+//! * [`compress::decompress`]: sniff gzip/bzip2/xz/zstd and wrap a reader.
+//! * [`archive::extract_if_archive`]: ADD's "is this a (compressed) tar? then extract it".
+
+pub mod apply;
+pub mod archive;
+mod block_writer;
+pub mod compress;
+pub mod compression;
+pub mod diff;
+pub mod error;
+pub mod whiteout;
+
+pub use apply::{apply, ApplyOptions, ApplyStats, WhiteoutMode};
+pub use archive::extract_if_archive;
+pub use compress::{decompress, is_tar, Detected};
+pub use compression::Compression;
+pub use diff::{write_layer, LayerInfo, LayerOptions};
+pub use error::LayerError;

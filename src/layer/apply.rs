@@ -1,0 +1,712 @@
+//! Layer applier: extracts a layer tar into a directory, safely.
+//!
+//! Safety model (SECURITY.md §1.6-1.9, "contain" for paths, "reject" for malformed input):
+//! * names are cleaned lexically; a leading `/` is stripped (as Docker and containerd do), a
+//!   name whose `..` components climb above the root is **rejected** (moby/go-archive 2026
+//!   behaviour), and a name that cleans to the root itself (`.`, `/`, `""`) is skipped;
+//! * every parent directory is resolved *inside* the root with `pathrs` (openat2
+//!   `RESOLVE_IN_ROOT`): symlinks, absolute or relative, are followed as if the root were `/`,
+//!   so nothing is ever created outside it;
+//! * the final component is never followed: creation uses `*at(2)` calls on the resolved
+//!   parent fd with `O_NOFOLLOW`/`AT_SYMLINK_NOFOLLOW`; anything already at that name is removed
+//!   first unless both old and new are directories (image-spec changeset rules);
+//! * hardlink targets are resolved inside the root and must already exist; a hardlink never
+//!   gets chmod/chown (it shares the target's inode, SECURITY case 34);
+//! * malformed whiteouts (`.wh.`, `.wh..`, `.wh...`) are rejected; a whiteout's target is always
+//!   a direct child of its (in-root resolved) directory, so it cannot leave the root;
+//! * truncated archives are errors, and `max_bytes` caps the decompressed tar bytes read.
+//!
+//! [`WhiteoutMode::None`] is for `ADD` of an archive: archives are not layers, so `.wh.*` names
+//! are extracted as the ordinary files they are (what Docker's classic `ADD`/`Untar` does).
+
+use crate::layer::error::LayerError;
+use crate::layer::whiteout::{self, Whiteout, OVERLAY_OPAQUE_XATTR};
+use pathrs::Root;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use tar::EntryType;
+
+/// What to do with `.wh.*` entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Applying onto a full tree: `.wh.NAME` deletes NAME, `.wh..wh..opq` empties the dir
+    /// (except what this same layer put there).
+    #[default]
+    Apply,
+    /// Applying into an overlay snapshot's diff dir: `.wh.NAME` becomes a char device 0/0 named
+    /// NAME, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on the dir.
+    Overlay,
+    /// Not a layer (ADD of an archive): `.wh.*` names are plain files.
+    None,
+}
+
+/// Options of [`apply`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    pub whiteouts: WhiteoutMode,
+    /// Decompression-bomb cap on the tar bytes read (headers and data).
+    pub max_bytes: Option<u64>,
+    /// Keep the archive's uid/gid (root applying image layers); otherwise files belong to the
+    /// current user.
+    pub same_owner: bool,
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Entries created (files, dirs, links, devices).
+    pub entries: u64,
+    /// Whiteout and opaque entries handled.
+    pub whiteouts: u64,
+    /// Tar bytes consumed, including the end-of-archive padding.
+    pub bytes_read: u64,
+}
+
+/// Extracts the layer tar `reader` into `root`.
+pub fn apply<R: Read>(
+    reader: R,
+    root: &Path,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats, LayerError> {
+    let handle = Root::open(root).map_err(|source| LayerError::Resolve {
+        name: String::new(),
+        op: "open root",
+        root: root.to_path_buf(),
+        source,
+    })?;
+    apply_in(reader, &handle, root, opts)
+}
+
+/// [`apply`] onto an already opened root (used by `extract_if_archive` for a sub-directory).
+pub(crate) fn apply_in<R: Read>(
+    reader: R,
+    root: &Root,
+    root_path: &Path,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats, LayerError> {
+    let count = Rc::new(Cell::new(0u64));
+    let counting = CountingReader {
+        inner: reader,
+        count: Rc::clone(&count),
+        cap: opts.max_bytes,
+    };
+    let mut archive = tar::Archive::new(counting);
+    let mut applier = Applier {
+        root,
+        root_path,
+        opts,
+        stats: ApplyStats::default(),
+        dir_times: Vec::new(),
+        unpacked: HashSet::new(),
+    };
+    let cap_err = |e: io::Error, count: &Cell<u64>| match opts.max_bytes {
+        Some(cap) if count.get() > cap => LayerError::SizeCap { cap },
+        _ => LayerError::Read(e),
+    };
+    {
+        let entries = archive.entries().map_err(|e| cap_err(e, &count))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| cap_err(e, &count))?;
+            applier.entry(entry).map_err(|e| match e {
+                LayerError::Entry { .. } | LayerError::Read(_) => match opts.max_bytes {
+                    Some(cap) if count.get() > cap => LayerError::SizeCap { cap },
+                    _ => e,
+                },
+                other => other,
+            })?;
+        }
+    }
+    applier.finish_dir_times()?;
+    // Drain the end-of-archive blocks so a hashing reader around us sees the whole stream.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| cap_err(e, &count))?;
+    applier.stats.bytes_read = count.get();
+    Ok(applier.stats)
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+    cap: Option<u64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        if let Some(cap) = self.cap {
+            if self.count.get() > cap {
+                return Err(io::Error::other(format!("layer exceeds {cap} bytes")));
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct Applier<'a> {
+    root: &'a Root,
+    root_path: &'a Path,
+    opts: &'a ApplyOptions,
+    stats: ApplyStats,
+    /// Directory mtimes, set at the end because creating children changes them.
+    dir_times: Vec<(Vec<Vec<u8>>, Timespec)>,
+    /// Names this layer created: whiteouts only hide lower layers, never these.
+    unpacked: HashSet<Vec<u8>>,
+}
+
+/// Header fields that PAX records may override.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: Timespec,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let kind = entry.header().entry_type();
+        let raw_name = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw_name).into_owned();
+        if kind == EntryType::XGlobalHeader {
+            return Ok(());
+        }
+        let Some(comps) =
+            clean(&raw_name).ok_or_else(|| LayerError::Escape { name: name.clone() })?
+        else {
+            return Ok(()); // the root itself: never replaced or re-moded
+        };
+        let (base, parent) = comps
+            .split_last()
+            .ok_or_else(|| LayerError::Escape { name: name.clone() })?;
+
+        if self.opts.whiteouts != WhiteoutMode::None {
+            if let Some(w) = whiteout::classify(base) {
+                // A whiteout is an empty regular file (image-spec); anything else is malformed.
+                let regular = matches!(kind, EntryType::Regular | EntryType::Continuous);
+                if !regular || entry.size() != 0 {
+                    return Err(LayerError::InvalidWhiteout { name });
+                }
+                return self.whiteout(&name, parent, w);
+            }
+        }
+
+        let meta = self.meta(&mut entry, &name)?;
+        let dir = self.parent_dir(&name, parent)?;
+        let is_dir = kind == EntryType::Directory;
+        // Only dir-over-dir merges; anything else at that name is removed first, so nothing is
+        // ever written through what was there (a symlink, a hardlinked file...).
+        let mut keep_dir = false;
+        if let Ok(st) = rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            keep_dir = existing_dir && is_dir;
+            if !keep_dir {
+                self.remove_child(&name, parent, base)?;
+            }
+        }
+
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    base.as_slice(),
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| LayerError::entry(&name, "create file", e))?;
+                let mut file = File::from(fd);
+                let want = entry.size();
+                let got = io::copy(&mut entry, &mut file)
+                    .map_err(|e| LayerError::entry(&name, "write file", e))?;
+                if got != want {
+                    return Err(LayerError::Truncated { name, got, want });
+                }
+                self.set_attrs_fd(&name, file.as_fd(), &meta)?;
+                rustix::fs::futimens(&file, &times(meta.mtime))
+                    .map_err(|e| LayerError::entry(&name, "set mtime", e))?;
+            }
+            EntryType::Directory => {
+                if !keep_dir {
+                    rustix::fs::mkdirat(&dir, base.as_slice(), Mode::from_raw_mode(0o700))
+                        .map_err(|e| LayerError::entry(&name, "mkdir", e))?;
+                }
+                let fd = rustix::fs::openat(
+                    &dir,
+                    base.as_slice(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| LayerError::entry(&name, "open dir", e))?;
+                self.set_attrs_fd(&name, fd.as_fd(), &meta)?;
+                self.dir_times.push((comps.clone(), meta.mtime));
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| {
+                        LayerError::entry(&name, "symlink", io::Error::other("no target"))
+                    })?
+                    .into_owned();
+                // The target is stored verbatim: containment happens when paths are resolved.
+                rustix::fs::symlinkat(target.as_slice(), &dir, base.as_slice())
+                    .map_err(|e| LayerError::entry(&name, "symlink", e))?;
+                self.set_attrs_at(&name, &dir, base, &meta, false)?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| {
+                        LayerError::entry(&name, "hardlink", io::Error::other("no target"))
+                    })?
+                    .into_owned();
+                self.hardlink(&name, &dir, base, &target)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let (ft, dev) = match kind {
+                    EntryType::Char | EntryType::Block => {
+                        let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+                        let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                        let ft = if kind == EntryType::Char {
+                            FileType::CharacterDevice
+                        } else {
+                            FileType::BlockDevice
+                        };
+                        (ft, rustix::fs::makedev(major, minor))
+                    }
+                    _ => (FileType::Fifo, 0),
+                };
+                rustix::fs::mknodat(&dir, base.as_slice(), ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(|e| LayerError::entry(&name, "mknod", e))?;
+                self.set_attrs_at(&name, &dir, base, &meta, true)?;
+            }
+            other => {
+                return Err(LayerError::Unsupported { name, kind: other });
+            }
+        }
+        self.stats.entries += 1;
+        // Ancestors too: they may have been created implicitly for this entry.
+        for i in 1..=comps.len() {
+            self.unpacked.insert(comps[..i].join(&b'/'));
+        }
+        Ok(())
+    }
+
+    /// Mode, uid/gid, mtime (PAX-aware) and `SCHILY.xattr.*` records of an entry.
+    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, LayerError> {
+        let h = entry.header();
+        let mode = h
+            .mode()
+            .map_err(|e| LayerError::entry(name, "mode field", e))?
+            & 0o7777;
+        let mut uid = h
+            .uid()
+            .map_err(|e| LayerError::entry(name, "uid field", e))?;
+        let mut gid = h
+            .gid()
+            .map_err(|e| LayerError::entry(name, "gid field", e))?;
+        let mut mtime = Timespec {
+            tv_sec: h
+                .mtime()
+                .map_err(|e| LayerError::entry(name, "mtime field", e))? as i64,
+            tv_nsec: 0,
+        };
+        let mut xattrs = Vec::new();
+        if let Some(pax) = entry
+            .pax_extensions()
+            .map_err(|e| LayerError::entry(name, "PAX header", e))?
+        {
+            for ext in pax {
+                let ext = ext.map_err(|e| LayerError::entry(name, "PAX record", e))?;
+                let Ok(key) = ext.key() else { continue };
+                let value = ext.value_bytes();
+                let text = std::str::from_utf8(value).unwrap_or("");
+                match key {
+                    "uid" => uid = text.parse().unwrap_or(uid),
+                    "gid" => gid = text.parse().unwrap_or(gid),
+                    "mtime" => {
+                        if let Some(ts) = parse_pax_time(text) {
+                            mtime = ts;
+                        }
+                    }
+                    _ => {
+                        if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                            // Overlay bookkeeping from an untrusted tar could redirect lookups.
+                            if !x.starts_with("trusted.overlay.") && !x.starts_with("user.overlay.")
+                            {
+                                xattrs.push((x.as_bytes().to_vec(), value.to_vec()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Meta {
+            mode,
+            uid: u32::try_from(uid).unwrap_or(0),
+            gid: u32::try_from(gid).unwrap_or(0),
+            mtime,
+            xattrs,
+        })
+    }
+
+    /// Owner, then mode (chown clears setuid), then xattrs, on an open file or directory.
+    fn set_attrs_fd(&self, name: &str, fd: BorrowedFd<'_>, meta: &Meta) -> Result<(), LayerError> {
+        if self.opts.same_owner {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+            )
+            .map_err(|e| LayerError::entry(name, "chown", e))?;
+        }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
+            .map_err(|e| LayerError::entry(name, "chmod", e))?;
+        for (key, value) in &meta.xattrs {
+            let res =
+                rustix::fs::fsetxattr(fd, key.as_slice(), value, rustix::fs::XattrFlags::empty());
+            ignore_unsupported_xattr(res).map_err(|e| LayerError::entry(name, "setxattr", e))?;
+        }
+        Ok(())
+    }
+
+    /// Attributes of a symlink/device/fifo just created as `base` in `dir`.
+    fn set_attrs_at(
+        &self,
+        name: &str,
+        dir: &OwnedFd,
+        base: &[u8],
+        meta: &Meta,
+        chmod: bool,
+    ) -> Result<(), LayerError> {
+        if self.opts.same_owner {
+            rustix::fs::chownat(
+                dir,
+                base,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| LayerError::entry(name, "lchown", e))?;
+        }
+        if chmod {
+            // Not a symlink (we just mknod'ed it), so following is moot here.
+            rustix::fs::chmodat(dir, base, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+                .map_err(|e| LayerError::entry(name, "chmod", e))?;
+        }
+        if !meta.xattrs.is_empty() {
+            // l*xattr through the parent fd's /proc path: the final component is not followed.
+            let mut path =
+                format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(dir)).into_bytes();
+            path.extend_from_slice(base);
+            let path = Path::new(OsStr::from_bytes(&path));
+            for (key, value) in &meta.xattrs {
+                let res = rustix::fs::lsetxattr(
+                    path,
+                    key.as_slice(),
+                    value,
+                    rustix::fs::XattrFlags::empty(),
+                );
+                ignore_unsupported_xattr(res)
+                    .map_err(|e| LayerError::entry(name, "lsetxattr", e))?;
+            }
+        }
+        rustix::fs::utimensat(dir, base, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| LayerError::entry(name, "set mtime", e))
+    }
+
+    fn hardlink(
+        &mut self,
+        name: &str,
+        dir: &OwnedFd,
+        base: &[u8],
+        target: &[u8],
+    ) -> Result<(), LayerError> {
+        let escape = || LayerError::HardlinkEscape {
+            name: name.to_string(),
+            target: String::from_utf8_lossy(target).into_owned(),
+        };
+        let comps = clean(target).ok_or_else(escape)?.ok_or_else(escape)?;
+        let (tbase, tparent) = comps.split_last().ok_or_else(escape)?;
+        let tdir = self
+            .root
+            .resolve(join(tparent))
+            .map_err(|source| self.resolve_err(name, "resolve hardlink target", source))?;
+        // linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+        rustix::fs::linkat(&tdir, tbase.as_slice(), dir, base, AtFlags::empty())
+            .map_err(|e| LayerError::entry(name, "hardlink", e))
+    }
+
+    fn whiteout(
+        &mut self,
+        name: &str,
+        parent: &[Vec<u8>],
+        w: Whiteout<'_>,
+    ) -> Result<(), LayerError> {
+        self.stats.whiteouts += 1;
+        if let Whiteout::Delete(target) = w {
+            let mut full = parent.join(&b'/');
+            if !full.is_empty() {
+                full.push(b'/');
+            }
+            full.extend_from_slice(target);
+            if self.unpacked.contains(&full) {
+                return Ok(()); // same-layer file: whiteouts apply to lower layers only
+            }
+        }
+        match (w, self.opts.whiteouts) {
+            (Whiteout::Invalid, _) => Err(LayerError::InvalidWhiteout {
+                name: name.to_string(),
+            }),
+            (Whiteout::Opaque, WhiteoutMode::Overlay) => {
+                let dir = self.parent_dir(name, parent)?;
+                let res = rustix::fs::fsetxattr(
+                    &dir_fd(&dir, name)?,
+                    OVERLAY_OPAQUE_XATTR,
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                );
+                res.map_err(|e| LayerError::entry(name, "set opaque xattr", e))
+            }
+            (Whiteout::Delete(target), WhiteoutMode::Overlay) => {
+                let dir = self.parent_dir(name, parent)?;
+                if rustix::fs::statat(&dir, target, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                    let mut t = parent.to_vec();
+                    t.push(target.to_vec());
+                    self.remove_path(name, &t)?;
+                }
+                rustix::fs::mknodat(
+                    &dir,
+                    target,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rustix::fs::makedev(0, 0),
+                )
+                .map_err(|e| LayerError::entry(name, "mknod whiteout", e))
+            }
+            (Whiteout::Opaque, _) => {
+                let Some(dir) = self.existing_dir(name, parent)? else {
+                    return Ok(());
+                };
+                let fd = dir_fd(&dir, name)?;
+                let children = rustix::fs::Dir::read_from(&fd)
+                    .map_err(|e| LayerError::entry(name, "read dir", e))?;
+                let prefix = parent.join(&b'/');
+                let mut doomed = Vec::new();
+                for child in children {
+                    let child = child.map_err(|e| LayerError::entry(name, "read dir", e))?;
+                    let child_name = child.file_name().to_bytes();
+                    if child_name == b"." || child_name == b".." {
+                        continue;
+                    }
+                    let mut full = prefix.clone();
+                    if !full.is_empty() {
+                        full.push(b'/');
+                    }
+                    full.extend_from_slice(child_name);
+                    if !self.unpacked.contains(&full) {
+                        doomed.push(child_name.to_vec());
+                    }
+                }
+                for child in doomed {
+                    let mut t = parent.to_vec();
+                    t.push(child);
+                    self.remove_path(name, &t)?;
+                }
+                Ok(())
+            }
+            (Whiteout::Delete(target), _) => {
+                let Some(dir) = self.existing_dir(name, parent)? else {
+                    return Ok(());
+                };
+                if rustix::fs::statat(&dir, target, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                    let mut t = parent.to_vec();
+                    t.push(target.to_vec());
+                    self.remove_path(name, &t)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The parent directory of an entry, created (0755, like Docker) when missing.
+    fn parent_dir(&self, name: &str, parent: &[Vec<u8>]) -> Result<OwnedFd, LayerError> {
+        match self.existing_dir(name, parent)? {
+            Some(fd) => Ok(fd),
+            None => {
+                let perm = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+                let h = self
+                    .root
+                    .mkdir_all(join(parent), &perm)
+                    .map_err(|source| self.resolve_err(name, "create parent dirs", source))?;
+                Ok(OwnedFd::from(h))
+            }
+        }
+    }
+
+    /// The parent directory resolved inside the root, `None` if it does not exist.
+    fn existing_dir(&self, name: &str, parent: &[Vec<u8>]) -> Result<Option<OwnedFd>, LayerError> {
+        match self.root.resolve(join(parent)) {
+            Ok(h) => Ok(Some(OwnedFd::from(h))),
+            Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::ENOENT)) => Ok(None),
+            Err(source) => Err(self.resolve_err(name, "resolve parent", source)),
+        }
+    }
+
+    fn remove_child(&self, name: &str, parent: &[Vec<u8>], base: &[u8]) -> Result<(), LayerError> {
+        let mut t = parent.to_vec();
+        t.push(base.to_vec());
+        self.remove_path(name, &t)
+    }
+
+    /// Removes a path (recursively, never following its final component) inside the root.
+    fn remove_path(&self, name: &str, comps: &[Vec<u8>]) -> Result<(), LayerError> {
+        self.root
+            .remove_all(join(comps))
+            .map_err(|source| self.resolve_err(name, "remove existing", source))
+    }
+
+    fn finish_dir_times(&mut self) -> Result<(), LayerError> {
+        for (comps, mtime) in self.dir_times.iter().rev() {
+            let name = String::from_utf8_lossy(&comps.join(&b'/')).into_owned();
+            let Some((base, parent)) = comps.split_last() else {
+                continue;
+            };
+            // The dir may have been replaced or whited out later in the layer: skip it then.
+            let Ok(dir) = self.root.resolve(join(parent)) else {
+                continue;
+            };
+            match rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                _ => continue,
+            }
+            rustix::fs::utimensat(
+                &dir,
+                base.as_slice(),
+                &times(*mtime),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| LayerError::entry(&name, "set dir mtime", e))?;
+        }
+        Ok(())
+    }
+
+    fn resolve_err(
+        &self,
+        name: &str,
+        op: &'static str,
+        source: pathrs::error::Error,
+    ) -> LayerError {
+        LayerError::Resolve {
+            name: name.to_string(),
+            op,
+            root: self.root_path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Reopens an O_PATH directory handle as a real directory fd (needed for xattrs, readdir).
+fn dir_fd(dir: &OwnedFd, name: &str) -> Result<OwnedFd, LayerError> {
+    rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::entry(name, "open dir", e))
+}
+
+fn ignore_unsupported_xattr(res: rustix::io::Result<()>) -> rustix::io::Result<()> {
+    match res {
+        // Filesystems without xattrs, or user.* on special files: Docker skips these too.
+        Err(e) if e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::PERM => Ok(()),
+        other => other,
+    }
+}
+
+fn times(mtime: Timespec) -> Timestamps {
+    Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    }
+}
+
+/// PAX `mtime` is decimal seconds with an optional fraction.
+fn parse_pax_time(text: &str) -> Option<Timespec> {
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let tv_sec: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let tv_nsec = if digits.is_empty() {
+        0
+    } else {
+        let n: i64 = digits.parse().ok()?;
+        n * 10i64.pow(9 - digits.len() as u32)
+    };
+    Some(Timespec { tv_sec, tv_nsec })
+}
+
+/// Lexically cleans an archive name into components: `""`/`.` dropped, `..` pops, a leading
+/// `/` ignored. `None` if `..` climbs above the root; `Some(None)` if it is the root itself.
+#[allow(clippy::option_option)]
+fn clean(name: &[u8]) -> Option<Option<Vec<Vec<u8>>>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for comp in name.split(|b| *b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                out.pop()?;
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    Some(if out.is_empty() { None } else { Some(out) })
+}
+
+/// Components -> a relative path for pathrs (`.` for the root).
+fn join(comps: &[Vec<u8>]) -> PathBuf {
+    if comps.is_empty() {
+        return PathBuf::from(".");
+    }
+    PathBuf::from(OsStr::from_bytes(&comps.join(&b'/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_names() {
+        let c = |s: &str| clean(s.as_bytes());
+        let v = |parts: &[&str]| Some(Some(parts.iter().map(|p| p.as_bytes().to_vec()).collect()));
+        assert_eq!(c("a/b"), v(&["a", "b"]));
+        assert_eq!(c("/etc/passwd"), v(&["etc", "passwd"]));
+        assert_eq!(c("./a/./b/"), v(&["a", "b"]));
+        assert_eq!(c("a/../b"), v(&["b"]));
+        assert_eq!(c("../x"), None);
+        assert_eq!(c("a/../../x"), None);
+        assert_eq!(c("."), Some(None));
+        assert_eq!(c("/"), Some(None));
+        assert_eq!(c(""), Some(None));
+    }
+
+    #[test]
+    fn pax_times() {
+        let t = parse_pax_time("1700000000.5").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (1700000000, 500_000_000));
+        let t = parse_pax_time("12").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (12, 0));
+        assert!(parse_pax_time("x").is_none());
+    }
+}
