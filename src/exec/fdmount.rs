@@ -13,7 +13,7 @@ use super::error::ExecError;
 use super::stubs::StubKind;
 
 /// `/proc/self/fd/N` for `fd` (the helper still sees the host's /proc).
-pub(crate) fn fd_path(fd: impl AsFd) -> String {
+pub(crate) fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
 }
 
@@ -53,7 +53,9 @@ pub(crate) fn mount_on(
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<(), ExecError> {
-    nix::mount::mount(source, fd_path(target).as_str(), fstype, flags, data)
+    // Borrowed, so `target` stays open until mount(2) has resolved the path.
+    let path = fd_path(target.as_fd());
+    nix::mount::mount(source, path.as_str(), fstype, flags, data)
         .map_err(|e| ExecError::io(format!("mount {what}"), e))
 }
 
@@ -67,7 +69,7 @@ pub(crate) fn bind(
     extra_flags: MsFlags,
 ) -> Result<(), ExecError> {
     let target = mount_point(root, path, kind)?;
-    let src = fd_path(source);
+    let src = fd_path(source.as_fd());
     mount_on(
         path,
         Some(&src),
