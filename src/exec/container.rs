@@ -6,7 +6,6 @@ use std::os::fd::AsRawFd;
 
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use pathrs::Root;
 use rustix::fs::Mode;
 
 use super::error::ExecError;
@@ -16,9 +15,11 @@ use super::protocol::{HelperRequest, Status, StatusPipe, STATUS_FD};
 use super::rootfs;
 
 pub(crate) fn init(req: &HelperRequest, status: &StatusPipe) -> ! {
-    let err = match start(req) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    // A panic here must not look like the command's own exit status (101).
+    let err = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| start(req))) {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e,
+        Err(_) => ExecError::Setup("container init panicked".into()),
     };
     status.send(&Status::SetupError(err.to_string()));
     std::process::exit(127)
@@ -70,16 +71,9 @@ fn stdin_from_dev_null() -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Creates the workdir (root, 0755) inside the new root and enters it; then checks the
-/// cwd is reachable from `/` (runc's verifyCwd for CVE-2024-21626).
+/// Enters the workdir (created by `rootfs::setup`); then checks the cwd is reachable
+/// from `/` (runc's verifyCwd for CVE-2024-21626).
 fn enter_workdir(workdir: &str) -> Result<(), ExecError> {
-    let root = Root::open("/").map_err(|e| ExecError::path("/", e))?;
-    root.mkdir_all(
-        workdir,
-        &std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .map_err(|e| ExecError::Setup(format!("create workdir {workdir}: {e}")))?;
-    drop(root);
     nix::unistd::chdir(workdir).map_err(|e| ExecError::io(format!("chdir {workdir}"), e))?;
     match nix::unistd::getcwd() {
         Ok(cwd) if cwd.is_absolute() => Ok(()),

@@ -101,6 +101,13 @@ pub(crate) fn setup(req: &HelperRequest) -> Result<(), ExecError> {
     for m in &spec.mounts {
         mount_one(&root, &dev, m)?;
     }
+    // Here, not after pivot_root: pathrs needs the host's /proc, and with procfs mounted
+    // a `/proc/self/fd/N` workdir hits a magic link, which pathrs refuses (D1).
+    root.mkdir_all(
+        &spec.workdir,
+        &std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(|e| ExecError::Setup(format!("create workdir {}: {e}", spec.workdir)))?;
     pivot(&root)
 }
 
