@@ -1,1 +1,33 @@
 //! RUN: executes a command in Linux namespaces over a snapshot.
+//!
+//! `run` (in rbuild, multi-threaded) re-executes the rbuild binary as a single-threaded
+//! helper (`helper_main_if_requested`, called first in `main`). The helper unshares
+//! mount/pid/uts/ipc (and net for `Network::None`) namespaces and forks the container's
+//! PID 1, which builds the filesystem view (`rootfs`), drops privileges and execs the
+//! command. Mount points missing from the image are stubbed for the run and removed
+//! afterwards (`stubs`), so they never reach the layer.
+
+mod container;
+mod devices;
+mod error;
+mod etc_files;
+mod fdmount;
+mod helper;
+mod launch;
+mod netns;
+mod privileges;
+mod protocol;
+mod rootfs;
+mod runner;
+mod sealed_exe;
+mod spec;
+mod stubs;
+mod user;
+
+pub use error::ExecError;
+pub use helper::helper_main_if_requested;
+pub use privileges::DOCKER_DEFAULT_CAPS;
+pub use protocol::HELPER_ARG;
+pub use runner::{run, run_with};
+pub use spec::{ExecConfig, Mount, MountKind, Network, RunOutcome, RunSpec, Stream};
+pub use user::{resolve_group, resolve_user};

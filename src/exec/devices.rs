@@ -1,0 +1,134 @@
+//! The container's `/dev`: a fresh tmpfs (the image's own /dev content, including any
+//! planted symlinks such as `/dev/null -> /proc/sys/kernel/core_pattern`, is hidden
+//! under it; SECURITY D4) with Docker's standard nodes, devpts, /dev/shm and the
+//! /proc/self/fd symlinks.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+
+use nix::mount::MsFlags;
+use pathrs::flags::OpenFlags;
+use pathrs::Root;
+use rustix::fs::{makedev, FileType, Mode, OFlags};
+
+use super::error::ExecError;
+use super::fdmount::{mount_on, mount_point};
+use super::stubs::StubKind;
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// (name, major, minor): Docker's default device set.
+const NODES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+const SYMLINKS: [(&str, &str); 6] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+    ("core", "/proc/kcore"),
+];
+
+/// Mounts and fills `/dev`; returns its directory fd (our tmpfs, verified).
+pub(crate) fn mount_dev(root: &Root) -> Result<File, ExecError> {
+    let target = mount_point(root, "/dev", StubKind::Dir)?;
+    mount_on(
+        "/dev",
+        Some("tmpfs"),
+        &target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    drop(target);
+    let dev = root
+        .open_subpath(
+            "/dev",
+            OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY | OpenFlags::O_CLOEXEC,
+        )
+        .map_err(|e| ExecError::Setup(format!("open /dev: {e}")))?;
+    let fs = rustix::fs::fstatfs(&dev).map_err(|e| ExecError::io("statfs /dev", e))?;
+    if fs.f_type as i64 != TMPFS_MAGIC {
+        return Err(ExecError::Setup(
+            "/dev is not the tmpfs just mounted".into(),
+        ));
+    }
+    let io = |what: &str, e: rustix::io::Errno| ExecError::io(format!("/dev/{what}"), e);
+    for (name, major, minor) in NODES {
+        let mode = Mode::from_raw_mode(0o666);
+        rustix::fs::mknodat(
+            &dev,
+            name,
+            FileType::CharacterDevice,
+            mode,
+            makedev(major, minor),
+        )
+        .map_err(|e| io(name, e))?;
+    }
+    for (name, target) in SYMLINKS {
+        rustix::fs::symlinkat(target, &dev, name).map_err(|e| io(name, e))?;
+    }
+    rustix::fs::mkdirat(&dev, "pts", Mode::from_raw_mode(0o755)).map_err(|e| io("pts", e))?;
+    rustix::fs::mkdirat(&dev, "shm", Mode::from_raw_mode(0o1777)).map_err(|e| io("shm", e))?;
+    rustix::fs::mkdirat(&dev, "mqueue", Mode::from_raw_mode(0o755)).map_err(|e| io("mqueue", e))?;
+
+    let sub = |name: &str| {
+        rustix::fs::openat(
+            &dev,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(name, e))
+    };
+    mount_on(
+        "/dev/pts",
+        Some("devpts"),
+        sub("pts")?,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mount_on(
+        "/dev/shm",
+        Some("shm"),
+        sub("shm")?,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )?;
+    mount_on(
+        "/dev/mqueue",
+        Some("mqueue"),
+        sub("mqueue")?,
+        Some("mqueue"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    Ok(dev)
+}
+
+/// An O_PATH fd of our `/dev/null` (for masking files), checked to be the 1:3 device.
+pub(crate) fn dev_null(dev: &File) -> Result<std::os::fd::OwnedFd, ExecError> {
+    let fd = rustix::fs::openat(
+        dev,
+        "null",
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ExecError::io("open /dev/null", e))?;
+    let st = rustix::fs::fstat(fd.as_fd()).map_err(|e| ExecError::io("stat /dev/null", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::CharacterDevice
+        || st.st_rdev != makedev(1, 3)
+    {
+        return Err(ExecError::Setup("/dev/null is not the null device".into()));
+    }
+    Ok(fd)
+}

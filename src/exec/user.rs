@@ -1,0 +1,318 @@
+//! USER resolution against the image's own `/etc/passwd` and `/etc/group`.
+//!
+//! The files are read through `pathrs` (resolved inside the rootfs; a symlink can never
+//! lead to a host file), must be regular files, and are read with a size cap (SECURITY D7:
+//! a FIFO, `/dev/zero` or a huge file gives a clean error instead of a hang). Semantics
+//! follow runc's `GetExecUser`: a name or uid matches a passwd entry; a bare user uses the
+//! entry's primary gid and gets its `/etc/group` memberships as supplementary groups; an
+//! explicit group replaces the gid and adds no supplementary groups; a numeric uid with no
+//! passwd entry runs with gid 0.
+
+use std::io::Read;
+use std::path::Path;
+
+use pathrs::error::ErrorKind;
+use pathrs::flags::OpenFlags;
+use pathrs::Root;
+
+use super::error::ExecError;
+
+/// Larger passwd/group files are rejected (real ones are a few KiB).
+const MAX_DB_FILE: u64 = 4 * 1024 * 1024;
+
+/// Resolves a USER value (`name`, `uid`, `name:group`, `uid:gid`) inside `rootfs`.
+/// Returns `(uid, gid, supplementary gids)`.
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), ExecError> {
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    if user_part.is_empty() || group_part == Some("") {
+        return Err(ExecError::InvalidSpec(format!("invalid USER {user:?}")));
+    }
+    let root = open_root(rootfs)?;
+    let passwd = read_db(&root, rootfs, "/etc/passwd")?.unwrap_or_default();
+    let uid_arg = parse_id(user_part);
+
+    let entry = passwd
+        .lines()
+        .filter_map(PasswdEntry::parse)
+        .find(|e| e.name == user_part || Some(e.uid) == uid_arg);
+    let (uid, mut gid, name) = match (entry, uid_arg) {
+        (Some(e), _) => (e.uid, e.gid, Some(e.name.to_string())),
+        (None, Some(uid)) => (uid, 0, None),
+        (None, None) => {
+            return Err(ExecError::UserNotFound {
+                user: user_part.to_string(),
+                rootfs: rootfs.to_path_buf(),
+            })
+        }
+    };
+
+    let mut supplementary = Vec::new();
+    match group_part {
+        Some(group) => gid = lookup_group(&root, rootfs, group)?,
+        None => {
+            if let Some(name) = name {
+                let groups = read_db(&root, rootfs, "/etc/group")?.unwrap_or_default();
+                for g in groups.lines().filter_map(GroupEntry::parse) {
+                    if g.members.split(',').any(|m| m == name) && !supplementary.contains(&g.gid) {
+                        supplementary.push(g.gid);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, supplementary))
+}
+
+/// Resolves a group name or numeric gid inside `rootfs` (for `COPY --chown=user:group`).
+pub fn resolve_group(rootfs: &Path, group: &str) -> Result<u32, ExecError> {
+    let root = open_root(rootfs)?;
+    lookup_group(&root, rootfs, group)
+}
+
+fn lookup_group(root: &Root, rootfs: &Path, group: &str) -> Result<u32, ExecError> {
+    let gid_arg = parse_id(group);
+    let groups = read_db(root, rootfs, "/etc/group")?.unwrap_or_default();
+    let found = groups
+        .lines()
+        .filter_map(GroupEntry::parse)
+        .find(|g| g.name == group || Some(g.gid) == gid_arg);
+    match (found, gid_arg) {
+        (Some(g), _) => Ok(g.gid),
+        (None, Some(gid)) => Ok(gid),
+        (None, None) => Err(ExecError::GroupNotFound {
+            group: group.to_string(),
+            rootfs: rootfs.to_path_buf(),
+        }),
+    }
+}
+
+fn parse_id(s: &str) -> Option<u32> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn open_root(rootfs: &Path) -> Result<Root, ExecError> {
+    Root::open(rootfs).map_err(|e| ExecError::path(rootfs, e))
+}
+
+/// Reads a small regular file inside the root; `None` when it does not exist.
+fn read_db(root: &Root, rootfs: &Path, path: &str) -> Result<Option<String>, ExecError> {
+    let shown = rootfs.join(path.trim_start_matches('/'));
+    // O_NONBLOCK: opening a FIFO planted at this path must not block (D7).
+    let flags = OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK | OpenFlags::O_CLOEXEC;
+    let file = match root.open_subpath(path, flags) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::OsError(Some(libc::ENOENT)) => return Ok(None),
+        Err(e) => return Err(ExecError::path(shown, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| ExecError::io(format!("stat {}", shown.display()), e))?;
+    if !meta.file_type().is_file() {
+        return Err(ExecError::BadFile {
+            path: shown,
+            reason: "not a regular file".into(),
+        });
+    }
+    let mut buf = Vec::new();
+    file.take(MAX_DB_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| ExecError::io(format!("read {}", shown.display()), e))?;
+    if buf.len() as u64 > MAX_DB_FILE {
+        return Err(ExecError::BadFile {
+            path: shown,
+            reason: format!("larger than {MAX_DB_FILE} bytes"),
+        });
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+}
+
+impl<'a> PasswdEntry<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let _password = f.next()?;
+        let uid = f.next()?.trim().parse().ok()?;
+        let gid = f.next()?.trim().parse().ok()?;
+        Some(PasswdEntry { name, uid, gid })
+    }
+}
+
+struct GroupEntry<'a> {
+    name: &'a str,
+    gid: u32,
+    members: &'a str,
+}
+
+impl<'a> GroupEntry<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let _password = f.next()?;
+        let gid = f.next()?.trim().parse().ok()?;
+        let members = f.next().unwrap_or("").trim();
+        Some(GroupEntry { name, gid, members })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:app,other\nwheel:x:10:app\napp:x:1000:\nnogroup:x:65534:\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn name_uses_primary_gid_and_memberships() {
+        let r = rootfs();
+        assert_eq!(
+            resolve_user(r.path(), "app").unwrap(),
+            (1000, 1000, vec![50, 10])
+        );
+        assert_eq!(
+            resolve_user(r.path(), "nobody").unwrap(),
+            (65534, 65534, vec![])
+        );
+    }
+
+    #[test]
+    fn numeric_uid_matches_entry_or_defaults_gid_0() {
+        let r = rootfs();
+        assert_eq!(
+            resolve_user(r.path(), "1000").unwrap(),
+            (1000, 1000, vec![50, 10])
+        );
+        assert_eq!(resolve_user(r.path(), "4242").unwrap(), (4242, 0, vec![]));
+    }
+
+    #[test]
+    fn explicit_group_replaces_gid_without_supplementary() {
+        let r = rootfs();
+        assert_eq!(
+            resolve_user(r.path(), "app:staff").unwrap(),
+            (1000, 50, vec![])
+        );
+        assert_eq!(
+            resolve_user(r.path(), "1000:50").unwrap(),
+            (1000, 50, vec![])
+        );
+        assert_eq!(
+            resolve_user(r.path(), "4242:777").unwrap(),
+            (4242, 777, vec![])
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_errors_naming_them() {
+        let r = rootfs();
+        let e = resolve_user(r.path(), "ghost").unwrap_err();
+        assert!(
+            matches!(e, ExecError::UserNotFound { ref user, .. } if user == "ghost"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("ghost"));
+        let e = resolve_user(r.path(), "app:ghosts").unwrap_err();
+        assert!(e.to_string().contains("ghosts"), "{e}");
+        assert!(resolve_user(r.path(), "").is_err());
+        assert!(resolve_user(r.path(), "app:").is_err());
+    }
+
+    #[test]
+    fn numeric_ids_work_without_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            resolve_user(dir.path(), "1000:50").unwrap(),
+            (1000, 50, vec![])
+        );
+        assert_eq!(resolve_user(dir.path(), "0").unwrap(), (0, 0, vec![]));
+        assert!(resolve_user(dir.path(), "root").is_err());
+        assert_eq!(resolve_group(dir.path(), "12").unwrap(), 12);
+    }
+
+    #[test]
+    fn resolve_group_by_name() {
+        let r = rootfs();
+        assert_eq!(resolve_group(r.path(), "staff").unwrap(), 50);
+        assert!(resolve_group(r.path(), "nope").is_err());
+    }
+
+    #[test]
+    fn d7_passwd_symlink_to_host_file_stays_in_root() {
+        let host = tempfile::tempdir().unwrap();
+        let host_passwd = host.path().join("passwd");
+        fs::write(&host_passwd, "evil:x:0:0::/:/bin/sh\n").unwrap();
+        let r = tempfile::tempdir().unwrap();
+        fs::create_dir(r.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host_passwd, r.path().join("etc/passwd")).unwrap();
+        // The absolute symlink resolves inside the rootfs, where it does not exist.
+        assert!(matches!(
+            resolve_user(r.path(), "evil").unwrap_err(),
+            ExecError::UserNotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn d7_passwd_fifo_or_device_is_rejected_without_hanging() {
+        let r = tempfile::tempdir().unwrap();
+        fs::create_dir(r.path().join("etc")).unwrap();
+        nix::unistd::mkfifo(
+            &r.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let e = resolve_user(r.path(), "app").unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+
+        let r2 = tempfile::tempdir().unwrap();
+        fs::create_dir_all(r2.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", r2.path().join("etc/group")).unwrap();
+        fs::create_dir_all(r2.path().join("dev")).unwrap();
+        // Inside the root /dev/zero does not exist: treated as a missing file.
+        assert_eq!(resolve_group(r2.path(), "5").unwrap(), 5);
+    }
+
+    #[test]
+    fn d7_huge_passwd_is_rejected() {
+        let r = tempfile::tempdir().unwrap();
+        fs::create_dir(r.path().join("etc")).unwrap();
+        let f = fs::File::create(r.path().join("etc/passwd")).unwrap();
+        f.set_len(MAX_DB_FILE + 10).unwrap();
+        let e = resolve_user(r.path(), "app").unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn d7_symlink_loop_is_a_clean_error() {
+        let r = tempfile::tempdir().unwrap();
+        fs::create_dir(r.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/loop2", r.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.path().join("etc/loop2")).unwrap();
+        assert!(resolve_user(r.path(), "app").is_err());
+    }
+}
