@@ -20,7 +20,7 @@ pub mod remote;
 pub mod source;
 pub mod stdin_tar;
 
-//pub use build_context::Context;
+pub use build_context::Context;
 //pub use copy::{copy, CopyEnv, CopyRequest, CopyStats, Extractor, SourceRoot};
 pub use error::ContextError;
 //pub use hash::hash_sources;
