@@ -1,1 +1,27 @@
 //! The build context: .dockerignore, source resolution, content hashing, COPY/ADD into a rootfs.
+//!
+//! Semantics follow BuildKit's Dockerfile frontend (`dockerfile2llb/convert_copy.go`) and its
+//! file backend (`tonistiigi/fsutil/copy`); the module docs of each file say which part. Points
+//! where rbuild deliberately differs are marked "Deviation" in the code and listed in
+//! `docs/context.md`.
+
+pub mod build_context;
+pub mod chmod;
+pub mod chown;
+pub mod copy;
+pub mod dest_root;
+pub mod error;
+pub mod filepath_match;
+pub mod git;
+pub mod hash;
+pub mod ignore;
+pub mod path_clean;
+pub mod remote;
+pub mod source;
+pub mod stdin_tar;
+
+pub use build_context::Context;
+//pub use copy::{copy, CopyEnv, CopyRequest, CopyStats, Extractor, SourceRoot};
+pub use error::ContextError;
+//pub use hash::hash_sources;
+pub use ignore::{read_ignore_file, PatternMatcher};
