@@ -52,6 +52,7 @@ pub fn extract_if_archive(
         whiteouts: WhiteoutMode::None,
         ..*opts
     };
+    // The joined path only names the destination in error messages; nothing resolves it.
     apply_in(
         Cursor::new(head).chain(reader),
         &dest_root,
