@@ -1,1 +1,183 @@
-//! The local, Docker-shaped image store and build cache.
+//! The local, Docker-shaped image store and build cache (layout: `docs/store-layout.md`).
+//!
+//! ```text
+//! <root>/lock                                   store-wide flock (metadata updates only)
+//! <root>/tmp/                                   temp files "<pid>-…" (stale ones removed on open)
+//! <root>/blobs/sha256/<hex>                     layer blobs as shipped (compressed), content-addressed
+//! <root>/image/overlay2/imagedb/content/sha256/<image id>          config bytes
+//! <root>/image/overlay2/imagedb/metadata/sha256/<id>/{parent,lastUpdated}
+//! <root>/image/overlay2/layerdb/sha256/<chainID>/{diff,parent,size,cache-id,rbuild-blob.json}
+//! <root>/image/overlay2/distribution/{diffid-by-digest,v2metadata-by-diffid}/sha256/<hex>
+//! <root>/image/overlay2/repositories.json
+//! <root>/cache/sha256/<key hex>                 build cache records (JSON)
+//! <root>/cache/by-parent/<parent hex|root>/<key hex>   index for miss explanations
+//! <root>/overlay2/                              snapshots (owned by `snapshot::Snapshotter`)
+//! ```
+//!
+//! Every file is written via temp file + fsync + rename; directories of records are renamed
+//! into place whole, so readers never see half a record and the first writer wins.
+
+pub mod blob;
+pub mod cache;
+pub mod commands;
+pub mod fsutil;
+pub mod images;
+pub mod layers;
+pub mod load;
+pub mod lock;
+
+pub use blob::BlobWriter;
+pub use cache::CacheRecord;
+pub use commands::{GraphDirs, ImagesOptions};
+pub use images::ImageSummary;
+pub use layers::LayerRecord;
+pub use load::LoadedImage;
+pub use lock::LockGuard;
+
+use crate::digest::Digest;
+use crate::image::ImageError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt store file {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("blob digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("layer {chain_id}: {reason}")]
+    BadLayer { chain_id: Digest, reason: String },
+    #[error("image {0} not found")]
+    ImageNotFound(String),
+    #[error("image {image} needs layer {chain_id}, which is not in the store")]
+    MissingLayer { image: Digest, chain_id: Digest },
+    #[error("conflict: unable to delete {id} ({reason})")]
+    Conflict { id: String, reason: String },
+    #[error("cannot load {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("layer extraction callback failed for {chain_id}: {message}")]
+    Extract { chain_id: Digest, message: String },
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A handle on the store. Cheap to clone; safe to share between threads and processes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    lock_state: Arc<lock::LockState>,
+}
+
+impl Store {
+    /// Opens (creating the layout if needed) the store at `root`, and removes temp files left by
+    /// processes that no longer run.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let store = Store {
+            lock_state: Arc::new(lock::LockState::new(root.join("lock"))),
+            root,
+        };
+        for dir in [
+            store.tmp_dir(),
+            store.blobs_dir(),
+            store.imagedb_content_dir(),
+            store.imagedb_metadata_dir(),
+            store.layerdb_dir(),
+            store
+                .distribution_dir()
+                .join("diffid-by-digest")
+                .join("sha256"),
+            store
+                .distribution_dir()
+                .join("v2metadata-by-diffid")
+                .join("sha256"),
+            store.cache_dir(),
+            store.cache_by_parent_dir(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        fsutil::clean_stale_tmp(&store.tmp_dir())?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    pub(crate) fn image_dir(&self) -> PathBuf {
+        self.root.join("image").join("overlay2")
+    }
+
+    pub(crate) fn imagedb_content_dir(&self) -> PathBuf {
+        self.image_dir()
+            .join("imagedb")
+            .join("content")
+            .join("sha256")
+    }
+
+    pub(crate) fn imagedb_metadata_dir(&self) -> PathBuf {
+        self.image_dir()
+            .join("imagedb")
+            .join("metadata")
+            .join("sha256")
+    }
+
+    pub(crate) fn layerdb_dir(&self) -> PathBuf {
+        self.image_dir().join("layerdb").join("sha256")
+    }
+
+    pub(crate) fn distribution_dir(&self) -> PathBuf {
+        self.image_dir().join("distribution")
+    }
+
+    pub(crate) fn repositories_path(&self) -> PathBuf {
+        self.image_dir().join("repositories.json")
+    }
+
+    pub(crate) fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache").join("sha256")
+    }
+
+    pub(crate) fn cache_by_parent_dir(&self) -> PathBuf {
+        self.root.join("cache").join("by-parent")
+    }
+
+    /// Where the blob with this digest is (or would be) stored.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Takes the store-wide metadata lock (reentrant within a thread, exclusive across threads
+    /// and processes). Hold it only around metadata updates, never across a build step.
+    pub fn lock(&self) -> Result<LockGuard, StoreError> {
+        lock::LockGuard::acquire(&self.lock_state)
+    }
+}

@@ -1,0 +1,467 @@
+//! `load`: imports a docker-archive (any `docker save` version, skopeo's too) or an OCI layout
+//! (directory or tar) into the store, verifying every blob against its digest and every layer
+//! against the config's diffIDs; and `export_image`, the reverse direction's input.
+
+use crate::digest::{chain_id, Digest, HashingReader, HashingWriter};
+use crate::export::docker_archive::ManifestItem;
+use crate::export::ExportImage;
+use crate::image::config::host_architecture;
+use crate::image::manifest::{
+    oci_layer_media_type, Descriptor, Index, Manifest, ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
+    MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD,
+};
+use crate::image::{ImageConfig, LayerDesc, Reference};
+use crate::store::{fsutil, io_err, LayerRecord, Store, StoreError};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+/// Callback that turns a layer blob into a snapshot and returns its cache-id.
+pub type ExtractFn<'a> =
+    dyn FnMut(&LayerRecord, &Path) -> Result<String, Box<dyn std::error::Error + Send + Sync>> + 'a;
+
+/// An image imported by `load_archive`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    pub id: Digest,
+    /// References tagged (familiar form).
+    pub tags: Vec<String>,
+}
+
+/// Files of the archive being loaded, addressable by their in-archive name.
+enum Source {
+    /// An OCI layout directory: only `index.json` and digest-named blobs are ever opened, so
+    /// every path is built from a validated digest, never from archive text.
+    Dir(PathBuf),
+    /// A tar unpacked into numbered files (names never touch the filesystem).
+    Staged {
+        _dir: tempfile::TempDir,
+        files: BTreeMap<String, PathBuf>,
+        links: BTreeMap<String, String>,
+    },
+}
+
+/// Lexically normalizes an in-archive name; None if it escapes the archive root.
+fn normalize(name: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(name).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?.to_string()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+impl Source {
+    fn stage_tar(store: &Store, path: &Path) -> Result<Source, StoreError> {
+        let dir = fsutil::temp_dir(&store.tmp_dir())?;
+        let f = File::open(path).map_err(io_err(path))?;
+        let mut ar = tar::Archive::new(f);
+        let mut files = BTreeMap::new();
+        let mut links = BTreeMap::new();
+        let bad = |e: io::Error| StoreError::Load {
+            path: path.to_path_buf(),
+            reason: format!("reading tar: {e}"),
+        };
+        for (n, entry) in ar.entries().map_err(bad)?.enumerate() {
+            let mut entry = entry.map_err(bad)?;
+            let raw = entry.path().map_err(bad)?.to_string_lossy().to_string();
+            let Some(name) = normalize(&raw) else {
+                continue;
+            };
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                let staged = dir.path().join(n.to_string());
+                let mut out = File::create(&staged).map_err(io_err(&staged))?;
+                io::copy(&mut entry, &mut out).map_err(io_err(&staged))?;
+                files.insert(name, staged);
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let target = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .map(|t| t.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let resolved = if kind.is_symlink() {
+                    let parent = Path::new(&name)
+                        .parent()
+                        .map(|p| p.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    normalize(&format!("{parent}/{target}"))
+                } else {
+                    normalize(&target)
+                };
+                if let Some(t) = resolved {
+                    links.insert(name, t);
+                }
+            }
+        }
+        Ok(Source::Staged {
+            _dir: dir,
+            files,
+            links,
+        })
+    }
+
+    fn file(&self, name: &str) -> Option<PathBuf> {
+        match self {
+            Source::Dir(root) => {
+                let name = normalize(name)?;
+                // Only fixed names and digest-addressed blobs.
+                if name == "index.json" || name == "manifest.json" {
+                    return Some(root.join(name)).filter(|p| p.is_file());
+                }
+                let hex = name.strip_prefix("blobs/sha256/")?;
+                let d = Digest::from_hex(hex).ok()?;
+                Some(root.join("blobs").join("sha256").join(d.hex())).filter(|p| p.is_file())
+            }
+            Source::Staged { files, links, .. } => {
+                let mut name = normalize(name)?;
+                for _ in 0..16 {
+                    if let Some(p) = files.get(&name) {
+                        return Some(p.clone());
+                    }
+                    name = links.get(&name)?.clone();
+                }
+                None
+            }
+        }
+    }
+
+    fn blob(&self, d: &Digest) -> Option<PathBuf> {
+        self.file(&format!("blobs/sha256/{}", d.hex()))
+    }
+}
+
+/// Compression of a layer blob, sniffed from its first bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn sniff(path: &Path) -> Result<Compression, StoreError> {
+    let mut magic = [0u8; 4];
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut n = 0;
+    while n < magic.len() {
+        let r = f.read(&mut magic[n..]).map_err(io_err(path))?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        _ => Compression::None,
+    })
+}
+
+/// Digest and size of the blob, and diffID and size of its uncompressed tar.
+fn hash_layer(path: &Path, c: Compression) -> Result<(Digest, u64, Digest, u64), StoreError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    let mut blob = HashingReader::new(io::BufReader::new(f));
+    let mut tar = HashingWriter::new(io::sink());
+    match c {
+        Compression::None => io::copy(&mut blob, &mut tar),
+        Compression::Gzip => io::copy(&mut flate2::read::MultiGzDecoder::new(&mut blob), &mut tar),
+        Compression::Zstd => {
+            zstd::stream::read::Decoder::new(&mut blob).and_then(|mut d| io::copy(&mut d, &mut tar))
+        }
+    }
+    .map_err(io_err(path))?;
+    // Drain trailing bytes the decoder did not need, so the blob digest covers the whole file.
+    io::copy(&mut blob, &mut io::sink()).map_err(io_err(path))?;
+    let (_, blob_digest, blob_size) = blob.finish();
+    let (_, diff_id, tar_size) = tar.finish();
+    Ok((blob_digest, blob_size, diff_id, tar_size))
+}
+
+/// One image found in the archive, before import.
+struct Candidate {
+    config: Vec<u8>,
+    /// Layer file and, when known, its descriptor.
+    layers: Vec<(PathBuf, Option<Descriptor>)>,
+    tags: Vec<Reference>,
+    manifest_digest: Option<Digest>,
+}
+
+impl Store {
+    /// Imports every image of a docker-archive or OCI layout (directory or tar). For each new
+    /// layer the blob is stored, then `extract` makes the snapshot and returns its cache-id.
+    pub fn load_archive(
+        &self,
+        path: &Path,
+        extract: &mut ExtractFn<'_>,
+    ) -> Result<Vec<LoadedImage>, StoreError> {
+        let src = if path.is_dir() {
+            Source::Dir(path.to_path_buf())
+        } else {
+            Source::stage_tar(self, path)?
+        };
+        let load_err = |reason: String| StoreError::Load {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let read = |name: &str| -> Result<Vec<u8>, StoreError> {
+            let p = src
+                .file(name)
+                .ok_or_else(|| load_err(format!("{name} is missing")))?;
+            std::fs::read(&p).map_err(io_err(&p))
+        };
+        let candidates = if src.file("manifest.json").is_some() {
+            self.docker_candidates(&src, &read("manifest.json")?, &load_err)?
+        } else if src.file("index.json").is_some() {
+            self.oci_candidates(&src, &read("index.json")?, &load_err)?
+        } else {
+            return Err(load_err(
+                "neither manifest.json nor index.json found".into(),
+            ));
+        };
+        let mut loaded = Vec::new();
+        for c in candidates {
+            loaded.push(self.import(c, extract, &load_err)?);
+        }
+        Ok(loaded)
+    }
+
+    fn docker_candidates(
+        &self,
+        src: &Source,
+        manifest_json: &[u8],
+        load_err: &dyn Fn(String) -> StoreError,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let items: Vec<ManifestItem> = serde_json::from_slice(manifest_json)
+            .map_err(|e| load_err(format!("manifest.json: {e}")))?;
+        let mut out = Vec::new();
+        for item in items {
+            let cfg_path = src
+                .file(&item.config)
+                .ok_or_else(|| load_err(format!("config {} is missing", item.config)))?;
+            let config = std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?;
+            let parsed = ImageConfig::from_bytes(&config)?;
+            let mut layers = Vec::new();
+            for (i, name) in item.layers.iter().enumerate() {
+                let file = src
+                    .file(name)
+                    .ok_or_else(|| load_err(format!("layer {name} is missing")))?;
+                let desc = parsed
+                    .rootfs
+                    .diff_ids
+                    .get(i)
+                    .and_then(|d| item.layer_sources.get(d))
+                    .cloned();
+                layers.push((file, desc));
+            }
+            let tags = item
+                .repo_tags
+                .iter()
+                .map(|t| Reference::parse_tagged(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(Candidate {
+                config,
+                layers,
+                tags,
+                manifest_digest: None,
+            });
+        }
+        Ok(out)
+    }
+
+    fn oci_candidates(
+        &self,
+        src: &Source,
+        index_json: &[u8],
+        load_err: &dyn Fn(String) -> StoreError,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let read_blob = |d: &Descriptor| -> Result<Vec<u8>, StoreError> {
+            let p = src
+                .blob(&d.digest)
+                .ok_or_else(|| load_err(format!("blob {} is missing", d.digest)))?;
+            let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+            let actual = Digest::of_bytes(&bytes);
+            if actual != d.digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: d.digest.clone(),
+                    actual,
+                });
+            }
+            Ok(bytes)
+        };
+        let index = Index::from_bytes(index_json)?;
+        // Images by manifest digest, merging the tags of descriptors that share a manifest.
+        let mut by_manifest: BTreeMap<Digest, Candidate> = BTreeMap::new();
+        let mut order = Vec::new();
+        for top in &index.manifests {
+            let mut desc = top.clone();
+            if desc.media_type == MEDIA_OCI_INDEX || desc.media_type == MEDIA_DOCKER_MANIFEST_LIST {
+                let nested = Index::from_bytes(&read_blob(&desc)?)?;
+                let host = host_architecture();
+                let pick = nested
+                    .manifests
+                    .iter()
+                    .find(|m| {
+                        m.platform
+                            .as_ref()
+                            .is_some_and(|p| p.os == "linux" && p.architecture == host)
+                    })
+                    .or_else(|| nested.manifests.first())
+                    .ok_or_else(|| load_err(format!("index {} has no manifests", desc.digest)))?;
+                desc = pick.clone();
+            }
+            let tag = top
+                .annotations
+                .get(ANNOTATION_CONTAINERD_NAME)
+                .and_then(|n| Reference::parse_tagged(n).ok())
+                .or_else(|| {
+                    // containers/image writes `name:tag` into ref.name; a bare tag names no repo.
+                    top.annotations
+                        .get(ANNOTATION_REF_NAME)
+                        .filter(|r| r.contains(':') || r.contains('/'))
+                        .and_then(|r| Reference::parse_tagged(r).ok())
+                });
+            if let Some(c) = by_manifest.get_mut(&desc.digest) {
+                c.tags.extend(tag);
+                continue;
+            }
+            let manifest = Manifest::from_bytes(&read_blob(&desc)?)?;
+            let config = read_blob(&manifest.config)?;
+            let mut layers = Vec::new();
+            for l in &manifest.layers {
+                let file = src
+                    .blob(&l.digest)
+                    .ok_or_else(|| load_err(format!("layer blob {} is missing", l.digest)))?;
+                layers.push((file, Some(l.clone())));
+            }
+            order.push(desc.digest.clone());
+            by_manifest.insert(
+                desc.digest.clone(),
+                Candidate {
+                    config,
+                    layers,
+                    tags: tag.into_iter().collect(),
+                    manifest_digest: Some(desc.digest.clone()),
+                },
+            );
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|d| by_manifest.remove(&d))
+            .collect())
+    }
+
+    fn import(
+        &self,
+        c: Candidate,
+        extract: &mut ExtractFn<'_>,
+        load_err: &dyn Fn(String) -> StoreError,
+    ) -> Result<LoadedImage, StoreError> {
+        let config = ImageConfig::from_bytes(&c.config)?;
+        if config.rootfs.diff_ids.len() != c.layers.len() {
+            return Err(load_err(format!(
+                "config lists {} diff_ids but the archive has {} layers",
+                config.rootfs.diff_ids.len(),
+                c.layers.len()
+            )));
+        }
+        let mut parent: Option<Digest> = None;
+        for ((file, desc), want_diff) in c.layers.iter().zip(&config.rootfs.diff_ids) {
+            let chain = chain_id(parent.as_ref(), want_diff);
+            if self.get_layer(&chain)?.is_some() {
+                parent = Some(chain);
+                continue;
+            }
+            let comp = sniff(file)?;
+            let (blob, blob_size, diff_id, tar_size) = hash_layer(file, comp)?;
+            if let Some(d) = desc {
+                if d.digest != blob {
+                    return Err(StoreError::DigestMismatch {
+                        expected: d.digest.clone(),
+                        actual: blob,
+                    });
+                }
+            }
+            if &diff_id != want_diff {
+                return Err(load_err(format!(
+                    "layer {} has diffID {diff_id}, config says {want_diff}",
+                    file.display()
+                )));
+            }
+            let media_type = match (desc, comp) {
+                (Some(d), _) => oci_layer_media_type(&d.media_type),
+                (None, Compression::Gzip) => MEDIA_OCI_LAYER_GZIP.to_string(),
+                (None, Compression::Zstd) => MEDIA_OCI_LAYER_ZSTD.to_string(),
+                (None, Compression::None) => MEDIA_OCI_LAYER.to_string(),
+            };
+            self.put_blob_file(file, Some(&blob))?;
+            let mut rec = LayerRecord {
+                chain_id: chain.clone(),
+                diff_id,
+                parent: parent.clone(),
+                size: tar_size,
+                cache_id: String::new(),
+                blob: blob.clone(),
+                blob_size,
+                media_type,
+            };
+            rec.cache_id =
+                extract(&rec, &self.blob_path(&blob)).map_err(|e| StoreError::Extract {
+                    chain_id: chain.clone(),
+                    message: e.to_string(),
+                })?;
+            self.put_layer(&rec)?;
+            parent = Some(chain);
+        }
+        let id = self.put_image(&c.config, None)?;
+        let mut tags = Vec::new();
+        for r in &c.tags {
+            self.tag(r, &id)?;
+            tags.push(r.familiar());
+            if let Some(md) = &c.manifest_digest {
+                let digested = Reference::parse(&format!("{}@{md}", r.name()))?;
+                self.tag(&digested, &id)?;
+            }
+        }
+        Ok(LoadedImage { id, tags })
+    }
+
+    /// The image `id` ready for `export::docker_archive` / `oci_layout_*`, with `tags`.
+    pub fn export_image(&self, id: &Digest, tags: &[String]) -> Result<ExportImage, StoreError> {
+        let config_bytes = self.image_config(id)?;
+        let mut layers = Vec::new();
+        if let Some(top) = self.image_top_layer(id)? {
+            for rec in self.layer_chain(&top)? {
+                let path = self.blob_path(&rec.blob);
+                if !path.is_file() {
+                    return Err(StoreError::MissingLayer {
+                        image: id.clone(),
+                        chain_id: rec.chain_id,
+                    });
+                }
+                layers.push((
+                    LayerDesc {
+                        diff_id: rec.diff_id,
+                        digest: rec.blob,
+                        size: rec.blob_size,
+                        uncompressed_size: rec.size,
+                        media_type: rec.media_type,
+                    },
+                    path,
+                ));
+            }
+        }
+        Ok(ExportImage {
+            config_bytes,
+            layers,
+            tags: tags.to_vec(),
+        })
+    }
+}
