@@ -22,8 +22,8 @@ use super::git::{self, GitRef};
 use super::ignore::PatternMatcher;
 use super::path_clean::{clean_in_root, rel_in_root};
 use super::remote::{self, is_http_source};
-use super::source::{contains_wildcards, inode_key, Entry, Resolved, SourceFs};
 pub use super::source::SourceRoot;
+use super::source::{contains_wildcards, inode_key, Entry, Resolved, SourceFs};
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
@@ -143,7 +143,7 @@ pub(crate) fn dest_path(dest: &str, workdir: &str) -> (String, bool) {
 }
 
 /// Checks flag combinations BuildKit rejects before touching anything.
-fn validate(req: &CopyRequest) -> Result<(), ContextError> {
+pub(crate) fn validate(req: &CopyRequest) -> Result<(), ContextError> {
     let usage = |m: &str| Err(ContextError::Usage(m.to_string()));
     if req.sources.is_empty() && req.inline.is_empty() {
         return usage("no source files were specified");
@@ -189,7 +189,11 @@ pub(crate) fn resolve_items(
         } else {
             let fs = fs.ok_or_else(|| ContextError::NotFound(src.clone()))?;
             if req.parents {
-                items.extend(resolve_parents(fs, src, exclude)?.into_iter().map(Item::Local));
+                items.extend(
+                    resolve_parents(fs, src, exclude)?
+                        .into_iter()
+                        .map(Item::Local),
+                );
             } else {
                 items.extend(fs.resolve(src, exclude)?.into_iter().map(Item::Local));
             }
@@ -307,7 +311,10 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         created: Vec::new(),
         stats: CopyStats::default(),
     };
-    let scratch = env.scratch.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let scratch = env
+        .scratch
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
     for item in items {
         match item {
             Item::Local(r) => {
@@ -318,7 +325,8 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
                 w.bytes_file(&dest, dir_syntax, &name, &content, 0o644, None)?;
             }
             Item::Remote(url) => {
-                let dl = remote::download(&url, req.checksum.as_deref(), &scratch, env.max_download)?;
+                let dl =
+                    remote::download(&url, req.checksum.as_deref(), &scratch, env.max_download)?;
                 if req.unpack == Some(true) {
                     if let Some(ex) = env.extract {
                         if w.try_extract(ex, dl.path(), &dest)? {
@@ -337,7 +345,8 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
                 w.write_file(&dir, &name, dl.path(), &meta, m)?;
             }
             Item::Git(gitref) => {
-                let checkout = git::fetch(&gitref, req.keep_git_dir, req.checksum.as_deref(), &scratch)?;
+                let checkout =
+                    git::fetch(&gitref, req.keep_git_dir, req.checksum.as_deref(), &scratch)?;
                 let gfs = SourceFs::open(SourceRoot::Rootfs(checkout.root()))?;
                 let sub = gfs.resolve(&gitref.subdir, None)?;
                 let saved = std::mem::replace(&mut w.keep_owners, false);
@@ -437,11 +446,17 @@ impl Writer<'_> {
         }
     }
 
-    fn try_extract(&mut self, ex: Extractor, file: &Path, dest: &str) -> Result<bool, ContextError> {
-        let done = ex(file, self.dest_root, Path::new(dest)).map_err(|reason| ContextError::Extract {
-            path: file.to_path_buf(),
-            reason,
-        })?;
+    fn try_extract(
+        &mut self,
+        ex: Extractor,
+        file: &Path,
+        dest: &str,
+    ) -> Result<bool, ContextError> {
+        let done =
+            ex(file, self.dest_root, Path::new(dest)).map_err(|reason| ContextError::Extract {
+                path: file.to_path_buf(),
+                reason,
+            })?;
         if done {
             self.stats.extracted += 1;
         }
@@ -491,10 +506,16 @@ impl Writer<'_> {
             while stack.len() > 1 && stack.last().is_some_and(|(p, _, _)| *p != parent) {
                 pop_dir(&mut stack)?;
             }
-            let name = e.rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = e
+                .rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let mode = if git { Some(git_mode(&e.meta)) } else { None };
             let m = self.meta_for(&e.meta, e.meta.is_dir(), mode, None);
-            let Some((_, dir, _)) = stack.last() else { break };
+            let Some((_, dir, _)) = stack.last() else {
+                break;
+            };
             if e.meta.is_dir() {
                 let (sub, created) = dir.ensure_dir(&name, &e.host.to_string_lossy())?;
                 if created {
@@ -579,7 +600,8 @@ impl Writer<'_> {
         dir.clear_for_file(name, &host.to_string_lossy())?;
         let mut out = dir.create_file(name)?;
         let n = std::io::copy(&mut src, &mut out).map_err(|e| ContextError::io(host, e))?;
-        apply_fd_meta(out.as_fd(), &m).map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
+        apply_fd_meta(out.as_fd(), &m)
+            .map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
         copy_xattrs(&src, &out);
         self.stats.files += 1;
         self.stats.bytes += n;
@@ -614,7 +636,8 @@ impl Writer<'_> {
         let mut out = dir.create_file(&file_name)?;
         std::io::Write::write_all(&mut out, content)
             .map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
-        apply_fd_meta(out.as_fd(), &m).map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
+        apply_fd_meta(out.as_fd(), &m)
+            .map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
         self.stats.files += 1;
         self.stats.bytes += content.len() as u64;
         Ok(())
@@ -637,7 +660,10 @@ impl Writer<'_> {
 fn pop_dir(stack: &mut Vec<(PathBuf, DirHandle, Option<Meta>)>) -> Result<(), ContextError> {
     if let Some((rel, _, meta)) = stack.pop() {
         if let (Some(meta), Some((_, parent, _))) = (meta, stack.last()) {
-            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             parent.apply_dir_meta(&name, &meta)?;
         }
     }

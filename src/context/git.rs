@@ -94,7 +94,12 @@ fn build_ref(
         match k {
             "ref" => r.git_ref = Some(v.to_string()),
             "tag" => r.git_ref = Some(format!("refs/tags/{}", v.trim_start_matches("refs/tags/"))),
-            "branch" => r.git_ref = Some(format!("refs/heads/{}", v.trim_start_matches("refs/heads/"))),
+            "branch" => {
+                r.git_ref = Some(format!(
+                    "refs/heads/{}",
+                    v.trim_start_matches("refs/heads/")
+                ))
+            }
             "subdir" => r.subdir = v.to_string(),
             "checksum" | "commit" => r.checksum = Some(v.to_string()),
             "keep-git-dir" => r.keep_git_dir = Some(flag(v)?),
@@ -166,9 +171,26 @@ pub fn fetch(
     let remote = r.remote.as_str();
     git(remote, &root, &["init", "-q"])?;
     let want = r.git_ref.clone().unwrap_or_else(|| "HEAD".to_string());
-    if git(remote, &root, &["fetch", "-q", "--depth", "1", "--", remote, &want]).is_err() {
+    if git(
+        remote,
+        &root,
+        &["fetch", "-q", "--depth", "1", "--", remote, &want],
+    )
+    .is_err()
+    {
         // Servers may refuse shallow fetches of a bare commit id: fetch everything instead.
-        git(remote, &root, &["fetch", "-q", "--tags", "--", remote, "+refs/heads/*:refs/remotes/origin/*"])?;
+        git(
+            remote,
+            &root,
+            &[
+                "fetch",
+                "-q",
+                "--tags",
+                "--",
+                remote,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        )?;
         git(remote, &root, &["checkout", "-q", "--detach", &want])?;
     } else {
         git(remote, &root, &["checkout", "-q", "--detach", "FETCH_HEAD"])?;
@@ -184,7 +206,19 @@ pub fn fetch(
         }
     }
     if root.join(".gitmodules").exists() {
-        git(remote, &root, &["submodule", "update", "-q", "--init", "--recursive", "--depth", "1"])?;
+        git(
+            remote,
+            &root,
+            &[
+                "submodule",
+                "update",
+                "-q",
+                "--init",
+                "--recursive",
+                "--depth",
+                "1",
+            ],
+        )?;
     }
     if !(keep_git_dir || r.keep_git_dir == Some(true)) {
         let dotgit = root.join(".git");
@@ -215,11 +249,15 @@ mod tests {
 
     #[test]
     fn fragment_and_query() {
-        let r = parse_git_ref("https://h/r.git#v1.0:sub/dir").unwrap().unwrap();
+        let r = parse_git_ref("https://h/r.git#v1.0:sub/dir")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.remote, "https://h/r.git");
         assert_eq!(r.git_ref.as_deref(), Some("v1.0"));
         assert_eq!(r.subdir, "sub/dir");
-        let r = parse_git_ref("https://h/r.git?tag=v2&subdir=x&keep-git-dir=1").unwrap().unwrap();
+        let r = parse_git_ref("https://h/r.git?tag=v2&subdir=x&keep-git-dir=1")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.git_ref.as_deref(), Some("refs/tags/v2"));
         assert_eq!(r.subdir, "x");
         assert_eq!(r.keep_git_dir, Some(true));

@@ -100,9 +100,13 @@ pub fn download(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
         .map(|z| z.timestamp().as_second());
-    let file = tempfile::NamedTempFile::new_in(scratch).map_err(|e| ContextError::io(scratch, e))?;
+    let file =
+        tempfile::NamedTempFile::new_in(scratch).map_err(|e| ContextError::io(scratch, e))?;
     let mut writer = HashingWriter::new(file);
-    let mut body = response.into_body().into_reader().take(max.saturating_add(1));
+    let mut body = response
+        .into_body()
+        .into_reader()
+        .take(max.saturating_add(1));
     std::io::copy(&mut body, &mut writer).map_err(|e| fail(e.to_string()))?;
     let (mut file, digest, size) = writer.finish();
     if size > max {
@@ -137,13 +141,19 @@ mod tests {
     #[test]
     fn file_names_are_safe() {
         // SECURITY C4 / BuildKit TestSafeFileName shapes.
-        assert_eq!(url_file_name("https://x.org/a/b/file.tar.gz"), "file.tar.gz");
+        assert_eq!(
+            url_file_name("https://x.org/a/b/file.tar.gz"),
+            "file.tar.gz"
+        );
         assert_eq!(url_file_name("https://x.org/a/b/file?x=1#f"), "file");
         assert_eq!(url_file_name("https://x.org"), "__unnamed__");
         assert_eq!(url_file_name("https://x.org/"), "__unnamed__");
         assert_eq!(url_file_name("https://x.org/.."), "__unnamed__");
         assert_eq!(url_file_name("https://x.org/a/."), "__unnamed__");
-        assert_eq!(url_file_name("https://x.org/a%2F..%2F..%2Fetc%2Fpasswd"), "passwd");
+        assert_eq!(
+            url_file_name("https://x.org/a%2F..%2F..%2Fetc%2Fpasswd"),
+            "passwd"
+        );
         assert_eq!(url_file_name("https://x.org/a%2f.."), "__unnamed__");
         assert_eq!(url_file_name("https://x.org/a%00b"), "__unnamed__");
         assert_eq!(url_file_name("https://x.org/a%0Ab"), "__unnamed__");
