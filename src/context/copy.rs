@@ -1,1 +1,693 @@
-//! TODO
+//! COPY/ADD into a destination rootfs, following BuildKit point by point:
+//!
+//! * destination: relative to WORKDIR; a trailing `/` (or `.`) means a directory; missing parents
+//!   are created 0755 owned by the `--chown` user (BuildKit `MkdirAll(..., chown)`), else 0:0.
+//! * a directory source copies its *contents*; the destination directory is created 0755 if
+//!   missing, left as is if present; nested directories take the source's metadata.
+//! * a file goes to `dest/<name>` if `dest` ends with `/` or is an existing directory, else to
+//!   `dest` itself.
+//! * owners: 0:0 for context/remote/inline/git sources, kept for `--from`, `--chown` overrides;
+//!   modes kept unless `--chmod`; mtimes kept unless `--timestamp`.
+//! * symlinks inside copied trees are copied as symlinks; hardlinked files stay hardlinked within
+//!   one instruction; empty directories are kept.
+//!
+//! Deviation: more than one source into a destination that neither ends with `/` nor exists as a
+//! directory is an error (classic builder rule); BuildKit silently overwrites one file with the next.
+
+use super::chmod::Chmod;
+use super::chown::resolve_chown;
+use super::dest_root::{apply_fd_meta, DestRoot, DirHandle, Meta};
+use super::error::ContextError;
+use super::git::{self, GitRef};
+use super::ignore::PatternMatcher;
+use super::path_clean::{clean_in_root, rel_in_root};
+use super::remote::{self, is_http_source};
+pub use super::source::SourceRoot;
+use super::source::{contains_wildcards, inode_key, Entry, Resolved, SourceFs};
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Extracts `file` into `dest_in_root` inside `root` if it is a tar (plain or compressed) and
+/// returns whether it did; creates `dest_in_root` (in-root) when extracting. Provided by the layer
+/// module (`layer::archive::extract_if_archive`), injected by the integrator.
+pub type Extractor<'a> = &'a (dyn Fn(&Path, &Path, &Path) -> Result<bool, String> + Sync);
+
+/// One COPY or ADD instruction, with build args already expanded.
+pub struct CopyRequest<'a> {
+    /// Source arguments; may include URLs and git refs for ADD.
+    pub sources: Vec<String>,
+    /// Heredoc files: (file name, content).
+    pub inline: Vec<(String, Vec<u8>)>,
+    pub dest: String,
+    pub workdir: String,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub exclude: Vec<String>,
+    pub parents: bool,
+    /// Forces every copied inode's mtime (SOURCE_DATE_EPOCH).
+    pub timestamp: Option<i64>,
+    pub is_add: bool,
+    pub checksum: Option<String>,
+    pub keep_git_dir: bool,
+    pub unpack: Option<bool>,
+    /// `--link`: carried for the integrator (which builds the layer independently).
+    pub link: bool,
+    pub source: SourceRoot<'a>,
+}
+
+impl<'a> CopyRequest<'a> {
+    /// A request with defaults: no flags, WORKDIR `/`.
+    pub fn new(source: SourceRoot<'a>, sources: Vec<String>, dest: &str) -> CopyRequest<'a> {
+        CopyRequest {
+            sources,
+            inline: Vec::new(),
+            dest: dest.to_string(),
+            workdir: "/".to_string(),
+            chown: None,
+            chmod: None,
+            exclude: Vec::new(),
+            parents: false,
+            timestamp: None,
+            is_add: false,
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+            link: false,
+            source,
+        }
+    }
+
+    fn cmd(&self) -> &'static str {
+        if self.is_add {
+            "ADD"
+        } else {
+            "COPY"
+        }
+    }
+}
+
+/// What the environment provides to a copy.
+pub struct CopyEnv<'a> {
+    pub extract: Option<Extractor<'a>>,
+    /// Where downloads and git clones are staged (default: the system temp dir).
+    pub scratch: Option<&'a Path>,
+    /// Upper bound for one remote download.
+    pub max_download: u64,
+}
+
+impl Default for CopyEnv<'_> {
+    fn default() -> Self {
+        CopyEnv {
+            extract: None,
+            scratch: None,
+            max_download: 8 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub specials: u64,
+    pub bytes: u64,
+    pub extracted: u64,
+}
+
+/// A source after resolution, ready to be written.
+pub(crate) enum Item {
+    Local(Resolved),
+    Remote(String),
+    Git(GitRef),
+    Inline(String, Vec<u8>),
+}
+
+/// The destination as BuildKit normalises it: absolute, clean, and whether it names a directory.
+pub(crate) fn dest_path(dest: &str, workdir: &str) -> (String, bool) {
+    let wd = if workdir.is_empty() { "/" } else { workdir };
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!("{wd}/{dest}")
+    };
+    let dir_syntax =
+        dest.is_empty() || dest == "." || joined.ends_with('/') || joined.ends_with("/.");
+    let clean = clean_in_root(&joined);
+    let is_root = clean == "/";
+    (clean, dir_syntax || is_root)
+}
+
+/// Checks flag combinations BuildKit rejects before touching anything.
+pub(crate) fn validate(req: &CopyRequest) -> Result<(), ContextError> {
+    let usage = |m: &str| Err(ContextError::Usage(m.to_string()));
+    if req.sources.is_empty() && req.inline.is_empty() {
+        return usage("no source files were specified");
+    }
+    if let Some(sum) = &req.checksum {
+        if !req.is_add {
+            return usage("checksum can't be specified for COPY");
+        }
+        if req.sources.len() != 1 {
+            return usage("checksum can't be specified for multiple sources");
+        }
+        let src = &req.sources[0];
+        if !is_http_source(src) && git::parse_git_ref(src).is_none() {
+            return usage("checksum requires HTTP(S) or Git sources");
+        }
+        if is_http_source(src) {
+            remote::parse_checksum(sum)?;
+        }
+    }
+    for src in &req.sources {
+        if !req.is_add && git::parse_git_ref(src).is_some() {
+            return usage("source can't be a git ref for COPY");
+        }
+        if !req.is_add && is_http_source(src) {
+            return usage("source can't be a URL for COPY");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the sources of `req` (no writes); local ones against `fs`. Shared with hashing.
+pub(crate) fn resolve_items(
+    req: &CopyRequest,
+    fs: Option<&SourceFs>,
+    exclude: Option<&PatternMatcher>,
+) -> Result<Vec<Item>, ContextError> {
+    let mut items = Vec::new();
+    for src in &req.sources {
+        if let Some(gitref) = git::parse_git_ref(src) {
+            items.push(Item::Git(gitref?));
+        } else if is_http_source(src) {
+            items.push(Item::Remote(src.clone()));
+        } else {
+            let fs = fs.ok_or_else(|| ContextError::NotFound(src.clone()))?;
+            if req.parents {
+                items.extend(
+                    resolve_parents(fs, src, exclude)?
+                        .into_iter()
+                        .map(Item::Local),
+                );
+            } else {
+                items.extend(fs.resolve(src, exclude)?.into_iter().map(Item::Local));
+            }
+        }
+    }
+    for (name, content) in &req.inline {
+        items.push(Item::Inline(name.clone(), content.clone()));
+    }
+    Ok(items)
+}
+
+/// `--parents`: the part after an optional `/./` pivot keeps its directories in the destination
+/// (BuildKit turns it into an include pattern over the pivot directory).
+fn resolve_parents(
+    fs: &SourceFs,
+    src: &str,
+    exclude: Option<&PatternMatcher>,
+) -> Result<Vec<Resolved>, ContextError> {
+    let (pivot, pattern) = match src.split_once("/./") {
+        Some((p, rest)) => (p.to_string(), rest.to_string()),
+        None => ("/".to_string(), src.to_string()),
+    };
+    let pattern = rel_in_root(&pattern);
+    let include = PatternMatcher::new(std::slice::from_ref(&pattern))
+        .map_err(|_| ContextError::SourcePattern(src.to_string()))?;
+    let mut resolved = fs.resolve(&pivot, exclude)?;
+    let Some(mut root) = resolved.pop() else {
+        return Err(ContextError::NotFound(src.to_string()));
+    };
+    if !root.is_dir() {
+        return Err(ContextError::NotFound(src.to_string()));
+    }
+    let entries = std::mem::take(&mut root.entries);
+    let keep: Vec<bool> = entries
+        .iter()
+        .map(|e| include.matches(&e.rel.to_string_lossy()).unwrap_or(false))
+        .collect();
+    root.entries = keep_with_ancestors(entries, keep);
+    if !contains_wildcards(&pattern) && !root.entries.iter().any(|e| e.rel == Path::new(&pattern)) {
+        return Err(ContextError::NotFound(src.to_string()));
+    }
+    Ok(vec![root])
+}
+
+/// Filters pre-order `entries` by `keep`, also keeping the directories above kept entries.
+fn keep_with_ancestors(entries: Vec<Entry>, mut keep: Vec<bool>) -> Vec<Entry> {
+    let mut needed = std::collections::HashSet::new();
+    for (i, e) in entries.iter().enumerate().rev() {
+        if !keep[i] && e.meta.is_dir() && needed.contains(&e.rel) {
+            keep[i] = true;
+        }
+        if keep[i] {
+            if let Some(p) = e.rel.parent() {
+                needed.insert(p.to_path_buf());
+            }
+        }
+    }
+    entries
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(e, _)| e)
+        .collect()
+}
+
+/// Executes a COPY/ADD into the rootfs at `dest_root` (a writable, merged directory).
+pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopyStats, ContextError> {
+    validate(req)?;
+    let chmod = match &req.chmod {
+        Some(spec) => Some(Chmod::parse(spec).map_err(|reason| ContextError::Chmod {
+            spec: spec.clone(),
+            reason,
+        })?),
+        None => None,
+    };
+    let owner = match &req.chown {
+        Some(spec) => Some(resolve_chown(dest_root, spec)?),
+        None => None,
+    };
+    let exclude = if req.exclude.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&req.exclude).map_err(ContextError::ExcludePattern)?)
+    };
+    let needs_fs = req
+        .sources
+        .iter()
+        .any(|s| !is_http_source(s) && git::parse_git_ref(s).is_none());
+    let fs = if needs_fs {
+        Some(SourceFs::open(req.source)?)
+    } else {
+        None
+    };
+    let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+    let droot = DestRoot::open(dest_root)?;
+    let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
+    let dest_is_dir = droot.stat_follow(&dest)?.is_some_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+    });
+    if items.len() > 1 && !dir_syntax && !dest_is_dir {
+        return Err(ContextError::MultipleSourcesNeedDir {
+            cmd: req.cmd(),
+            dest: req.dest.clone(),
+            count: items.len(),
+        });
+    }
+    let mut w = Writer {
+        droot: &droot,
+        dest_root,
+        owner,
+        keep_owners: fs.as_ref().is_some_and(|f| f.keep_owners),
+        chmod,
+        timestamp: req.timestamp,
+        links: HashMap::new(),
+        created: Vec::new(),
+        stats: CopyStats::default(),
+    };
+    let scratch = env
+        .scratch
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    for item in items {
+        match item {
+            Item::Local(r) => {
+                let unpack = req.is_add && req.unpack != Some(false);
+                w.local(&r, &dest, dir_syntax, unpack, env)?;
+            }
+            Item::Inline(name, content) => {
+                w.bytes_file(&dest, dir_syntax, &name, &content, 0o644, None)?;
+            }
+            Item::Remote(url) => {
+                let dl =
+                    remote::download(&url, req.checksum.as_deref(), &scratch, env.max_download)?;
+                if req.unpack == Some(true) {
+                    if let Some(ex) = env.extract {
+                        if w.try_extract(ex, dl.path(), &dest)? {
+                            continue;
+                        }
+                    }
+                }
+                let mtime = dl.mtime.map(|t| (t, 0));
+                let meta = dl
+                    .file
+                    .as_file()
+                    .metadata()
+                    .map_err(|e| ContextError::io(dl.path(), e))?;
+                let (dir, name) = w.file_target(&dest, dir_syntax, &dl.name)?;
+                let m = w.meta_for(&meta, false, Some(0o600), mtime);
+                w.write_file(&dir, &name, dl.path(), &meta, m)?;
+            }
+            Item::Git(gitref) => {
+                let checkout =
+                    git::fetch(&gitref, req.keep_git_dir, req.checksum.as_deref(), &scratch)?;
+                let gfs = SourceFs::open(SourceRoot::Rootfs(checkout.root()))?;
+                let sub = gfs.resolve(&gitref.subdir, None)?;
+                let saved = std::mem::replace(&mut w.keep_owners, false);
+                for r in sub {
+                    if !r.is_dir() {
+                        return Err(ContextError::Git {
+                            remote: gitref.remote.clone(),
+                            reason: format!("subdir {:?} is not a directory", gitref.subdir),
+                        });
+                    }
+                    w.tree(&r, &dest, true)?;
+                }
+                w.keep_owners = saved;
+            }
+        }
+    }
+    w.finish()?;
+    Ok(w.stats)
+}
+
+struct Writer<'w> {
+    droot: &'w DestRoot,
+    dest_root: &'w Path,
+    owner: Option<(u32, u32)>,
+    keep_owners: bool,
+    chmod: Option<Chmod>,
+    timestamp: Option<i64>,
+    /// Source inode -> in-root path of its first copy, for hardlinks.
+    links: HashMap<(u64, u64), String>,
+    /// Directories created as parents, to re-stamp once their content is written.
+    created: Vec<String>,
+    stats: CopyStats,
+}
+
+impl Writer<'_> {
+    /// Metadata for a created parent or destination directory.
+    fn parent_meta(&self) -> Meta {
+        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        Meta {
+            uid,
+            gid,
+            mode: Some(0o755),
+            mtime: self.timestamp.map(|t| (t, 0)),
+        }
+    }
+
+    /// Metadata for a copied inode: owner/chmod/timestamp overrides over the source's own.
+    fn meta_for(
+        &self,
+        src: &Metadata,
+        is_dir: bool,
+        base_mode: Option<u32>,
+        mtime: Option<(i64, u32)>,
+    ) -> Meta {
+        let (uid, gid) = match (self.owner, self.keep_owners) {
+            (Some(o), _) => o,
+            (None, true) => (src.uid(), src.gid()),
+            (None, false) => (0, 0),
+        };
+        let src_mode = base_mode.unwrap_or(src.mode() & 0o7777);
+        let mode = match &self.chmod {
+            Some(c) => c.apply(src_mode, is_dir),
+            None => src_mode,
+        };
+        let own_mtime = mtime.or(Some((src.mtime(), src.mtime_nsec() as u32)));
+        Meta {
+            uid,
+            gid,
+            mode: Some(mode),
+            mtime: self.timestamp.map(|t| (t, 0)).or(own_mtime),
+        }
+    }
+
+    fn mkdir_all(&mut self, path: &str) -> Result<DirHandle, ContextError> {
+        let meta = self.parent_meta();
+        let (dir, created) = self.droot.mkdir_all(path, &meta)?;
+        self.stats.dirs += created.len() as u64;
+        self.created.extend(created);
+        Ok(dir)
+    }
+
+    /// Where a single file goes: `dest/<name>` for a directory destination, else `dest`.
+    fn file_target(
+        &mut self,
+        dest: &str,
+        dir_syntax: bool,
+        name: &str,
+    ) -> Result<(DirHandle, String), ContextError> {
+        let is_dir = self.droot.stat_follow(dest)?.is_some_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        });
+        if dir_syntax || is_dir {
+            Ok((self.mkdir_all(dest)?, name.to_string()))
+        } else {
+            let (parent, base) = dest.rsplit_once('/').unwrap_or(("", dest));
+            Ok((self.mkdir_all(parent)?, base.to_string()))
+        }
+    }
+
+    fn try_extract(
+        &mut self,
+        ex: Extractor,
+        file: &Path,
+        dest: &str,
+    ) -> Result<bool, ContextError> {
+        let done =
+            ex(file, self.dest_root, Path::new(dest)).map_err(|reason| ContextError::Extract {
+                path: file.to_path_buf(),
+                reason,
+            })?;
+        if done {
+            self.stats.extracted += 1;
+        }
+        Ok(done)
+    }
+
+    fn local(
+        &mut self,
+        r: &Resolved,
+        dest: &str,
+        dir_syntax: bool,
+        unpack: bool,
+        env: &CopyEnv,
+    ) -> Result<(), ContextError> {
+        if r.is_dir() {
+            return self.tree(r, dest, false);
+        }
+        if unpack && r.meta.is_file() {
+            if let Some(ex) = env.extract {
+                if self.try_extract(ex, &r.host, dest)? {
+                    return Ok(());
+                }
+            }
+        }
+        let (dir, name) = self.file_target(dest, dir_syntax, &r.name)?;
+        let m = self.meta_for(&r.meta, false, None, None);
+        self.write_entry(&dir, &name, &r.host, &r.meta, m)
+    }
+
+    /// Copies the contents of a resolved directory into `dest`. `git` normalises modes the way
+    /// a git checkout defines them (0644/0755).
+    fn tree(&mut self, r: &Resolved, dest: &str, git: bool) -> Result<(), ContextError> {
+        if let Some(st) = self.droot.stat_follow(dest)? {
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+                return Err(ContextError::NotADirectory {
+                    src: r.rel.clone(),
+                    dest: dest.to_string(),
+                });
+            }
+        }
+        let base = self.mkdir_all(dest)?;
+        // Stack of open destination directories along the current path, with the metadata each
+        // gets once its children are written (a directory's mtime must be set last).
+        let mut stack: Vec<(PathBuf, DirHandle, Option<Meta>)> = vec![(PathBuf::new(), base, None)];
+        for e in &r.entries {
+            let parent = e.rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            while stack.len() > 1 && stack.last().is_some_and(|(p, _, _)| *p != parent) {
+                pop_dir(&mut stack)?;
+            }
+            let name = e
+                .rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mode = if git { Some(git_mode(&e.meta)) } else { None };
+            let m = self.meta_for(&e.meta, e.meta.is_dir(), mode, None);
+            let Some((_, dir, _)) = stack.last() else {
+                break;
+            };
+            if e.meta.is_dir() {
+                let (sub, created) = dir.ensure_dir(&name, &e.host.to_string_lossy())?;
+                if created {
+                    self.stats.dirs += 1;
+                }
+                stack.push((e.rel.clone(), sub, Some(m)));
+            } else {
+                self.write_entry(dir, &name, &e.host, &e.meta, m)?;
+            }
+        }
+        while stack.len() > 1 {
+            pop_dir(&mut stack)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one non-directory source inode as `name` in `dir`.
+    fn write_entry(
+        &mut self,
+        dir: &DirHandle,
+        name: &str,
+        host: &Path,
+        meta: &Metadata,
+        m: Meta,
+    ) -> Result<(), ContextError> {
+        let src_desc = host.to_string_lossy().into_owned();
+        let ft = meta.file_type();
+        if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = self.links.get(&inode_key(meta)) {
+                    let (p, n) = first.rsplit_once('/').unwrap_or(("", first.as_str()));
+                    let old = self.droot.open_dir(p)?;
+                    dir.clear_for_file(name, &src_desc)?;
+                    dir.hardlink(name, &old, n)?;
+                    self.stats.hardlinks += 1;
+                    return Ok(());
+                }
+                self.links.insert(inode_key(meta), dir.child_path(name));
+            }
+            self.write_file(dir, name, host, meta, m)
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(host).map_err(|e| ContextError::io(host, e))?;
+            dir.clear_for_file(name, &src_desc)?;
+            dir.symlink(name, &target.to_string_lossy())?;
+            dir.apply_symlink_meta(name, &m)?;
+            self.stats.symlinks += 1;
+            Ok(())
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            let kind = if ft.is_char_device() {
+                rustix::fs::FileType::CharacterDevice
+            } else if ft.is_block_device() {
+                rustix::fs::FileType::BlockDevice
+            } else {
+                rustix::fs::FileType::Fifo
+            };
+            dir.clear_for_file(name, &src_desc)?;
+            dir.mknod(name, kind, meta.rdev())?;
+            dir.apply_special_meta(name, &m)?;
+            self.stats.specials += 1;
+            Ok(())
+        } else {
+            // Sockets cannot be copied (BuildKit skips them too).
+            Ok(())
+        }
+    }
+
+    /// Copies a regular file's bytes and xattrs, then sets owner, mode and mtime.
+    fn write_file(
+        &mut self,
+        dir: &DirHandle,
+        name: &str,
+        host: &Path,
+        _meta: &Metadata,
+        m: Meta,
+    ) -> Result<(), ContextError> {
+        // O_NOFOLLOW: the walk saw a regular file here; a symlink swapped in is refused.
+        let mut src = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(host)
+            .map_err(|e| ContextError::io(host, e))?;
+        dir.clear_for_file(name, &host.to_string_lossy())?;
+        let mut out = dir.create_file(name)?;
+        let n = std::io::copy(&mut src, &mut out).map_err(|e| ContextError::io(host, e))?;
+        apply_fd_meta(out.as_fd(), &m)
+            .map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
+        copy_xattrs(&src, &out);
+        self.stats.files += 1;
+        self.stats.bytes += n;
+        Ok(())
+    }
+
+    /// A file from bytes (heredoc): mode `mode`, owner 0:0 or `--chown`.
+    fn bytes_file(
+        &mut self,
+        dest: &str,
+        dir_syntax: bool,
+        name: &str,
+        content: &[u8],
+        mode: u32,
+        mtime: Option<(i64, u32)>,
+    ) -> Result<(), ContextError> {
+        let name = rel_in_root(name);
+        let name = name.rsplit('/').next().unwrap_or("").to_string();
+        let (dir, file_name) = self.file_target(dest, dir_syntax, &name)?;
+        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        let mode = match &self.chmod {
+            Some(c) => c.apply(mode, false),
+            None => mode,
+        };
+        let m = Meta {
+            uid,
+            gid,
+            mode: Some(mode),
+            mtime: self.timestamp.map(|t| (t, 0)).or(mtime),
+        };
+        dir.clear_for_file(&file_name, &name)?;
+        let mut out = dir.create_file(&file_name)?;
+        std::io::Write::write_all(&mut out, content)
+            .map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
+        apply_fd_meta(out.as_fd(), &m)
+            .map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
+        self.stats.files += 1;
+        self.stats.bytes += content.len() as u64;
+        Ok(())
+    }
+
+    /// Re-stamps created parent directories (deepest first) so `--timestamp` holds after writes.
+    fn finish(&mut self) -> Result<(), ContextError> {
+        if self.timestamp.is_none() {
+            return Ok(());
+        }
+        let meta = self.parent_meta();
+        for path in self.created.iter().rev() {
+            let (p, n) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            self.droot.open_dir(p)?.apply_dir_meta(n, &meta)?;
+        }
+        Ok(())
+    }
+}
+
+fn pop_dir(stack: &mut Vec<(PathBuf, DirHandle, Option<Meta>)>) -> Result<(), ContextError> {
+    if let Some((rel, _, meta)) = stack.pop() {
+        if let (Some(meta), Some((_, parent, _))) = (meta, stack.last()) {
+            let name = rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            parent.apply_dir_meta(&name, &meta)?;
+        }
+    }
+    Ok(())
+}
+
+/// Git checkouts only know 0644, 0755 and directories 0755.
+fn git_mode(meta: &Metadata) -> u32 {
+    if meta.is_dir() || meta.mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+/// Copies extended attributes; failures are ignored as BuildKit's handler does (the target
+/// filesystem may not support a namespace).
+fn copy_xattrs(src: &File, dst: &File) {
+    use xattr::FileExt;
+    if let Ok(names) = src.list_xattr() {
+        for name in names {
+            if let Ok(Some(value)) = src.get_xattr(&name) {
+                let _ = dst.set_xattr(&name, &value);
+            }
+        }
+    }
+}

@@ -1,1 +1,290 @@
-//! TODO
+//! Content hash of what a COPY/ADD would copy, for the build cache key.
+//!
+//! Covers names, types, modes, owners (only where they are copied: `--from` sources), link
+//! targets, hardlink structure, device numbers and file bytes of exactly the entries `copy` would
+//! write (after .dockerignore and `--exclude`), plus the flags that shape the result. mtimes are
+//! never hashed, so `touch` changes nothing while any real edit does. Remote sources hash as their
+//! URL and checksum (their bytes are only known after downloading); git sources as URL and ref.
+//!
+//! File digests are memoised on disk keyed by (path, dev, inode, size, mtime, ctime), so a no-op
+//! rebuild costs a stat per file; misses are hashed on two threads (the build machine's cores).
+
+use super::copy::{dest_path, resolve_items, validate, CopyRequest, Item};
+use super::error::ContextError;
+use super::ignore::PatternMatcher;
+use super::source::{inode_key, SourceFs};
+use crate::digest::Digest;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+const MEMO_VERSION: u32 = 1;
+const WORKERS: usize = 2;
+
+#[derive(Serialize, Deserialize, Default)]
+struct MemoFile {
+    version: u32,
+    /// host path -> stat key and digest
+    entries: BTreeMap<String, MemoEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+struct MemoEntry {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    digest: Digest,
+}
+
+impl MemoEntry {
+    fn key_of(meta: &Metadata, digest: Digest) -> MemoEntry {
+        MemoEntry {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            digest,
+        }
+    }
+
+    fn same_stat(&self, meta: &Metadata) -> bool {
+        let probe = MemoEntry::key_of(meta, self.digest.clone());
+        probe == *self
+    }
+}
+
+/// The cache-key digest of `req`'s sources. `memo` is a cache file (created if missing).
+pub fn hash_sources(req: &CopyRequest, memo: Option<&Path>) -> Result<Digest, ContextError> {
+    validate(req)?;
+    let exclude = if req.exclude.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&req.exclude).map_err(ContextError::ExcludePattern)?)
+    };
+    let needs_fs = req
+        .sources
+        .iter()
+        .any(|s| !super::remote::is_http_source(s) && super::git::parse_git_ref(s).is_none());
+    let fs = if needs_fs {
+        Some(SourceFs::open(req.source)?)
+    } else {
+        None
+    };
+    let keep_owners = fs.as_ref().is_some_and(|f| f.keep_owners);
+    let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+
+    // Regular files whose bytes are needed, deduplicated by path.
+    let mut files: Vec<(PathBuf, Metadata)> = Vec::new();
+    for item in &items {
+        if let Item::Local(r) = item {
+            if r.meta.is_file() {
+                files.push((r.host.clone(), r.meta.clone()));
+            }
+            for e in &r.entries {
+                if e.meta.is_file() {
+                    files.push((e.host.clone(), e.meta.clone()));
+                }
+            }
+        }
+    }
+    let digests = file_digests(&files, memo)?;
+
+    let mut h = Sha256::new();
+    let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
+    field(&mut h, b"rbuild-copy-v1");
+    field(&mut h, if req.is_add { b"ADD" } else { b"COPY" });
+    field(&mut h, dest.as_bytes());
+    field(
+        &mut h,
+        &[dir_syntax as u8, req.parents as u8, req.keep_git_dir as u8],
+    );
+    field(&mut h, format!("{:?}", req.unpack).as_bytes());
+    field(&mut h, req.chown.as_deref().unwrap_or("").as_bytes());
+    field(&mut h, req.chmod.as_deref().unwrap_or("").as_bytes());
+    field(&mut h, format!("{:?}", req.timestamp).as_bytes());
+    field(&mut h, req.checksum.as_deref().unwrap_or("").as_bytes());
+    field(&mut h, req.exclude.join("\n").as_bytes());
+    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut entry = |h: &mut Sha256, path: &str, host: &Path, meta: &Metadata| {
+        let ft = meta.file_type();
+        field(h, path.as_bytes());
+        field(h, &(meta.mode() & 0o7777).to_le_bytes());
+        if keep_owners {
+            field(h, &meta.uid().to_le_bytes());
+            field(h, &meta.gid().to_le_bytes());
+        }
+        if ft.is_dir() {
+            field(h, b"d");
+        } else if ft.is_symlink() {
+            field(h, b"l");
+            let target = std::fs::read_link(host).unwrap_or_default();
+            field(h, target.as_os_str().as_encoded_bytes());
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&inode_key(meta)) {
+                    field(h, b"h");
+                    field(h, first.as_bytes());
+                    return;
+                }
+                links.insert(inode_key(meta), path.to_string());
+            }
+            field(h, b"f");
+            if let Some(d) = digests.get(host) {
+                field(h, d.hex().as_bytes());
+            }
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            field(h, b"c");
+            field(h, &meta.rdev().to_le_bytes());
+        } else {
+            field(h, b"s");
+        }
+    };
+    for item in &items {
+        match item {
+            Item::Local(r) => {
+                field(&mut h, b"L");
+                entry(&mut h, &r.name, &r.host, &r.meta);
+                for e in &r.entries {
+                    entry(&mut h, &e.rel.to_string_lossy(), &e.host, &e.meta);
+                }
+            }
+            Item::Remote(url) => {
+                field(&mut h, b"R");
+                field(&mut h, url.as_bytes());
+            }
+            Item::Git(g) => {
+                field(&mut h, b"G");
+                field(&mut h, format!("{g:?}").as_bytes());
+            }
+            Item::Inline(name, content) => {
+                field(&mut h, b"I");
+                field(&mut h, name.as_bytes());
+                field(&mut h, Digest::of_bytes(content).hex().as_bytes());
+            }
+        }
+    }
+    Ok(Digest::from_sha256(h))
+}
+
+/// Length-prefixed, so no two field sequences hash alike.
+fn field(h: &mut Sha256, s: &[u8]) {
+    h.update((s.len() as u64).to_le_bytes());
+    h.update(s);
+}
+
+/// Digests of regular files, from the memo when the stat key matches, else by reading them.
+fn file_digests(
+    files: &[(PathBuf, Metadata)],
+    memo: Option<&Path>,
+) -> Result<HashMap<PathBuf, Digest>, ContextError> {
+    let mut memo_file = match memo {
+        Some(p) => load_memo(p),
+        None => MemoFile::default(),
+    };
+    let mut out = HashMap::new();
+    let mut misses = Vec::new();
+    for (path, meta) in files {
+        let key = path.to_string_lossy();
+        match memo_file.entries.get(key.as_ref()) {
+            Some(e) if e.same_stat(meta) => {
+                out.insert(path.clone(), e.digest.clone());
+            }
+            _ => misses.push((path.clone(), meta.clone())),
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(PathBuf, Metadata, Digest)>> = Mutex::new(Vec::new());
+    let first_err: Mutex<Option<ContextError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS.min(misses.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((path, meta)) = misses.get(i) else {
+                    break;
+                };
+                match digest_file(path) {
+                    Ok(d) => {
+                        if let Ok(mut r) = results.lock() {
+                            r.push((path.clone(), meta.clone(), d));
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut slot) = first_err.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_err.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    for (path, meta, d) in results.into_inner().unwrap_or_default() {
+        memo_file.entries.insert(
+            path.to_string_lossy().into_owned(),
+            MemoEntry::key_of(&meta, d.clone()),
+        );
+        out.insert(path, d);
+    }
+    if let Some(p) = memo {
+        save_memo(p, &memo_file)?;
+    }
+    Ok(out)
+}
+
+fn digest_file(path: &Path) -> Result<Digest, ContextError> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| ContextError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| ContextError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(Digest::from_sha256(h))
+}
+
+/// A missing, unreadable or other-version memo is an empty memo: it is only a cache.
+fn load_memo(path: &Path) -> MemoFile {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<MemoFile>(&b).ok())
+        .filter(|m| m.version == MEMO_VERSION)
+        .unwrap_or(MemoFile {
+            version: MEMO_VERSION,
+            entries: BTreeMap::new(),
+        })
+}
+
+/// Written to a temp file and renamed, so a crash never leaves a torn memo.
+fn save_memo(path: &Path, memo: &MemoFile) -> Result<(), ContextError> {
+    let fail = |reason: String| ContextError::HashCache {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    serde_json::to_writer(&mut tmp, memo).map_err(|e| fail(e.to_string()))?;
+    tmp.persist(path).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}

@@ -21,7 +21,7 @@ pub mod source;
 pub mod stdin_tar;
 
 pub use build_context::Context;
-//pub use copy::{copy, CopyEnv, CopyRequest, CopyStats, Extractor, SourceRoot};
+pub use copy::{copy, CopyEnv, CopyRequest, CopyStats, Extractor, SourceRoot};
 pub use error::ContextError;
-//pub use hash::hash_sources;
+pub use hash::hash_sources;
 pub use ignore::{read_ignore_file, PatternMatcher};

@@ -140,8 +140,9 @@ impl<'a> SourceFs<'a> {
         for m in matches {
             match self.resolve_one(arg, &m, exclude) {
                 Ok(r) => out.push(r),
-                // An ignored directory matched only for its re-included content may be empty.
-                Err(ContextError::NotFound(_)) => {}
+                // An ignored directory walked for `!` exceptions may turn out empty: invisible.
+                Err(ContextError::NotFound(_)) if self.ignored(&m) => {}
+                // Anything else (e.g. a matched symlink leading out of the root) is an error.
                 Err(e) => return Err(e),
             }
         }
