@@ -448,3 +448,88 @@ impl Planner<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::{parse, CopyInst, RunInst};
+    use std::path::Path;
+
+    #[test]
+    fn whole_plan_for_a_two_stage_build() {
+        let text = "ARG V=1\nFROM golang:$V AS build\nRUN go build\nFROM scratch\nCOPY --from=build /app /app\n";
+        let df = parse(text, Path::new("Dockerfile")).unwrap();
+        let opts = PlanOptions {
+            build_platform: Platform::parse("linux/amd64").unwrap(),
+            platform: Platform::parse("linux/amd64").unwrap(),
+            ..PlanOptions::default()
+        };
+        let p = Plan::new(&df, &opts).unwrap();
+        let run = Located {
+            inner: Instruction::Run(RunInst {
+                cmd: crate::dockerfile::CommandLine::Shell("go build".into()),
+                heredocs: vec![],
+                mounts: vec![],
+                network: None,
+                security: None,
+            }),
+            start_line: 3,
+            end_line: 3,
+            original: "RUN go build".into(),
+        };
+        let copy = Located {
+            inner: Instruction::Copy(CopyInst {
+                sources: vec!["/app".into()],
+                heredoc_sources: vec![],
+                dest: "/app".into(),
+                from: Some("build".into()),
+                chown: None,
+                chmod: None,
+                link: false,
+                exclude: vec![],
+                parents: false,
+                timestamp: None,
+            }),
+            start_line: 5,
+            end_line: 5,
+            original: "COPY --from=build /app /app".into(),
+        };
+        let expected = Plan {
+            stages: vec![
+                Stage {
+                    index: 0,
+                    name: Some("build".into()),
+                    base: BaseRef::Image("golang:1".into()),
+                    platform: None,
+                    instructions: vec![run],
+                    onbuild_triggers: 0,
+                    deps: vec![],
+                    from_refs: vec![],
+                    from_line: 2,
+                    needed: true,
+                },
+                Stage {
+                    index: 1,
+                    name: None,
+                    base: BaseRef::Scratch,
+                    platform: None,
+                    instructions: vec![copy],
+                    onbuild_triggers: 0,
+                    deps: vec![0],
+                    from_refs: vec![FromRef {
+                        instruction: 0,
+                        name: "build".into(),
+                        resolved: CopyFrom::Stage(0),
+                    }],
+                    from_line: 4,
+                    needed: true,
+                },
+            ],
+            order: vec![0, 1],
+            target: 1,
+            unused_build_args: vec![],
+            global_args: vec![("V".into(), Some("1".into()))],
+        };
+        assert_eq!(p, expected);
+    }
+}
