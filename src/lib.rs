@@ -2,6 +2,9 @@
 //!
 //! One module per concept; see `docs/ARCHITECTURE.md` for how they fit together.
 
+pub mod build;
+pub mod cli;
+pub mod compare;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;

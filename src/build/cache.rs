@@ -31,7 +31,9 @@ impl StepKey {
 
 /// Says why `key` missed: compares its inputs with the cached steps that share its parent.
 pub fn explain_miss(store: &Store, key: &StepKey) -> String {
-    let candidates = store.cache_candidates(&key.parent);
+    let candidates = store
+        .cache_candidates(Some(&key.parent))
+        .unwrap_or_default();
     if candidates.is_empty() {
         return "no cached step has the same parent state (an earlier step or the base changed, or this is the first build)"
             .to_string();

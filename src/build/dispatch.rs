@@ -8,7 +8,9 @@ use super::progress::{Reporter, StepHandle};
 use super::state::{StageResult, StageState};
 use crate::context::{self, Context, CopyRequest, SourceRoot};
 use crate::digest::{chain_id, Digest};
-use crate::dockerfile::instruction::{CommandLine, CopyInst, Instruction, RunInst};
+use crate::dockerfile::instruction::{
+    AddInst, CommandLine, CopyInst, HealthcheckInst, Instruction, RunInst,
+};
 use crate::dockerfile::shell::Lexer;
 use crate::dockerfile::{Dockerfile, Located};
 use crate::exec::{self, Mount, MountKind, Network, RunSpec};
@@ -73,10 +75,11 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn now_created(&self) -> String {
-        match self.epoch {
-            Some(e) => crate::image::format_time(e),
-            None => crate::image::format_time_now(),
-        }
+        let t = match self.epoch {
+            Some(e) => jiff::Timestamp::from_second(e).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            None => jiff::Timestamp::now(),
+        };
+        crate::image::config::format_time(t)
     }
 
     /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store.
@@ -98,9 +101,16 @@ impl<'a> Dispatcher<'a> {
         let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
         let mut layers = Vec::new();
         for c in crate::digest::chain_ids(&config.rootfs.diff_ids) {
-            let rec = self.store.get_layer(&c).map_err(BuildError::store)?.ok_or_else(|| {
-                self.step_error(line, format!("layer {c} of image {name} is missing from the store"))
-            })?;
+            let rec = self
+                .store
+                .get_layer(&c)
+                .map_err(BuildError::store)?
+                .ok_or_else(|| {
+                    self.step_error(
+                        line,
+                        format!("layer {c} of image {name} is missing from the store"),
+                    )
+                })?;
             layers.push(rec);
         }
         Ok(StageState {
@@ -123,13 +133,17 @@ impl<'a> Dispatcher<'a> {
         let stage = &plan.stages[idx];
         let mut args = ArgScope::new(plan, self.plan_opts, idx);
         let no_cache = self.opts.no_cache
-            || self.opts.no_cache_filter.iter().any(|f| {
-                stage.name.as_deref() == Some(f.as_str()) || *f == idx.to_string()
-            });
+            || self
+                .opts
+                .no_cache_filter
+                .iter()
+                .any(|f| stage.name.as_deref() == Some(f.as_str()) || *f == idx.to_string());
 
         // ONBUILD triggers of the base run first, and are not inherited further.
         let mut instructions: Vec<Located<Instruction>> = Vec::new();
-        if let Some(triggers) = st.config.config.on_build.take() {
+        // (Triggers of an earlier stage of this Dockerfile were already placed by the plan.)
+        let triggers = std::mem::take(&mut st.config.config.on_build);
+        if matches!(stage.base, crate::plan::BaseRef::Image(_)) {
             if !triggers.is_empty() {
                 let parsed = crate::plan::parse_onbuild_triggers(&triggers, &self.df.path)
                     .map_err(BuildError::Parse)?;
@@ -154,7 +168,15 @@ impl<'a> Dispatcher<'a> {
                 one_line(&inst.original)
             );
             let mut step = self.reporter.start(&title);
-            match self.dispatch(idx, &mut st, &mut args, inst, &mut step, no_cache, &mut cmd_set_here) {
+            match self.dispatch(
+                idx,
+                &mut st,
+                &mut args,
+                inst,
+                &mut step,
+                no_cache,
+                &mut cmd_set_here,
+            ) {
                 Ok(cached) => {
                     if cached {
                         self.reporter.cached(step)
@@ -173,10 +195,21 @@ impl<'a> Dispatcher<'a> {
 
     /// The environment used to expand words: image Env, then build args not shadowed by Env.
     fn expansion_env(st: &StageState, args: &ArgScope) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = st.config.env_pairs();
+        let mut env: Vec<(String, String)> = st
+            .config
+            .config
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
         for (k, v) in args.values() {
-            if !env.iter().any(|(ek, _)| *ek == k) {
-                env.push((k, v));
+            if let Some(v) = v {
+                if !env.iter().any(|(ek, _)| ek == k) {
+                    env.push((k.clone(), v.clone()));
+                }
             }
         }
         env
@@ -185,12 +218,9 @@ impl<'a> Dispatcher<'a> {
     fn add_history(&self, st: &mut StageState, created_by: String, empty_layer: bool) {
         st.config.history.push(History {
             created: Some(self.now_created()),
-            created_by: Some(created_by),
-            author: None,
-            comment: match self.opts.history_format {
-                HistoryFormat::Buildkit => Some("buildkit.dockerfile.v0".to_string()),
-                HistoryFormat::Classic => None,
-            },
+            created_by,
+            author: String::new(),
+            comment: self.opts.history_format.comment().to_string(),
             empty_layer,
         });
     }
@@ -204,9 +234,10 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn shell(st: &StageState) -> Vec<String> {
-        match &st.config.config.shell {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+        if st.config.config.shell.is_empty() {
+            DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+        } else {
+            st.config.config.shell.clone()
         }
     }
 
@@ -222,9 +253,7 @@ impl<'a> Dispatcher<'a> {
         cmd_set_here: &mut bool,
     ) -> Result<bool, BuildError> {
         let line = inst.start_line;
-        let lexer = Lexer {
-            escape: self.df.escape,
-        };
+        let lexer = Lexer::new(self.df.escape);
         let env = Self::expansion_env(st, args);
         let expanded = inst
             .inner
@@ -233,108 +262,137 @@ impl<'a> Dispatcher<'a> {
         let fmt = self.opts.history_format;
         let shell = Self::shell(st);
         match expanded {
-            Instruction::Env(pairs) => {
+            Instruction::Env(e) => {
+                let pairs = e.pairs;
                 for (k, v) in &pairs {
                     st.config.set_env(k, v);
                 }
                 self.metadata(st, history::env(fmt, &shell, &pairs));
             }
-            Instruction::Label(pairs) => {
+            Instruction::Label(l) => {
+                let pairs = l.pairs;
                 for (k, v) in &pairs {
-                    st.config.config.labels.get_or_insert_with(Default::default).insert(k.clone(), v.clone());
+                    st.config.config.labels.insert(k.clone(), v.clone());
                 }
                 self.metadata(st, history::label(fmt, &shell, &pairs));
             }
-            Instruction::Maintainer(name) => {
+            Instruction::Maintainer(m) => {
+                let name = m.maintainer;
                 st.config.author = Some(name.clone());
-                self.metadata(st, history::metadata(fmt, &shell, &format!("MAINTAINER {name}")));
+                self.metadata(st, history::simple(fmt, &shell, "MAINTAINER", &name));
             }
-            Instruction::Expose(ports) => {
-                let mut normalized = Vec::new();
-                for p in &ports {
-                    let p = if p.contains('/') {
-                        p.to_lowercase()
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    st.config.config.exposed_ports.get_or_insert_with(Default::default).insert(p.clone(), Default::default());
-                    normalized.push(p);
+            Instruction::Expose(e) => {
+                let ports = e.ports;
+                for p in history::normalize_ports(&ports) {
+                    st.config.config.exposed_ports.insert(p, Default::default());
                 }
-                self.metadata(st, history::expose(fmt, &shell, &ports, &normalized));
+                self.metadata(st, history::expose(fmt, &shell, &ports));
             }
-            Instruction::Volume(vols) => {
+            Instruction::Volume(v) => {
+                let vols = v.volumes;
                 for v in &vols {
-                    st.config.config.volumes.get_or_insert_with(Default::default).insert(v.clone(), Default::default());
+                    st.config
+                        .config
+                        .volumes
+                        .insert(v.clone(), Default::default());
                 }
-                self.metadata(st, history::metadata(fmt, &shell, &format!("VOLUME [{}]", vols.join(" "))));
+                self.metadata(st, history::volume(fmt, &shell, &vols));
             }
             Instruction::User(u) => {
-                st.config.config.user = Some(u.clone());
-                self.metadata(st, history::metadata(fmt, &shell, &format!("USER {u}")));
+                let u = u.user;
+                st.config.config.user = u.clone();
+                self.metadata(st, history::simple(fmt, &shell, "USER", &u));
             }
             Instruction::Workdir(w) => {
-                let current = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+                let w = w.path;
+                let current = workdir_of(st);
                 let joined = join_workdir(&current, &w);
-                st.config.config.working_dir = Some(joined.clone());
+                st.config.config.working_dir = joined.clone();
                 self.metadata(st, history::workdir(fmt, &shell, &joined));
             }
             Instruction::Stopsignal(s) => {
-                st.config.config.stop_signal = Some(s.clone());
-                self.metadata(st, history::metadata(fmt, &shell, &format!("STOPSIGNAL {s}")));
+                let s = s.signal;
+                st.config.config.stop_signal = s.clone();
+                self.metadata(st, history::simple(fmt, &shell, "STOPSIGNAL", &s));
             }
-            Instruction::Arg(decls) => {
+            Instruction::Arg(a) => {
+                let decls = a.args;
                 let mut shown = Vec::new();
                 for (name, default) in &decls {
                     let value = args.declare(name, default.clone());
-                    shown.push(match value {
-                        Some(v) => format!("{name}={v}"),
-                        None => name.clone(),
-                    });
+                    // BuildKit records the resolved value; classic the Dockerfile default.
+                    let recorded = match fmt {
+                        HistoryFormat::Buildkit => value,
+                        HistoryFormat::Classic => default.clone(),
+                    };
+                    shown.push((name.clone(), recorded));
                 }
-                self.metadata(st, history::metadata(fmt, &shell, &format!("ARG {}", shown.join(" "))));
+                self.metadata(st, history::arg(fmt, &shell, &shown));
             }
-            Instruction::Cmd(cmd) => {
-                let argv = command_argv(&cmd, &shell);
+            Instruction::Cmd(c) => {
+                let argv = command_argv(&c.cmd, &shell);
                 st.config.config.cmd = Some(argv.clone());
-                st.config.config.args_escaped = Some(true);
+                st.config.config.args_escaped = true;
                 *cmd_set_here = true;
-                self.metadata(st, history::metadata(fmt, &shell, &format!("CMD {}", go_quote_list(&argv))));
+                self.metadata(st, history::cmd(fmt, &shell, &argv));
             }
-            Instruction::Entrypoint(ep) => {
-                let argv = command_argv(&ep, &shell);
+            Instruction::Entrypoint(e) => {
+                let argv = command_argv(&e.cmd, &shell);
                 st.config.config.entrypoint = Some(argv.clone());
                 // Docker: ENTRYPOINT resets a CMD inherited from the base, not one set in this stage.
                 if !*cmd_set_here {
                     st.config.config.cmd = None;
                 }
-                self.metadata(st, history::metadata(fmt, &shell, &format!("ENTRYPOINT {}", go_quote_list(&argv))));
+                self.metadata(st, history::entrypoint(fmt, &shell, &argv));
             }
-            Instruction::Shell(new_shell) => {
-                st.config.config.shell = Some(new_shell.clone());
-                self.metadata(st, history::metadata(fmt, &new_shell, &format!("SHELL [{}]", new_shell.join(" "))));
+            Instruction::Shell(sh) => {
+                let new_shell = sh.shell;
+                st.config.config.shell = new_shell.clone();
+                self.metadata(st, history::shell(fmt, &new_shell));
             }
-            Instruction::Onbuild(text) => {
-                st.config.config.on_build.get_or_insert_with(Vec::new).push(text.clone());
-                self.metadata(st, history::metadata(fmt, &shell, &format!("ONBUILD {text}")));
+            Instruction::Onbuild(o) => {
+                let text = o.expression;
+                st.config.config.on_build.push(text.clone());
+                // BuildKit records no history entry for ONBUILD; classic does.
+                match history::onbuild(fmt, &shell, &text) {
+                    Some(h) => self.metadata(st, h),
+                    None => {
+                        let mut inputs = BTreeMap::new();
+                        inputs.insert("instruction".to_string(), format!("ONBUILD {text}"));
+                        st.key = StepKey::new(&st.key, inputs).key;
+                    }
+                }
             }
             Instruction::Healthcheck(hc) => {
-                let h = crate::image::Healthcheck::from_instruction(&hc, &shell);
-                let text = h.history_text();
+                let h = healthcheck_config(&hc, &shell);
+                let text = history::healthcheck(fmt, &shell, &h);
                 st.config.config.healthcheck = Some(h);
-                self.metadata(st, history::metadata(fmt, &shell, &format!("HEALTHCHECK {text}")));
+                self.metadata(st, text);
             }
             Instruction::From(_) => {
                 return Err(self.step_error(line, "FROM inside a stage"));
             }
-            Instruction::Run(run) => return self.run_step(stage_idx, st, args, &run, line, step, no_cache),
-            Instruction::Copy(c) => return self.copy_step(st, &c, false, line, step, no_cache),
-            Instruction::Add(c) => return self.copy_step(st, &c, true, line, step, no_cache),
+            Instruction::Run(run) => {
+                return self.run_step(stage_idx, st, args, &run, line, step, no_cache)
+            }
+            Instruction::Copy(c) => {
+                return self.copy_step(st, &CopySpec::from_copy(c), line, step, no_cache)
+            }
+            Instruction::Add(a) => {
+                return self.copy_step(st, &CopySpec::from_add(a), line, step, no_cache)
+            }
         }
         Ok(false)
     }
 
     /// Looks the step up in the cache; on a hit the state moves to the cached result.
-    fn try_cache(&self, st: &mut StageState, key: &StepKey, step: &StepHandle, no_cache: bool) -> Result<bool, BuildError> {
+    fn try_cache(
+        &self,
+        st: &mut StageState,
+        key: &StepKey,
+        step: &StepHandle,
+        no_cache: bool,
+    ) -> Result<bool, BuildError> {
         if no_cache {
             return Ok(false);
         }
@@ -354,7 +412,10 @@ impl<'a> Dispatcher<'a> {
             }
         }
         if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
-            self.reporter.detail(step, &format!("cache miss: {}", explain_miss(self.store, key)));
+            self.reporter.detail(
+                step,
+                &format!("cache miss: {}", explain_miss(self.store, key)),
+            );
         }
         Ok(false)
     }
@@ -373,12 +434,14 @@ impl<'a> Dispatcher<'a> {
         }
         self.add_history(st, created_by, empty);
         let record = CacheRecord {
-            config: st.config.to_bytes(),
+            config: st.config.to_bytes().map_err(BuildError::store)?,
             chain_id: if empty { None } else { st.chain_id().cloned() },
             inputs: key.inputs.clone(),
             parent: Some(key.parent.clone()),
         };
-        self.store.cache_put(&key.key, &record).map_err(BuildError::store)?;
+        self.store
+            .cache_put(&key.key, &record)
+            .map_err(BuildError::store)?;
         st.key = key.key;
         Ok(false)
     }
@@ -404,27 +467,33 @@ impl<'a> Dispatcher<'a> {
             f(mounted.path())?;
             drop(mounted);
         } else {
-            f(&snap.diff)?;
+            f(&snap.diff_dir())?;
         }
         let opts = LayerOptions {
             compression: self.opts.compression,
-            clamp_mtime: if self.opts.rewrite_timestamp { self.epoch } else { None },
+            clamp_mtime: if self.opts.rewrite_timestamp {
+                self.epoch
+            } else {
+                None
+            },
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
-        let (writer, info) = layer::diff::write_layer(&snap.diff, writer, &opts).map_err(BuildError::layer)?;
-        if info.diff_id == layer::empty_diff_id() {
+        let (writer, info) =
+            layer::diff::write_layer(&snap.diff_dir(), writer, &opts).map_err(BuildError::layer)?;
+        if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
             return Ok(None);
         }
-        let blob = writer.commit(Some(&info.digest)).map_err(BuildError::store)?;
+        let blob = writer
+            .commit(Some(&info.digest))
+            .map_err(BuildError::store)?;
         let chain = chain_id(st.chain_id(), &info.diff_id);
         let _lock = self.store.lock().map_err(BuildError::store)?;
         if let Some(existing) = self.store.get_layer(&chain).map_err(BuildError::store)? {
             // Same content already committed (an earlier or concurrent build): reuse it.
             return Ok(Some(existing));
         }
-        self.snapshots.commit(&snap.id).map_err(BuildError::snapshot)?;
         let record = LayerRecord {
             chain_id: chain,
             diff_id: info.diff_id.clone(),
@@ -446,20 +515,33 @@ impl<'a> Dispatcher<'a> {
             .plan
             .stages
             .iter()
-            .position(|s| s.name.as_deref().map(|n| n.eq_ignore_ascii_case(from)).unwrap_or(false))
-            .or_else(|| from.parse::<usize>().ok().filter(|i| *i < self.plan.stages.len()));
+            .position(|s| {
+                s.name
+                    .as_deref()
+                    .map(|n| n.eq_ignore_ascii_case(from))
+                    .unwrap_or(false)
+            })
+            .or_else(|| {
+                from.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < self.plan.stages.len())
+            });
         let state: StageState = match stage_idx {
             Some(i) => {
-                let r = self.results[i]
-                    .clone()
-                    .ok_or_else(|| self.step_error(line, format!("stage {from:?} has not been built")))?;
+                let r = self.results[i].clone().ok_or_else(|| {
+                    self.step_error(line, format!("stage {from:?} has not been built"))
+                })?;
                 StageState::from_result(r)
             }
             None => self.base_image(from, line)?,
         };
         let key = state.key.to_string();
         let view = match state.top_cache_id() {
-            Some(id) => SourceView::Mounted(self.snapshots.mount_readonly(id).map_err(BuildError::snapshot)?),
+            Some(id) => SourceView::Mounted(
+                self.snapshots
+                    .mount_readonly(id)
+                    .map_err(BuildError::snapshot)?,
+            ),
             None => SourceView::Empty(
                 tempfile::Builder::new()
                     .prefix("empty-")
@@ -473,13 +555,12 @@ impl<'a> Dispatcher<'a> {
     fn copy_step(
         &mut self,
         st: &mut StageState,
-        c: &CopyInst,
-        is_add: bool,
+        c: &CopySpec,
         line: usize,
         step: &mut StepHandle,
         no_cache: bool,
     ) -> Result<bool, BuildError> {
-        let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let workdir = workdir_of(st);
         let (view, from_key) = match &c.from {
             Some(from) => {
                 let (v, k) = self.source_view(from, line)?;
@@ -494,7 +575,11 @@ impl<'a> Dispatcher<'a> {
         };
         let req = CopyRequest {
             sources: c.sources.clone(),
-            inline: c.heredocs.iter().map(|h| (h.name.clone(), h.content.clone().into_bytes())).collect(),
+            inline: c
+                .heredocs
+                .iter()
+                .map(|(n, content)| (n.clone(), content.clone().into_bytes()))
+                .collect(),
             dest: c.dest.clone(),
             workdir: workdir.clone(),
             chown: c.chown.clone(),
@@ -502,23 +587,53 @@ impl<'a> Dispatcher<'a> {
             exclude: c.exclude.clone(),
             parents: c.parents,
             timestamp: match &c.timestamp {
-                Some(t) => Some(t.parse::<i64>().map_err(|_| self.step_error(line, format!("invalid --timestamp {t:?}")))?),
+                Some(t) => Some(
+                    t.parse::<i64>()
+                        .map_err(|_| self.step_error(line, format!("invalid --timestamp {t:?}")))?,
+                ),
                 None => None,
             },
-            is_add,
+            is_add: c.is_add,
             checksum: c.checksum.clone(),
             keep_git_dir: c.keep_git_dir,
             unpack: c.unpack,
+            link: c.link,
             source,
         };
         let memo = self.opts.root.join("cache").join("context-hashes.json");
         let content = context::hash_sources(&req, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
-        let created_by = if is_add {
-            history::add(self.opts.history_format, &Self::shell(st), c, &content)
+        // Classic history names content as file:/dir:/multi:<hex>; rbuild's hex is its own content hash
+        // (not Docker's tarsum), so the strings have Docker's shape but not its values.
+        let kind = if c.sources.len() + c.heredocs.len() > 1 {
+            "multi"
+        } else if c
+            .sources
+            .first()
+            .map(|s| s.ends_with('/') || !s.contains('.'))
+            .unwrap_or(false)
+        {
+            "dir"
         } else {
-            history::copy(self.opts.history_format, &Self::shell(st), c, &content)
+            "file"
         };
+        let source_hash = format!("{kind}:{}", content.hex());
+        let mut shown_sources: Vec<String> =
+            c.heredocs.iter().map(|(n, _)| format!("<<{n}")).collect();
+        shown_sources.extend(c.sources.iter().cloned());
+        let created_by = history::copy(
+            self.opts.history_format,
+            &Self::shell(st),
+            &history::CopyHistory {
+                instruction: if c.is_add { "ADD" } else { "COPY" },
+                chown: c.chown.as_deref(),
+                chmod: c.chmod.as_deref(),
+                parents: c.parents,
+                sources: &shown_sources,
+                dest: &c.dest,
+                source_hash: &source_hash,
+            },
+        );
         let mut inputs = BTreeMap::new();
         inputs.insert("instruction".to_string(), created_by.clone());
         inputs.insert("sources".to_string(), content.to_string());
@@ -534,11 +649,21 @@ impl<'a> Dispatcher<'a> {
             return Ok(true);
         }
         let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
-            layer::archive::extract_if_archive(file, root, dest).map_err(|e| e.to_string())
+            let opts = layer::ApplyOptions {
+                whiteouts: layer::WhiteoutMode::None,
+                max_bytes: None,
+                same_owner: true,
+            };
+            layer::archive::extract_if_archive(file, root, dest, &opts).map_err(|e| e.to_string())
         };
         // --link: the layer is made in an empty root, independent of the layers below it.
         let layer = self.layer_step(st, !c.link, |root| {
-            context::copy(&req, root, &extract)
+            let env = context::CopyEnv {
+                extract: Some(&extract),
+                scratch: Some(&self.scratch),
+                ..Default::default()
+            };
+            context::copy(&req, root, &env)
                 .map(|_| ())
                 .map_err(|e| self.step_error(line, e.to_string()))
         })?;
@@ -558,7 +683,7 @@ impl<'a> Dispatcher<'a> {
         no_cache: bool,
     ) -> Result<bool, BuildError> {
         let shell = Self::shell(st);
-        let argv = match &run.command {
+        let argv = match &run.cmd {
             CommandLine::Exec(v) => v.clone(),
             CommandLine::Shell(text) => {
                 let mut v = shell.clone();
@@ -570,8 +695,11 @@ impl<'a> Dispatcher<'a> {
             return Err(self.step_error(line, "RUN has no command"));
         }
         // Build args reach RUN's environment, not the image config; Env wins over an ARG of the same name.
-        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
-        let env_keys: Vec<String> = env.iter().map(|kv| kv.split('=').next().unwrap_or("").to_string()).collect();
+        let mut env: Vec<String> = st.config.config.env.clone();
+        let env_keys: Vec<String> = env
+            .iter()
+            .map(|kv| kv.split('=').next().unwrap_or("").to_string())
+            .collect();
         let mut history_args = Vec::new();
         for (k, v) in args.run_env() {
             if !env_keys.contains(&k) {
@@ -586,18 +714,27 @@ impl<'a> Dispatcher<'a> {
         let network = match run.network.as_deref() {
             Some("none") => Network::None,
             Some("host") | Some("default") => Network::Host,
-            Some(other) => return Err(self.step_error(line, format!("unsupported RUN --network={other}"))),
+            Some(other) => {
+                return Err(self.step_error(line, format!("unsupported RUN --network={other}")))
+            }
             None if self.opts.network_none => Network::None,
             None => Network::Host,
         };
-        let created_by = history::run(self.opts.history_format, &shell, &history_args, &argv, &run.command);
+        let form = match &run.cmd {
+            CommandLine::Exec(v) => history::CommandForm::Exec(v.clone()),
+            CommandLine::Shell(_) => {
+                history::CommandForm::Shell(argv.last().cloned().unwrap_or_default())
+            }
+        };
+        let created_by = history::run(self.opts.history_format, &shell, &history_args, &form);
 
         // Mounts: prepared before the cache lookup because their content is part of the key.
         let mut mounts = Vec::new();
         let mut views = Vec::new();
         let mut inputs = BTreeMap::new();
         for (mi, raw) in run.mounts.iter().enumerate() {
-            let m = crate::dockerfile::instruction::parse_mount(raw).map_err(|e| self.step_error(line, e.to_string()))?;
+            let m = crate::dockerfile::parse_mount(raw)
+                .map_err(|e| self.step_error(line, e.to_string()))?;
             let (mount, input) = self.prepare_mount(&m, line, &mut views)?;
             if let Some(i) = input {
                 inputs.insert(format!("mount{mi}"), i);
@@ -606,8 +743,8 @@ impl<'a> Dispatcher<'a> {
         }
         inputs.insert("instruction".to_string(), created_by.clone());
         inputs.insert("env".to_string(), env.join("\n"));
-        inputs.insert("user".to_string(), st.config.config.user.clone().unwrap_or_default());
-        inputs.insert("workdir".to_string(), st.config.config.working_dir.clone().unwrap_or_default());
+        inputs.insert("user".to_string(), st.config.config.user.clone());
+        inputs.insert("workdir".to_string(), workdir_of(st));
         inputs.insert("network".to_string(), format!("{network:?}"));
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
@@ -618,8 +755,8 @@ impl<'a> Dispatcher<'a> {
             rootfs: PathBuf::new(),
             argv,
             env,
-            user: st.config.config.user.clone().filter(|u| !u.is_empty()),
-            workdir: st.config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            user: Some(st.config.config.user.clone()).filter(|u| !u.is_empty()),
+            workdir: workdir_of(st),
             hostname: "rbuild".to_string(),
             network,
             mounts,
@@ -639,7 +776,12 @@ impl<'a> Dispatcher<'a> {
             })
             .map_err(|e| self.step_error(line, format!("RUN failed to start: {e}")))?;
             if outcome.exit_code != 0 {
-                let last: Vec<&str> = std::str::from_utf8(&tail).unwrap_or("").lines().rev().take(5).collect();
+                let last: Vec<&str> = std::str::from_utf8(&tail)
+                    .unwrap_or("")
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect();
                 let mut msg = format!(
                     "RUN {} did not complete successfully: exit code {}",
                     one_line(&spec.argv.join(" ")),
@@ -652,7 +794,14 @@ impl<'a> Dispatcher<'a> {
                         msg.push_str(l);
                     }
                 }
-                if let BuildError::Step { file, line, text, message, .. } = self.step_error(line, msg) {
+                if let BuildError::Step {
+                    file,
+                    line,
+                    text,
+                    message,
+                    ..
+                } = self.step_error(line, msg)
+                {
                     return Err(BuildError::Step {
                         file,
                         line,
@@ -671,13 +820,16 @@ impl<'a> Dispatcher<'a> {
     /// Turns one `RUN --mount` into an executor mount, and names what it contributes to the cache key.
     fn prepare_mount(
         &mut self,
-        m: &crate::dockerfile::instruction::RunMount,
+        m: &crate::dockerfile::RunMount,
         line: usize,
         views: &mut Vec<SourceView>,
     ) -> Result<(Mount, Option<String>), BuildError> {
-        use crate::dockerfile::instruction::MountType;
-        let target = m.target.clone().ok_or_else(|| self.step_error(line, "--mount needs a target"))?;
-        match m.kind {
+        use crate::dockerfile::MountType;
+        let target = m
+            .target
+            .clone()
+            .ok_or_else(|| self.step_error(line, "--mount needs a target"))?;
+        match m.typ {
             MountType::Bind => {
                 let src_rel = m.source.clone().unwrap_or_else(|| "/".into());
                 let (root, key) = match &m.from {
@@ -688,15 +840,22 @@ impl<'a> Dispatcher<'a> {
                         (p, k)
                     }
                     None => {
-                        let ctx = self.context.ok_or_else(|| self.step_error(line, "no build context for a bind mount"))?;
+                        let ctx = self.context.ok_or_else(|| {
+                            self.step_error(line, "no build context for a bind mount")
+                        })?;
                         (ctx.root().to_path_buf(), "context".to_string())
                     }
                 };
                 let source = resolve_in(&root, &src_rel).map_err(|e| self.step_error(line, e))?;
                 let content = if m.from.is_none() {
-                    let ctx = self.context.ok_or_else(|| self.step_error(line, "no build context"))?;
-                    let req = CopyRequest::for_hash(ctx, &src_rel);
-                    context::hash_sources(&req, None).map_err(|e| self.step_error(line, e.to_string()))?.to_string()
+                    let ctx = self
+                        .context
+                        .ok_or_else(|| self.step_error(line, "no build context"))?;
+                    let req =
+                        CopyRequest::new(SourceRoot::Context(ctx), vec![src_rel.clone()], "/");
+                    context::hash_sources(&req, None)
+                        .map_err(|e| self.step_error(line, e.to_string()))?
+                        .to_string()
                 } else {
                     key
                 };
@@ -705,7 +864,7 @@ impl<'a> Dispatcher<'a> {
                         target,
                         kind: MountKind::Bind {
                             source,
-                            readonly: !m.readwrite,
+                            readonly: m.readonly,
                         },
                     },
                     Some(format!("bind {src_rel} {content}")),
@@ -713,7 +872,12 @@ impl<'a> Dispatcher<'a> {
             }
             MountType::Cache => {
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let dir = self.opts.root.join("cache").join("mounts").join(Digest::of_bytes(id.as_bytes()).hex());
+                let dir = self
+                    .opts
+                    .root
+                    .join("cache")
+                    .join("mounts")
+                    .join(Digest::of_bytes(id.as_bytes()).hex());
                 std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
                 Ok((
                     Mount {
@@ -726,15 +890,30 @@ impl<'a> Dispatcher<'a> {
                     None,
                 ))
             }
-            MountType::Tmpfs => Ok((Mount { target, kind: MountKind::Tmpfs { size: m.size } }, None)),
+            MountType::Tmpfs => Ok((
+                Mount {
+                    target,
+                    kind: MountKind::Tmpfs {
+                        size: m.size.map(|s| s.max(0) as u64),
+                    },
+                },
+                None,
+            )),
             MountType::Secret => {
                 let id = m.id.clone().unwrap_or_else(|| {
-                    Path::new(&target).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+                    Path::new(&target)
+                        .file_name()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default()
                 });
                 match self.opts.secrets.get(&id) {
                     Some(path) => Ok((
                         Mount {
-                            target: if target.is_empty() { format!("/run/secrets/{id}") } else { target },
+                            target: if target.is_empty() {
+                                format!("/run/secrets/{id}")
+                            } else {
+                                target
+                            },
                             kind: MountKind::Secret {
                                 source: path.clone(),
                                 mode: m.mode.unwrap_or(0o400),
@@ -744,8 +923,17 @@ impl<'a> Dispatcher<'a> {
                         },
                         None,
                     )),
-                    None if m.required => Err(self.step_error(line, format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"))),
-                    None => Ok((Mount { target, kind: MountKind::Tmpfs { size: Some(0) } }, None)),
+                    None if m.required => Err(self.step_error(
+                        line,
+                        format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"),
+                    )),
+                    None => Ok((
+                        Mount {
+                            target,
+                            kind: MountKind::Tmpfs { size: Some(0) },
+                        },
+                        None,
+                    )),
                 }
             }
             _ => Err(self.step_error(line, "unsupported --mount type")),
@@ -756,7 +944,7 @@ impl<'a> Dispatcher<'a> {
     pub fn commit_image(&self, r: &StageResult) -> Result<(Digest, Digest), BuildError> {
         let mut config = r.config.clone();
         config.created = match self.epoch {
-            Some(e) => Some(crate::image::format_time(e)),
+            Some(_) => Some(self.now_created()),
             // The newest history entry: a fully cached rebuild then gives the same image id.
             None => config
                 .history
@@ -765,7 +953,7 @@ impl<'a> Dispatcher<'a> {
                 .find_map(|h| h.created.clone())
                 .or_else(|| Some(self.now_created())),
         };
-        let bytes = config.to_bytes();
+        let bytes = config.to_bytes().map_err(BuildError::store)?;
         let _lock = self.store.lock().map_err(BuildError::store)?;
         let id = self
             .store
@@ -776,17 +964,130 @@ impl<'a> Dispatcher<'a> {
                 .map_err(|e| BuildError::Usage(format!("invalid tag {t:?}: {e}")))?;
             self.store.tag(&reference, &id).map_err(BuildError::store)?;
         }
-        let layers: Vec<crate::image::manifest::LayerDescriptor> = r
+        let layers: Vec<crate::image::LayerDesc> = r
             .layers
             .iter()
-            .map(|l| crate::image::manifest::LayerDescriptor {
+            .map(|l| crate::image::LayerDesc {
+                diff_id: l.diff_id.clone(),
                 media_type: l.media_type.clone(),
                 digest: l.blob.clone(),
                 size: l.blob_size,
+                uncompressed_size: l.size,
             })
             .collect();
-        let manifest = crate::image::manifest::oci_manifest(&id, bytes.len() as u64, &layers);
-        Ok((id, Digest::of_bytes(&manifest)))
+        let manifest = crate::image::manifest::build(
+            crate::image::manifest::ManifestKind::Oci,
+            &bytes,
+            &layers,
+        )
+        .map_err(BuildError::store)?;
+        Ok((id, manifest.descriptor.digest.clone()))
+    }
+}
+
+/// The diffID of an empty layer: a tar of only the end-of-archive marker (1024 zero bytes).
+fn empty_diff_id() -> Digest {
+    Digest::of_bytes(&[0u8; 1024])
+}
+
+/// COPY and ADD share one shape for dispatch.
+struct CopySpec {
+    is_add: bool,
+    sources: Vec<String>,
+    heredocs: Vec<(String, String)>,
+    dest: String,
+    from: Option<String>,
+    chown: Option<String>,
+    chmod: Option<String>,
+    link: bool,
+    exclude: Vec<String>,
+    parents: bool,
+    timestamp: Option<String>,
+    checksum: Option<String>,
+    keep_git_dir: bool,
+    unpack: Option<bool>,
+}
+
+impl CopySpec {
+    fn from_copy(c: CopyInst) -> Self {
+        CopySpec {
+            is_add: false,
+            sources: c.sources,
+            heredocs: c
+                .heredoc_sources
+                .into_iter()
+                .map(|h| (h.path, h.content))
+                .collect(),
+            dest: c.dest,
+            from: c.from,
+            chown: c.chown,
+            chmod: c.chmod,
+            link: c.link,
+            exclude: c.exclude,
+            parents: c.parents,
+            timestamp: c.timestamp,
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+        }
+    }
+
+    fn from_add(a: AddInst) -> Self {
+        CopySpec {
+            is_add: true,
+            sources: a.sources,
+            heredocs: a
+                .heredoc_sources
+                .into_iter()
+                .map(|h| (h.path, h.content))
+                .collect(),
+            dest: a.dest,
+            from: None,
+            chown: a.chown,
+            chmod: a.chmod,
+            link: a.link,
+            exclude: a.exclude,
+            parents: false,
+            timestamp: a.timestamp,
+            checksum: a.checksum,
+            keep_git_dir: a.keep_git_dir.unwrap_or(false),
+            unpack: a.unpack,
+        }
+    }
+}
+
+/// HEALTHCHECK as the config records it: durations in nanoseconds, shell form as CMD-SHELL.
+fn healthcheck_config(hc: &HealthcheckInst, _shell: &[String]) -> crate::image::Healthcheck {
+    match hc {
+        HealthcheckInst::None => crate::image::Healthcheck {
+            test: vec!["NONE".to_string()],
+            ..Default::default()
+        },
+        HealthcheckInst::Cmd {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test = match test {
+                CommandLine::Exec(v) => {
+                    let mut t = vec!["CMD".to_string()];
+                    t.extend(v.iter().cloned());
+                    t
+                }
+                CommandLine::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+            };
+            crate::image::Healthcheck {
+                test,
+                interval: interval.unwrap_or(0),
+                timeout: timeout.unwrap_or(0),
+                start_period: start_period.unwrap_or(0),
+                start_interval: start_interval.unwrap_or(0),
+                retries: retries.unwrap_or(0),
+            }
+        }
     }
 }
 
@@ -813,7 +1114,10 @@ impl Drop for SnapshotGuard<'_> {
 fn describe_base(base: &crate::plan::BaseRef, plan: &Plan) -> String {
     match base {
         crate::plan::BaseRef::Scratch => "scratch".into(),
-        crate::plan::BaseRef::Stage(i) => plan.stages[*i].name.clone().unwrap_or_else(|| format!("stage-{i}")),
+        crate::plan::BaseRef::Stage(i) => plan.stages[*i]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{i}")),
         crate::plan::BaseRef::Image(n) => n.clone(),
     }
 }
@@ -881,17 +1185,24 @@ fn run_script(text: &str, run: &RunInst) -> String {
     script
 }
 
-/// Go's `%q` of a `[]string`, as Docker prints CMD/ENTRYPOINT in history: `["a" "b"]`.
-fn go_quote_list(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|s| serde_json::Value::String(s.clone()).to_string()).collect();
-    format!("[{}]", items.join(" "))
+/// The stage's working directory (`/` when unset).
+fn workdir_of(st: &StageState) -> String {
+    if st.config.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        st.config.config.working_dir.clone()
+    }
 }
 
 /// Resolves `rel` inside `root` for a bind mount source, refusing anything that leaves it.
 fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let root_canon = root.canonicalize().map_err(|e| format!("{}: {e}", root.display()))?;
+    let root_canon = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
     let joined = root_canon.join(rel.trim_start_matches('/'));
-    let canon = joined.canonicalize().map_err(|e| format!("mount source {rel:?}: {e}"))?;
+    let canon = joined
+        .canonicalize()
+        .map_err(|e| format!("mount source {rel:?}: {e}"))?;
     if !canon.starts_with(&root_canon) {
         return Err(format!("mount source {rel:?} leaves its root"));
     }
@@ -908,14 +1219,5 @@ mod tests {
         assert_eq!(join_workdir("/a", "b/../c"), "/a/c");
         assert_eq!(join_workdir("/a", "/x"), "/x");
         assert_eq!(join_workdir("/a/b", ".."), "/a");
-    }
-
-    #[test]
-    fn go_quote_list_matches_docker() {
-        assert_eq!(go_quote_list(&["bash".into()]), r#"["bash"]"#);
-        assert_eq!(
-            go_quote_list(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]),
-            r#"["/bin/sh" "-c" "echo \"hi\""]"#
-        );
     }
 }

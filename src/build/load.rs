@@ -8,21 +8,36 @@ use std::path::Path;
 
 /// Loads the images in `input`; returns their names (or ids when untagged).
 pub fn load(store: &Store, snapshots: &Snapshotter, input: &Path) -> anyhow::Result<Vec<String>> {
-    let mut unpack = |rec: &crate::store::LayerRecord, blob: &Path| -> anyhow::Result<String> {
+    let mut unpack = |rec: &crate::store::LayerRecord,
+                      blob: &Path|
+     -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
         // The parent snapshot is the one the store recorded for the parent chainID.
         let parent_cache = match &rec.parent {
             Some(p) => store
-                .get_layer(p)?
+                .get_layer(p)
+                .map_err(|e| e.to_string())?
                 .map(|l| l.cache_id)
-                .ok_or_else(|| anyhow::anyhow!("parent layer {p} of {} is missing", rec.chain_id))?,
+                .ok_or_else(|| format!("parent layer {p} of {} is missing", rec.chain_id))?,
             None => String::new(),
         };
-        let snap = snapshots.create(if parent_cache.is_empty() { None } else { Some(parent_cache.as_str()) })?;
+        let snap = snapshots.create(if parent_cache.is_empty() {
+            None
+        } else {
+            Some(parent_cache.as_str())
+        })?;
         let res = (|| -> anyhow::Result<()> {
             let f = std::fs::File::open(blob)?;
             let (reader, _) = layer::compress::decompress(std::io::BufReader::new(f))?;
             let mut hashing = crate::digest::HashingReader::new(reader);
-            layer::apply::apply(&mut hashing, &snap.diff, &layer::apply::ApplyOptions::layer())?;
+            layer::apply::apply(
+                &mut hashing,
+                &snap.diff_dir(),
+                &layer::ApplyOptions {
+                    whiteouts: layer::WhiteoutMode::Overlay,
+                    max_bytes: None,
+                    same_owner: true,
+                },
+            )?;
             // Drain the tar's zero-block padding so the diffID covers the whole stream.
             std::io::copy(&mut hashing, &mut std::io::sink())?;
             let (_, diff_id, _) = hashing.finish();
@@ -33,14 +48,23 @@ pub fn load(store: &Store, snapshots: &Snapshotter, input: &Path) -> anyhow::Res
                     rec.diff_id
                 );
             }
-            snapshots.commit(&snap.id)?;
             Ok(())
         })();
         if let Err(e) = res {
             let _ = snapshots.remove(&snap.id);
-            return Err(e);
+            return Err(e.into());
         }
         Ok(snap.id.clone())
     };
-    store.load_archive(input, &mut unpack)
+    let loaded = store.load_archive(input, &mut unpack)?;
+    Ok(loaded
+        .into_iter()
+        .flat_map(|l| {
+            if l.tags.is_empty() {
+                vec![l.id.to_string()]
+            } else {
+                l.tags
+            }
+        })
+        .collect())
 }

@@ -13,7 +13,9 @@ pub mod repro;
 mod state;
 
 pub use error::BuildError;
-pub use options::{BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress};
+pub use options::{
+    BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress,
+};
 
 use crate::context::Context;
 use crate::digest::Digest;
@@ -45,7 +47,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let scratch = tempfile::Builder::new()
         .prefix("build-")
         .tempdir_in(store.tmp_dir())
-        .map_err(|e| BuildError::io(store.tmp_dir(), e))?;
+        .map_err(|e| BuildError::io(&store.tmp_dir(), e))?;
     let (context, dockerfile_path) = open_context(opts, scratch.path())?;
     let (df_text, df_display) = read_dockerfile(opts, &dockerfile_path, context.as_ref())?;
     let df = dockerfile::parse(&df_text, &df_display).map_err(BuildError::Parse)?;
@@ -53,12 +55,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let plan_opts = PlanOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
-        platform: Platform::linux_amd64(),
-        build_platform: Platform::linux_amd64(),
+        platform: Platform::host(),
+        build_platform: Platform::host(),
     };
     let plan = Plan::new(&df, &plan_opts).map_err(BuildError::Plan)?;
     for unused in &plan.unused_build_args {
-        reporter.warn(&format!("build arg {unused:?} was not consumed by any stage"));
+        reporter.warn(&format!(
+            "build arg {unused:?} was not consumed by any stage"
+        ));
     }
 
     let epoch = opts.source_date_epoch.or_else(|| {
@@ -85,9 +89,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         let base = match &stage.base {
             BaseRef::Scratch => StageState::scratch(&plan_opts.platform),
             BaseRef::Stage(i) => {
-                let r = ctx.results[*i]
-                    .clone()
-                    .ok_or_else(|| BuildError::Internal(format!("stage {i} was not built before stage {idx}")))?;
+                let r = ctx.results[*i].clone().ok_or_else(|| {
+                    BuildError::Internal(format!("stage {i} was not built before stage {idx}"))
+                })?;
                 StageState::from_result(r)
             }
             BaseRef::Image(name) => ctx.base_image(name, stage.from_line)?,
@@ -112,7 +116,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
 }
 
 /// Opens the build context; returns it and the Dockerfile path the user meant.
-fn open_context(opts: &BuildOptions, scratch: &Path) -> Result<(Option<Context>, Option<PathBuf>), BuildError> {
+fn open_context(
+    opts: &BuildOptions,
+    scratch: &Path,
+) -> Result<(Option<Context>, Option<PathBuf>), BuildError> {
     match &opts.context {
         ContextSource::Dir(dir) => {
             let meta = std::fs::metadata(dir).map_err(|e| BuildError::io(dir, e))?;
@@ -165,7 +172,10 @@ fn read_dockerfile(
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| BuildError::io(p, e))?;
             let text = String::from_utf8(bytes).map_err(|_| {
-                BuildError::Usage(format!("{}: the Dockerfile is not valid UTF-8", p.display()))
+                BuildError::Usage(format!(
+                    "{}: the Dockerfile is not valid UTF-8",
+                    p.display()
+                ))
             })?;
             // Errors name the Dockerfile as the user gave it.
             let shown = match &opts.dockerfile {

@@ -11,7 +11,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-pub fn write_outputs(ctx: &Dispatcher, result: &StageResult, image_id: &Digest) -> Result<(), BuildError> {
+pub fn write_outputs(
+    ctx: &Dispatcher,
+    result: &StageResult,
+    image_id: &Digest,
+) -> Result<(), BuildError> {
     for out in &ctx.opts.outputs {
         let step = ctx.reporter.start(&format!(
             "exporting to {} {}",
@@ -54,7 +58,8 @@ pub fn write_outputs(ctx: &Dispatcher, result: &StageResult, image_id: &Digest) 
             }
             OutputKind::Local => {
                 write_dir_atomically(&out.dest, |dir| {
-                    let tmp = tempfile::tempfile_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
+                    let tmp = tempfile::tempfile_in(&ctx.scratch)
+                        .map_err(|e| BuildError::io(&ctx.scratch, e))?;
                     let mut w = BufWriter::new(tmp);
                     flatten_rootfs(ctx, result, &mut w)?;
                     let mut f = w
@@ -62,8 +67,13 @@ pub fn write_outputs(ctx: &Dispatcher, result: &StageResult, image_id: &Digest) 
                         .map_err(|e| BuildError::io(&ctx.scratch, e.into_error()))?;
                     use std::io::Seek;
                     f.rewind().map_err(|e| BuildError::io(&ctx.scratch, e))?;
-                    let opts = layer::apply::ApplyOptions::rootfs();
-                    layer::apply::apply(std::io::BufReader::new(f), dir, &opts).map_err(BuildError::layer)?;
+                    let opts = layer::ApplyOptions {
+                        whiteouts: layer::WhiteoutMode::Apply,
+                        max_bytes: None,
+                        same_owner: true,
+                    };
+                    layer::apply::apply(std::io::BufReader::new(f), dir, &opts)
+                        .map_err(BuildError::layer)?;
                     Ok(())
                 })?;
             }
@@ -85,7 +95,11 @@ fn kind_name(k: &OutputKind) -> &'static str {
 
 /// The final rootfs as one uncompressed tar: the diff writer run over a read-only merged view, which shows
 /// no whiteouts, so the tar is the flattened filesystem.
-fn flatten_rootfs(ctx: &Dispatcher, result: &StageResult, w: &mut dyn Write) -> Result<(), BuildError> {
+fn flatten_rootfs(
+    ctx: &Dispatcher,
+    result: &StageResult,
+    w: &mut dyn Write,
+) -> Result<(), BuildError> {
     let opts = LayerOptions {
         compression: Compression::Uncompressed,
         clamp_mtime: None,
@@ -99,7 +113,8 @@ fn flatten_rootfs(ctx: &Dispatcher, result: &StageResult, w: &mut dyn Write) -> 
             layer::diff::write_layer(view.path(), w, &opts).map_err(BuildError::layer)?;
         }
         None => {
-            let empty = tempfile::tempdir_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
+            let empty =
+                tempfile::tempdir_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
             layer::diff::write_layer(empty.path(), w, &opts).map_err(BuildError::layer)?;
         }
     }
@@ -107,9 +122,12 @@ fn flatten_rootfs(ctx: &Dispatcher, result: &StageResult, w: &mut dyn Write) -> 
 }
 
 fn partial_name(dest: &Path) -> Result<PathBuf, BuildError> {
-    let name = dest
-        .file_name()
-        .ok_or_else(|| BuildError::Usage(format!("output destination {} has no file name", dest.display())))?;
+    let name = dest.file_name().ok_or_else(|| {
+        BuildError::Usage(format!(
+            "output destination {} has no file name",
+            dest.display()
+        ))
+    })?;
     let mut partial = name.to_os_string();
     partial.push(format!(".rbuild-partial-{}", std::process::id()));
     Ok(dest.with_file_name(partial))
@@ -124,7 +142,9 @@ fn write_file_atomically(
         let file = File::create(&tmp).map_err(|e| BuildError::io(dest, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         f(&mut w)?;
-        let file = w.into_inner().map_err(|e| BuildError::io(dest, e.into_error()))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| BuildError::io(dest, e.into_error()))?;
         file.sync_all().map_err(|e| BuildError::io(dest, e))?;
         std::fs::rename(&tmp, dest).map_err(|e| BuildError::io(dest, e))
     })();
@@ -134,7 +154,10 @@ fn write_file_atomically(
     result
 }
 
-fn write_dir_atomically(dest: &Path, f: impl FnOnce(&Path) -> Result<(), BuildError>) -> Result<(), BuildError> {
+fn write_dir_atomically(
+    dest: &Path,
+    f: impl FnOnce(&Path) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
     let tmp = partial_name(dest)?;
     let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| {

@@ -20,7 +20,12 @@ pub fn check(opts: &BuildOptions) -> anyhow::Result<bool> {
             dest: dest.clone(),
         }];
         let r = super::build(&o)?;
-        eprintln!("build {}: image {} manifest {}", run + 1, r.image_id, r.manifest_digest);
+        eprintln!(
+            "build {}: image {} manifest {}",
+            run + 1,
+            r.image_id,
+            r.manifest_digest
+        );
         archives.push(dest);
     }
     let a = ImageInput::open(&archives[0].to_string_lossy(), None)?;

@@ -27,7 +27,11 @@ pub struct StageState {
 impl StageState {
     /// `FROM scratch`: no layers, the default PATH, the target platform.
     pub fn scratch(platform: &Platform) -> Self {
-        let config = ImageConfig::scratch(&platform.os, &platform.architecture, platform.variant.as_deref());
+        let config = ImageConfig::scratch(
+            &platform.architecture,
+            &platform.os,
+            platform.variant.as_deref(),
+        );
         StageState {
             config,
             layers: Vec::new(),

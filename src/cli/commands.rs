@@ -1,7 +1,9 @@
 //! Runs a parsed command line.
 
 use super::args::{BuildArgs, Cli, Command, HistoryFormatArg, ProgressArg};
-use crate::build::{self, BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress};
+use crate::build::{
+    self, BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress,
+};
 use crate::image::history::HistoryFormat;
 use crate::layer::Compression;
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -30,7 +32,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     let root = default_root(cli.root);
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
-    crate::snapshot::enter_private_mount_namespace().context("entering a private mount namespace (rbuild needs root)")?;
+    crate::snapshot::enter_private_mount_namespace()
+        .context("entering a private mount namespace (rbuild needs root)")?;
     match cli.command {
         Command::Build(args) => run_build(root, args),
         Command::Images(a) => {
@@ -39,20 +42,47 @@ pub fn run(cli: Cli) -> Result<i32> {
                 quiet: a.quiet,
                 digests: a.digests,
                 no_trunc: a.no_trunc,
-                json: a.format.as_deref() == Some("json") || a.format.as_deref() == Some("{{json .}}"),
+                json: a.format.as_deref() == Some("json")
+                    || a.format.as_deref() == Some("{{json .}}"),
+                reference: None,
             };
-            crate::store::commands::images(&store, &opts, &mut std::io::stdout().lock())?;
+            crate::store::commands::images(&store, &mut std::io::stdout().lock(), &opts)?;
             Ok(0)
         }
         Command::Inspect(a) => {
             let store = open_store(&root)?;
             let snapdir = root.join("overlay2");
-            crate::store::commands::inspect(&store, &a.images, &snapdir, &mut std::io::stdout().lock())?;
+            let dirs = |cache_id: &str| snapdir.join(cache_id);
+            crate::store::commands::inspect(
+                &store,
+                &mut std::io::stdout().lock(),
+                &a.images,
+                &dirs,
+            )?;
             Ok(0)
         }
         Command::History(a) => {
             let store = open_store(&root)?;
-            crate::store::commands::history(&store, &a.image, a.no_trunc, a.quiet, &mut std::io::stdout().lock())?;
+            if a.quiet {
+                let id = store
+                    .resolve(&a.image)?
+                    .ok_or_else(|| anyhow!("no such image: {}", a.image))?;
+                println!(
+                    "{}",
+                    if a.no_trunc {
+                        id.to_string()
+                    } else {
+                        id.short().to_string()
+                    }
+                );
+            } else {
+                crate::store::commands::history(
+                    &store,
+                    &mut std::io::stdout().lock(),
+                    &a.image,
+                    a.no_trunc,
+                )?;
+            }
             Ok(0)
         }
         Command::Tag(a) => {
@@ -69,11 +99,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rmi(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
-            let mut out = std::io::stdout().lock();
-            for name in &a.images {
-                crate::store::commands::rmi(&store, name, a.force, &mut out)?;
-            }
-            let _ = &snapshots;
+            let freed = crate::store::commands::rmi(
+                &store,
+                &mut std::io::stdout().lock(),
+                &a.images,
+                a.force,
+            )?;
+            remove_snapshots(&snapshots, freed);
             Ok(0)
         }
         Command::Save(a) => {
@@ -81,7 +113,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let mut tags = Vec::new();
             let mut id = None;
             for name in &a.images {
-                let i = store.resolve(name)?.ok_or_else(|| anyhow!("no such image: {name}"))?;
+                let i = store
+                    .resolve(name)?
+                    .ok_or_else(|| anyhow!("no such image: {name}"))?;
                 if !name.starts_with("sha256:") && !is_hex_prefix(name) {
                     tags.push(name.clone());
                 }
@@ -91,7 +125,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             let img = store.export_image(&id, &tags)?;
             let tmp = a.output.with_extension("rbuild-partial");
             let res = (|| -> Result<()> {
-                let f = std::fs::File::create(&tmp).with_context(|| format!("{}", a.output.display()))?;
+                let f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("{}", a.output.display()))?;
                 let mut w = std::io::BufWriter::new(f);
                 match a.format.as_str() {
                     "docker" => crate::export::docker_archive(&img, &mut w)?,
@@ -100,7 +135,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                 };
                 let f = w.into_inner().map_err(|e| e.into_error())?;
                 f.sync_all()?;
-                std::fs::rename(&tmp, &a.output).with_context(|| format!("{}", a.output.display()))?;
+                std::fs::rename(&tmp, &a.output)
+                    .with_context(|| format!("{}", a.output.display()))?;
                 Ok(())
             })();
             if res.is_err() {
@@ -123,10 +159,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Prune(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
-            let freed = crate::store::commands::prune(&store, a.all, &mut std::io::stdout().lock())?;
-            for cache_id in freed {
-                let _ = snapshots.remove(&cache_id);
-            }
+            let freed =
+                crate::store::commands::prune(&store, &mut std::io::stdout().lock(), a.all)?;
+            remove_snapshots(&snapshots, freed);
             Ok(0)
         }
         Command::Df => {
@@ -154,12 +189,23 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Removes freed snapshots, children first (a snapshot with children refuses removal).
+fn remove_snapshots(snapshots: &crate::snapshot::Snapshotter, mut ids: Vec<String>) {
+    for _ in 0..ids.len().max(1) {
+        ids.retain(|id| snapshots.remove(id).is_err());
+        if ids.is_empty() {
+            break;
+        }
+    }
+}
+
 fn is_hex_prefix(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn open_store(root: &Path) -> Result<crate::store::Store> {
-    crate::store::Store::open(root).with_context(|| format!("opening the store at {}", root.display()))
+    crate::store::Store::open(root)
+        .with_context(|| format!("opening the store at {}", root.display()))
 }
 
 fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
@@ -170,7 +216,10 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     };
     if let ContextSource::Dir(d) = &context {
         if !d.exists() {
-            bail!("unable to prepare context: path {:?} not found", d.display().to_string());
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                d.display().to_string()
+            );
         }
     }
     if let Some(p) = &a.platform {
@@ -197,7 +246,8 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     }
     opts.tags = a.tags.clone();
     for t in &opts.tags {
-        crate::image::reference::Reference::parse(t).map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?;
+        crate::image::reference::Reference::parse(t)
+            .map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?;
     }
     opts.build_args = parse_build_args(&a.build_args)?;
     opts.target = a.target.clone();
@@ -236,13 +286,16 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         }
         if let Some(parent) = spec.dest.parent() {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
-                bail!("output destination {}: directory {} does not exist", spec.dest.display(), parent.display());
+                bail!(
+                    "output destination {}: directory {} does not exist",
+                    spec.dest.display(),
+                    parent.display()
+                );
             }
         }
         opts.outputs.push(spec);
     }
-    opts.compression = Compression::with_level(compression.unwrap_or_default(), level)
-        .map_err(|e| anyhow!("{e}"))?;
+    opts.compression = with_level(compression.unwrap_or_default(), level)?;
     opts.source_date_epoch = match a.source_date_epoch.as_deref() {
         None | Some("") => None,
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
@@ -259,7 +312,8 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         }
     };
     if let Some(p) = &a.iidfile {
-        std::fs::write(p, res.image_id.to_string()).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, res.image_id.to_string())
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", res.image_id)?;
@@ -340,8 +394,16 @@ pub fn parse_output(s: &str) -> Result<ParsedOutput> {
                     other => bail!("unsupported compression {other:?} (gzip, zstd, uncompressed)"),
                 })
             }
-            "compression-level" => level = Some(v.parse::<i64>().map_err(|_| anyhow!("invalid compression-level {v:?}"))?),
-            "rewrite-timestamp" => rewrite = Some(parse_bool(v).ok_or_else(|| anyhow!("invalid rewrite-timestamp={v:?}"))?),
+            "compression-level" => {
+                level = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| anyhow!("invalid compression-level {v:?}"))?,
+                )
+            }
+            "rewrite-timestamp" => {
+                rewrite =
+                    Some(parse_bool(v).ok_or_else(|| anyhow!("invalid rewrite-timestamp={v:?}"))?)
+            }
             "name" | "force-compression" | "oci-mediatypes" => {}
             other => bail!("unknown output option {other:?} in {s:?}"),
         }
@@ -356,6 +418,21 @@ pub fn parse_output(s: &str) -> Result<ParsedOutput> {
         None => bail!("output {s:?} needs type="),
     };
     Ok((OutputSpec { kind, dest }, compression, level, rewrite))
+}
+
+/// Applies `compression-level=N` to the chosen compression, within each codec's range.
+fn with_level(c: Compression, level: Option<i64>) -> Result<Compression> {
+    let Some(l) = level else { return Ok(c) };
+    match c {
+        Compression::Gzip { .. } if (0..=9).contains(&l) => {
+            Ok(Compression::Gzip { level: l as u32 })
+        }
+        Compression::Zstd { .. } if (1..=22).contains(&l) => {
+            Ok(Compression::Zstd { level: l as i32 })
+        }
+        Compression::Uncompressed => bail!("compression-level needs compression=gzip or zstd"),
+        _ => bail!("compression-level {l} is out of range (gzip 0-9, zstd 1-22)"),
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -388,10 +465,15 @@ fn resolve_epoch(v: &str, context: &ContextSource, opts: &BuildOptions) -> Resul
                 .output()
                 .context("running git to read the last commit time")?;
             if !out.status.success() {
-                bail!("SOURCE_DATE_EPOCH=git: {} is not in a git repository with commits", dir.display());
+                bail!(
+                    "SOURCE_DATE_EPOCH=git: {} is not in a git repository with commits",
+                    dir.display()
+                );
             }
             let s = String::from_utf8_lossy(&out.stdout);
-            s.trim().parse::<i64>().map_err(|_| anyhow!("unexpected git output {s:?}"))
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| anyhow!("unexpected git output {s:?}"))
         }
         "context" => {
             let df = match &opts.dockerfile {
@@ -411,6 +493,8 @@ fn resolve_epoch(v: &str, context: &ContextSource, opts: &BuildOptions) -> Resul
             }
             Ok(newest)
         }
-        other => bail!("invalid SOURCE_DATE_EPOCH {other:?}: a number of seconds, `git` or `context`"),
+        other => {
+            bail!("invalid SOURCE_DATE_EPOCH {other:?}: a number of seconds, `git` or `context`")
+        }
     }
 }

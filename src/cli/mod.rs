@@ -11,8 +11,8 @@ pub use args::{Cli, Command};
 
 /// Names of subcommands; anything else after the global options means `build`.
 const SUBCOMMANDS: &[&str] = &[
-    "build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune", "df", "diff", "fsck",
-    "help",
+    "build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune", "df", "diff",
+    "fsck", "help",
 ];
 
 /// Inserts `build` when the first non-global argument is not a subcommand (`rbuild -t x .`).
@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn build_is_the_default_subcommand() {
-        assert_eq!(v(&["rbuild", "-t", "x", "."]), ["rbuild", "build", "-t", "x", "."]);
+        assert_eq!(
+            v(&["rbuild", "-t", "x", "."]),
+            ["rbuild", "build", "-t", "x", "."]
+        );
         assert_eq!(
             v(&["rbuild", "--root", "/r", "-t", "x", "."]),
             ["rbuild", "--root", "/r", "build", "-t", "x", "."]

@@ -7,7 +7,7 @@ use crate::store::Store;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +55,17 @@ impl ImageInput {
             let dir = scratch.path().to_path_buf();
             return Self::from_layout_dir(spec, &dir, Some(scratch));
         }
-        let store = store.ok_or_else(|| CompareError::Format(format!("{spec}: no such file, and no store given")))?;
+        let store = store.ok_or_else(|| {
+            CompareError::Format(format!("{spec}: no such file, and no store given"))
+        })?;
         let id = store
             .resolve(spec)
             .map_err(|e| CompareError::Format(e.to_string()))?
-            .ok_or_else(|| CompareError::Format(format!("{spec}: not a file, directory or image in the store")))?;
+            .ok_or_else(|| {
+                CompareError::Format(format!(
+                    "{spec}: not a file, directory or image in the store"
+                ))
+            })?;
         let img = store
             .export_image(&id, &[])
             .map_err(|e| CompareError::Format(e.to_string()))?;
@@ -72,7 +78,11 @@ impl ImageInput {
         })
     }
 
-    fn from_layout_dir(name: &str, dir: &Path, scratch: Option<tempfile::TempDir>) -> Result<ImageInput, CompareError> {
+    fn from_layout_dir(
+        name: &str,
+        dir: &Path,
+        scratch: Option<tempfile::TempDir>,
+    ) -> Result<ImageInput, CompareError> {
         let blob = |d: &str| -> Result<PathBuf, CompareError> {
             let dg = Digest::parse(d).map_err(|e| CompareError::Format(e.to_string()))?;
             Ok(dir.join("blobs").join("sha256").join(dg.hex()))
@@ -80,10 +90,9 @@ impl ImageInput {
         let index_path = dir.join("index.json");
         if index_path.is_file() {
             let index: Value = read_json(&index_path)?;
-            let mut desc = index["manifests"]
-                .get(0)
-                .cloned()
-                .ok_or_else(|| CompareError::Format(format!("{}: no manifests", index_path.display())))?;
+            let mut desc = index["manifests"].get(0).cloned().ok_or_else(|| {
+                CompareError::Format(format!("{}: no manifests", index_path.display()))
+            })?;
             // Follow a nested index to its first manifest.
             loop {
                 let mt = desc["mediaType"].as_str().unwrap_or("");
@@ -91,10 +100,9 @@ impl ImageInput {
                 let path = blob(&d)?;
                 let v: Value = read_json(&path)?;
                 if mt.contains("index") || mt.contains("manifest.list") {
-                    desc = v["manifests"]
-                        .get(0)
-                        .cloned()
-                        .ok_or_else(|| CompareError::Format(format!("{}: empty index", path.display())))?;
+                    desc = v["manifests"].get(0).cloned().ok_or_else(|| {
+                        CompareError::Format(format!("{}: empty index", path.display()))
+                    })?;
                     continue;
                 }
                 let config_path = blob(v["config"]["digest"].as_str().unwrap_or(""))?;
@@ -138,7 +146,8 @@ impl ImageInput {
 
 fn read_json(p: &Path) -> Result<Value, CompareError> {
     let bytes = std::fs::read(p).map_err(io_err(p))?;
-    serde_json::from_slice(&bytes).map_err(|e| CompareError::Format(format!("{}: {e}", p.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CompareError::Format(format!("{}: {e}", p.display())))
 }
 
 /// What one file looks like inside a layer tar.
@@ -166,10 +175,14 @@ pub fn read_layer(path: &Path) -> Result<(Digest, BTreeMap<String, FileEntry>), 
         let mut ar = tar::Archive::new(&mut hashing);
         for e in ar.entries().map_err(io_err(path))? {
             let mut e = e.map_err(io_err(path))?;
-            let name = String::from_utf8_lossy(&e.path_bytes()).trim_end_matches('/').to_string();
+            let name = String::from_utf8_lossy(&e.path_bytes())
+                .trim_end_matches('/')
+                .to_string();
             let h = e.header().clone();
             let kind = format!("{:?}", h.entry_type());
-            let link = e.link_name_bytes().map(|l| String::from_utf8_lossy(&l).to_string());
+            let link = e
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).to_string());
             let mut xattrs = BTreeMap::new();
             if let Some(exts) = e.pax_extensions().map_err(io_err(path))? {
                 for ext in exts.flatten() {
@@ -213,8 +226,17 @@ fn diff_json(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                diff_json(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff_json(
+                    &p,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
@@ -262,16 +284,24 @@ fn diff_entry(name: &str, a: &FileEntry, b: &FileEntry, out: &mut Vec<String>) {
 pub fn compare(a: &ImageInput, b: &ImageInput) -> Result<Vec<String>, CompareError> {
     let mut out = Vec::new();
     if a.config != b.config {
-        let ca: Value = serde_json::from_slice(&a.config).map_err(|e| CompareError::Format(e.to_string()))?;
-        let cb: Value = serde_json::from_slice(&b.config).map_err(|e| CompareError::Format(e.to_string()))?;
+        let ca: Value =
+            serde_json::from_slice(&a.config).map_err(|e| CompareError::Format(e.to_string()))?;
+        let cb: Value =
+            serde_json::from_slice(&b.config).map_err(|e| CompareError::Format(e.to_string()))?;
         let before = out.len();
         diff_json("", &ca, &cb, &mut out);
         if out.len() == before {
-            out.push("config: same JSON content, different bytes (key order or whitespace)".to_string());
+            out.push(
+                "config: same JSON content, different bytes (key order or whitespace)".to_string(),
+            );
         }
     }
     if a.layers.len() != b.layers.len() {
-        out.push(format!("layer count: {} != {}", a.layers.len(), b.layers.len()));
+        out.push(format!(
+            "layer count: {} != {}",
+            a.layers.len(),
+            b.layers.len()
+        ));
     }
     for (i, (la, lb)) in a.layers.iter().zip(&b.layers).enumerate() {
         let (da, fa) = read_layer(la)?;
@@ -279,7 +309,9 @@ pub fn compare(a: &ImageInput, b: &ImageInput) -> Result<Vec<String>, CompareErr
         let same_blob = std::fs::read(la).ok() == std::fs::read(lb).ok();
         if da == db {
             if !same_blob {
-                out.push(format!("layer {i}: same content (diffID {da}) but the compressed blobs differ"));
+                out.push(format!(
+                    "layer {i}: same content (diffID {da}) but the compressed blobs differ"
+                ));
             }
             continue;
         }

@@ -1,0 +1,155 @@
+//! Helpers shared by the end-to-end tests: a busybox-static rootfs, contexts, running the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn rbuild_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rbuild"))
+}
+
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A busybox-static rootfs built once per test binary (testdata/make-busybox-rootfs.sh).
+pub fn busybox_rootfs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::temp_dir().join(format!("rbuild-test-rootfs-{}", std::process::id()));
+        let dest = base.join("rootfs");
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let st = Command::new(repo_dir().join("testdata/make-busybox-rootfs.sh"))
+            .arg(&dest)
+            .status()
+            .expect("running make-busybox-rootfs.sh");
+        assert!(
+            st.success(),
+            "make-busybox-rootfs.sh failed (is busybox-static installed?)"
+        );
+        dest
+    })
+}
+
+/// Writes the busybox rootfs as `name` (tar, optionally compressed by extension) into `dir`.
+pub fn rootfs_archive(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let comp = if name.ends_with(".xz") {
+        "-J"
+    } else if name.ends_with(".gz") {
+        "-z"
+    } else {
+        ""
+    };
+    let mut cmd = Command::new("tar");
+    cmd.args([
+        "--sort=name",
+        "--numeric-owner",
+        "--mtime=@1700000000",
+        "-C",
+    ])
+    .arg(busybox_rootfs())
+    .arg("-c");
+    if !comp.is_empty() {
+        cmd.arg(comp);
+    }
+    let st = cmd.arg("-f").arg(&out).arg(".").status().unwrap();
+    assert!(st.success());
+    out
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn rbuild(root: &Path, args: &[&str]) -> Run {
+    rbuild_env(root, args, &[])
+}
+
+pub fn rbuild_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(rbuild_bin());
+    cmd.arg("--root").arg(root).args(args);
+    cmd.env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out: Output = cmd.output().expect("running rbuild");
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// Asserts success and returns the run, printing its output on failure.
+pub fn ok(r: Run) -> Run {
+    assert_eq!(
+        r.status, 0,
+        "rbuild failed\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+/// A context dir holding `Dockerfile` with `text` and the given files.
+pub fn context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (name, content) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// No mount of the host mentions `path` (nothing was left mounted).
+pub fn assert_nothing_mounted_under(path: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.to_string_lossy();
+    for line in mounts.lines() {
+        assert!(!line.contains(p.as_ref()), "left mounted: {line}");
+    }
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool} >/dev/null"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn docker_running() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs a command and returns stdout, panicking with its stderr on failure.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Lists a layer tar (any compression) as `name mode uid:gid size` lines, via GNU tar.
+pub fn tar_listing(path: &Path) -> Vec<String> {
+    let out = sh(Command::new("tar")
+        .arg("--numeric-owner")
+        .arg("-tvf")
+        .arg(path));
+    out.lines().map(|s| s.to_string()).collect()
+}

@@ -1,0 +1,446 @@
+//! End to end: the real binary builds real images, checked by skopeo, umoci and (when an engine runs)
+//! docker load.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn oci_manifest(dir: &Path) -> (Value, Value) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&d)).unwrap()).unwrap();
+    let c = m["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(c)).unwrap()).unwrap();
+    (m, cfg)
+}
+
+#[test]
+fn classic_base_image_add_rootfs_tar_xz() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD rootfs.tar.xz /\nCMD [\"sh\"]\n",
+        &[],
+    );
+    rootfs_archive(&ctx, "rootfs.tar.xz");
+    let root = t.path().join("root");
+    let docker_tar = t.path().join("img.tar");
+    let oci_dir = t.path().join("oci");
+    let oci_tar = t.path().join("oci.tar");
+    let r = ok(rbuild(
+        &root,
+        &[
+            "-t",
+            "debian:buster",
+            "-o",
+            &format!("type=docker,dest={}", docker_tar.display()),
+            "-o",
+            &format!("type=oci,dest={},tar=false", oci_dir.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci_tar.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let image_id = r.stdout.trim().to_string();
+    assert!(image_id.starts_with("sha256:"), "stdout: {}", r.stdout);
+
+    // Our own reading of the OCI layout: one layer, CMD, history with an empty CMD entry.
+    let (m, cfg) = oci_manifest(&oci_dir);
+    assert_eq!(m["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    let hist = cfg["history"].as_array().unwrap();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(hist[0]["created_by"], "ADD rootfs.tar.xz / # buildkit");
+    assert!(hist[0].get("empty_layer").is_none());
+    assert_eq!(hist[1]["created_by"], "CMD [\"sh\"]");
+    assert_eq!(hist[1]["empty_layer"], true);
+    assert!(cfg["config"]["Env"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("PATH="));
+
+    // The layer really holds the rootfs.
+    let layer_hex = m["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let listing = tar_listing(&oci_dir.join("blobs/sha256").join(layer_hex));
+    assert!(
+        listing.iter().any(|l| l.ends_with(" bin/busybox")),
+        "{listing:?}"
+    );
+    assert!(listing.iter().any(|l| l.contains("etc/passwd")));
+
+    if have("skopeo") {
+        let out = sh(Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", docker_tar.display())));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+        assert_eq!(v["Architecture"], "amd64");
+        let out = sh(Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:buster", oci_dir.display())));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+        sh(Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", oci_tar.display())));
+    } else {
+        eprintln!("skopeo not installed: skipping skopeo checks");
+    }
+    if have("umoci") {
+        let bundle = t.path().join("bundle");
+        sh(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:buster", oci_dir.display()))
+            .arg(&bundle));
+        assert!(bundle.join("rootfs/bin/busybox").is_file());
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["process"]["args"], serde_json::json!(["sh"]));
+    } else {
+        eprintln!("umoci not installed: skipping umoci checks");
+    }
+    if docker_running() {
+        let out = sh(Command::new("docker")
+            .arg("load")
+            .arg("-i")
+            .arg(&docker_tar));
+        assert!(
+            out.contains("debian:buster") || out.contains(&image_id),
+            "{out}"
+        );
+        let out = sh(Command::new("docker").args([
+            "image",
+            "inspect",
+            "debian:buster",
+            "--format",
+            "{{.Id}}",
+        ]));
+        assert_eq!(out.trim(), image_id);
+    } else {
+        eprintln!("no Docker engine running: skipping docker load");
+    }
+    assert_nothing_mounted_under(&root);
+}
+
+#[test]
+fn run_layers_hold_only_changes_with_whiteouts() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD rootfs.tar /\n\
+         RUN echo new > /new.txt && rm /etc/motd && rm -rf /home && mkdir -p /home/x && echo hi > /home/x/f\n\
+         RUN ln -s /new.txt /link && ln /new.txt /hard && chmod 4755 /new.txt\n",
+        &[],
+    );
+    rootfs_archive(&ctx, "rootfs.tar");
+    let root = t.path().join("root");
+    let oci = t.path().join("oci");
+    ok(rbuild(
+        &root,
+        &[
+            "-o",
+            &format!("type=oci,dest={},tar=false", oci.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let (m, _cfg) = oci_manifest(&oci);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    let blob = |i: usize| {
+        oci.join("blobs/sha256").join(
+            layers[i]["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        )
+    };
+    let l1 = tar_listing(&blob(1));
+    let names: Vec<String> = l1
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"new.txt".to_string()), "{l1:?}");
+    assert!(names.contains(&"etc/.wh.motd".to_string()), "{l1:?}");
+    assert!(names.contains(&"home/.wh..wh..opq".to_string()), "{l1:?}");
+    assert!(names.contains(&"home/x/f".to_string()), "{l1:?}");
+    // Only what changed: no busybox applets in the RUN layer.
+    assert!(!names.iter().any(|n| n.starts_with("bin/")), "{l1:?}");
+    let l2 = tar_listing(&blob(2));
+    assert!(
+        l2.iter()
+            .any(|l| l.starts_with("lrwxrwxrwx") && l.contains("link -> /new.txt")),
+        "{l2:?}"
+    );
+    assert!(
+        l2.iter()
+            .any(|l| l.starts_with("-rwsr-xr-x") && l.contains("new.txt")),
+        "{l2:?}"
+    );
+    assert!(
+        l2.iter()
+            .any(|l| l.contains("hard link to") || l.contains("link to new.txt")),
+        "{l2:?}"
+    );
+    assert_nothing_mounted_under(&root);
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors_and_leave_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    // Missing context.
+    let r = rbuild(&root, &[t.path().join("nope").to_str().unwrap()]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    // Missing Dockerfile.
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = rbuild(&root, &[empty.to_str().unwrap()]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("Dockerfile"), "{}", r.stderr);
+    // Unknown instruction: names the file and line.
+    let ctx = context(&t.path().join("bad"), "FROM scratch\nFROB x\n", &[]);
+    let r = rbuild(&root, &[ctx.to_str().unwrap()]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains(":2"), "{}", r.stderr);
+    // Corrupt archive in ADD: a .tar.gz that is not gzip data is copied as a file, but a truncated gzip
+    // of a tar fails the build and leaves no output file.
+    let ctx = context(
+        &t.path().join("corrupt"),
+        "FROM scratch\nADD broken.tar.gz /\n",
+        &[],
+    );
+    let good = rootfs_archive(&ctx, "good.tar.gz");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(ctx.join("broken.tar.gz"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::remove_file(&good).unwrap();
+    let out = t.path().join("out.tar");
+    let r = rbuild(
+        &root,
+        &[
+            "-o",
+            &format!("type=docker,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(r.status, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+    // Unwritable output path.
+    let ctx = context(&t.path().join("ok"), "FROM scratch\nCMD [\"x\"]\n", &[]);
+    let r = rbuild(
+        &root,
+        &[
+            "-o",
+            "type=docker,dest=/nonexistent-dir/x.tar",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("/nonexistent-dir"), "{}", r.stderr);
+    assert_nothing_mounted_under(&root);
+}
+
+#[test]
+fn failing_run_exits_with_its_code_and_shows_output() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD rootfs.tar /\nRUN echo boom-output; exit 7\n",
+        &[],
+    );
+    rootfs_archive(&ctx, "rootfs.tar");
+    let root = t.path().join("root");
+    let r = rbuild(&root, &[ctx.to_str().unwrap()]);
+    assert_eq!(r.status, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("boom-output"));
+    assert!(r.stderr.contains("Dockerfile:3"), "{}", r.stderr);
+    assert_nothing_mounted_under(&root);
+}
+
+#[test]
+fn cache_hit_skips_run_and_explains_misses() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(&t.path().join("ctx"), "", &[("a.txt", "one")]);
+    // The RUN appends to a file in a host dir bind-mounted via a cache mount.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nADD rootfs.tar /\nCOPY a.txt /a.txt\nRUN --mount=type=cache,id=counter,target=/count echo ran >> /count/runs; cat /a.txt > /copied\n",
+    )
+    .unwrap();
+    rootfs_archive(&ctx, "rootfs.tar");
+    let root = t.path().join("root");
+    ok(rbuild(&root, &[ctx.to_str().unwrap()]));
+    let r = ok(rbuild(
+        &root,
+        &["--progress", "plain", ctx.to_str().unwrap()],
+    ));
+    assert!(r.stderr.contains("CACHED"), "{}", r.stderr);
+    let runs_file = std::fs::read_dir(root.join("cache/mounts"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path()
+        .join("runs");
+    assert_eq!(
+        std::fs::read_to_string(&runs_file).unwrap().lines().count(),
+        1,
+        "RUN ran twice"
+    );
+    // touch does not invalidate; a content change does, and the miss names the sources.
+    std::fs::write(ctx.join("a.txt"), "one").unwrap();
+    ok(rbuild(&root, &[ctx.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(&runs_file).unwrap().lines().count(),
+        1
+    );
+    std::fs::write(ctx.join("a.txt"), "two").unwrap();
+    let r = ok(rbuild(
+        &root,
+        &["--progress", "plain", ctx.to_str().unwrap()],
+    ));
+    assert!(
+        r.stderr.contains("cache miss: sources changed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs_file).unwrap().lines().count(),
+        2
+    );
+}
+
+#[test]
+fn reproducible_with_source_date_epoch() {
+    let t = tempfile::tempdir().unwrap();
+    let df = "FROM scratch AS base\nADD rootfs.tar.gz /\nRUN echo hello > /hello && mkdir /d && touch /d/x\n\
+              FROM base\nCOPY --from=base /hello /copied\nCOPY files/ /files/\nENV A=1\nCMD [\"sh\"]\n";
+    let mut outs = Vec::new();
+    for i in 0..2 {
+        let ctx = context(
+            &t.path().join(format!("ctx{i}")),
+            df,
+            &[("files/a", "a"), ("files/b/c", "c")],
+        );
+        rootfs_archive(&ctx, "rootfs.tar.gz");
+        // Different mtimes on the second copy.
+        if i == 1 {
+            sh(Command::new("touch")
+                .args(["-d", "2001-01-01"])
+                .arg(ctx.join("files/a")));
+        }
+        let out = t.path().join(format!("out{i}.tar"));
+        ok(rbuild_env(
+            &t.path().join(format!("root{i}")),
+            &[
+                "-t",
+                "repro:1",
+                "-o",
+                &format!("type=oci,dest={}", out.display()),
+                ctx.to_str().unwrap(),
+            ],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        ));
+        outs.push(out);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let a = std::fs::read(&outs[0]).unwrap();
+    let b = std::fs::read(&outs[1]).unwrap();
+    assert!(a == b, "output archives differ");
+    let r = rbuild(
+        &t.path().join("root0"),
+        &["diff", outs[0].to_str().unwrap(), outs[1].to_str().unwrap()],
+    );
+    assert_eq!(r.status, 0, "{}", r.stdout);
+}
+
+#[test]
+fn diff_names_a_byte_a_mode_and_an_mtime() {
+    let t = tempfile::tempdir().unwrap();
+    let build = |name: &str, content: &str, mode: u32, epoch: Option<&str>| {
+        let ctx = context(
+            &t.path().join(name),
+            "FROM scratch\nCOPY f /f\n",
+            &[("f", content)],
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(ctx.join("f"), std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = t.path().join(format!("{name}.tar"));
+        let mut env = vec![];
+        if let Some(e) = epoch {
+            env.push(("SOURCE_DATE_EPOCH", e));
+        }
+        ok(rbuild_env(
+            &t.path().join("root"),
+            &[
+                "-o",
+                &format!("type=oci,dest={}", out.display()),
+                ctx.to_str().unwrap(),
+            ],
+            &env,
+        ));
+        out
+    };
+    let base = build("base", "abc", 0o644, Some("1700000000"));
+    let byte = build("byte", "abd", 0o644, Some("1700000000"));
+    let mode = build("mode", "abc", 0o755, Some("1700000000"));
+    let diff = |a: &Path, b: &Path| {
+        rbuild(
+            &t.path().join("root"),
+            &["diff", a.to_str().unwrap(), b.to_str().unwrap()],
+        )
+    };
+    let r = diff(&base, &byte);
+    assert_eq!(r.status, 1);
+    assert!(r.stdout.contains("f: content differs"), "{}", r.stdout);
+    let r = diff(&base, &mode);
+    assert!(r.stdout.contains("f: mode 644 != 755"), "{}", r.stdout);
+    // Without an epoch, file mtimes are kept: touching the file shows up as an mtime difference.
+    let m1 = build("m1", "abc", 0o644, None);
+    sh(Command::new("touch")
+        .args(["-d", "2001-01-01"])
+        .arg(t.path().join("m1/f")));
+    let ctx = t.path().join("m1");
+    let m2 = t.path().join("m2.tar");
+    ok(rbuild(
+        &t.path().join("root"),
+        &[
+            "--no-cache",
+            "-o",
+            &format!("type=oci,dest={}", m2.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let r = diff(&m1, &m2);
+    assert!(r.stdout.contains("mtime"), "{}", r.stdout);
+}
