@@ -1,6 +1,7 @@
 //! BuildKit's Dockerfile-frontend conformance data (see /work/shared/conformance/README.md).
-//! The data is located via `RBUILD_CONFORMANCE_DIR` (default `../shared/conformance` relative
-//! to the crate); a missing directory FAILS these tests.
+//! The data is located via `RBUILD_CONFORMANCE_DIR`, else `../shared/conformance` next to the
+//! checkout, else the copy kept in `testdata/conformance` (Apache-2.0 data, LICENSE and NOTICE
+//! alongside); a missing directory FAILS these tests.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,15 @@ use rbuild::dockerfile::{self, shell::Lexer};
 fn buildkit_dir() -> PathBuf {
     let base = std::env::var_os("RBUILD_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
+        .unwrap_or_else(|| {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let shared = manifest.join("../shared/conformance");
+            if shared.join("buildkit").is_dir() {
+                shared
+            } else {
+                manifest.join("testdata/conformance")
+            }
+        });
     let dir = base.join("buildkit");
     assert!(
         dir.is_dir(),

@@ -143,8 +143,8 @@ impl<'a> Dispatcher<'a> {
         let mut instructions: Vec<Located<Instruction>> = Vec::new();
         // (Triggers of an earlier stage of this Dockerfile were already placed by the plan.)
         let triggers = std::mem::take(&mut st.config.config.on_build);
-        if matches!(stage.base, crate::plan::BaseRef::Image(_)) {
-            if !triggers.is_empty() {
+        if matches!(stage.base, crate::plan::BaseRef::Image(_)) && !triggers.is_empty() {
+            {
                 let parsed = crate::plan::parse_onbuild_triggers(&triggers, &self.df.path)
                     .map_err(BuildError::Parse)?;
                 instructions.extend(parsed);

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     crate::snapshot::enter_private_mount_namespace()
         .context("entering a private mount namespace (rbuild needs root)")?;
     match cli.command {
-        Command::Build(args) => run_build(root, args),
+        Command::Build(args) => run_build(root, *args),
         Command::Images(a) => {
             let store = open_store(&root)?;
             let opts = crate::store::commands::ImagesOptions {
