@@ -446,3 +446,37 @@ fn diff_names_a_byte_a_mode_and_an_mtime() {
     let r = diff(&m1, &m2);
     assert!(r.stdout.contains("mtime"), "{}", r.stdout);
 }
+
+#[test]
+fn writable_bind_mount_never_changes_the_context() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD rootfs.tar /\n\
+         RUN --mount=type=bind,source=.,target=/ctx,rw echo x > /ctx/written && cat /ctx/keep > /seen\n\
+         RUN --mount=type=bind,source=.,target=/ro sh -c 'echo y > /ro/nope' || touch /ro-refused\n",
+        &[("keep", "kept")],
+    );
+    rootfs_archive(&ctx, "rootfs.tar");
+    let root = t.path().join("root");
+    let out = t.path().join("rootfs");
+    ok(rbuild(
+        &root,
+        &[
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        !ctx.join("written").exists(),
+        "a RUN wrote into the build context"
+    );
+    assert!(!ctx.join("nope").exists());
+    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "kept");
+    assert!(
+        out.join("ro-refused").exists(),
+        "a read-only bind mount was writable"
+    );
+    assert!(out.join("bin/busybox").is_file());
+}

@@ -846,7 +846,13 @@ impl<'a> Dispatcher<'a> {
                         (ctx.root().to_path_buf(), "context".to_string())
                     }
                 };
-                let source = resolve_in(&root, &src_rel).map_err(|e| self.step_error(line, e))?;
+                let mut source =
+                    resolve_in(&root, &src_rel).map_err(|e| self.step_error(line, e))?;
+                if !m.readonly {
+                    // A writable bind gets a throwaway copy: as in BuildKit, RUN's writes to it are
+                    // discarded and never reach the context or the source stage (SECURITY E6).
+                    source = self.scratch_copy(&source, line)?;
+                }
                 let content = if m.from.is_none() {
                     let ctx = self
                         .context
@@ -938,6 +944,30 @@ impl<'a> Dispatcher<'a> {
             }
             _ => Err(self.step_error(line, "unsupported --mount type")),
         }
+    }
+
+    /// Copies a bind-mount source into the build's scratch space (cp -a keeps owners, modes, links).
+    fn scratch_copy(&self, source: &Path, line: usize) -> Result<PathBuf, BuildError> {
+        let dir = tempfile::Builder::new()
+            .prefix("bind-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| BuildError::io(&self.scratch, e))?
+            .keep();
+        let dest = dir.join("src");
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg("--")
+            .arg(source)
+            .arg(&dest)
+            .status()
+            .map_err(|e| BuildError::io(source, e))?;
+        if !status.success() {
+            return Err(self.step_error(
+                line,
+                format!("copying bind source {} failed", source.display()),
+            ));
+        }
+        Ok(dest)
     }
 
     /// Stores the final config as an image, tags it, and returns the image id and manifest digest.
