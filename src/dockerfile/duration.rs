@@ -58,7 +58,7 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
         let mut v = int.checked_mul(scale).ok_or_else(bad)?;
         if !frac_part.is_empty() {
             // Fractions beyond nanosecond precision are truncated, as in Go.
-            let digits = &frac_part[..frac_part.len().min(30)];
+            let digits = &frac_part[..frac_part.len().min(18)];
             let f: u128 = digits.parse().map_err(|_| bad())?;
             let denom = 10u128.pow(digits.len() as u32);
             v = v.checked_add(f * scale / denom).ok_or_else(bad)?;
@@ -88,5 +88,6 @@ mod tests {
         assert!(parse_go_duration("").is_err());
         assert!(parse_go_duration("1x").is_err());
         assert!(parse_go_duration("99999999999999999999h").is_err());
+        assert_eq!(parse_go_duration("1.0000000000000000000000000001h"), Ok(3_600_000_000_000));
     }
 }
