@@ -88,6 +88,9 @@ mod tests {
         assert!(parse_go_duration("").is_err());
         assert!(parse_go_duration("1x").is_err());
         assert!(parse_go_duration("99999999999999999999h").is_err());
-        assert_eq!(parse_go_duration("1.0000000000000000000000000001h"), Ok(3_600_000_000_000));
+        assert_eq!(
+            parse_go_duration("1.0000000000000000000000000001h"),
+            Ok(3_600_000_000_000)
+        );
     }
 }
