@@ -351,6 +351,13 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
                 let sub = gfs.resolve(&gitref.subdir, None)?;
                 let saved = std::mem::replace(&mut w.keep_owners, false);
                 for r in sub {
+                    // SECURITY C3: a subdir reached through a symlink is refused, not followed.
+                    if r.rel != rel_in_root(&gitref.subdir) {
+                        return Err(ContextError::Git {
+                            remote: gitref.remote.clone(),
+                            reason: format!("subdir {:?} leads through a symlink", gitref.subdir),
+                        });
+                    }
                     if !r.is_dir() {
                         return Err(ContextError::Git {
                             remote: gitref.remote.clone(),

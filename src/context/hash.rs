@@ -237,7 +237,8 @@ fn file_digests(
         );
         out.insert(path, d);
     }
-    if let Some(p) = memo {
+    // A no-op rebuild (all hits) does not rewrite the memo.
+    if let (Some(p), false) = (memo, misses.is_empty()) {
         save_memo(p, &memo_file)?;
     }
     Ok(out)

@@ -2,8 +2,7 @@
 //!
 //! Semantics follow BuildKit's Dockerfile frontend (`dockerfile2llb/convert_copy.go`) and its
 //! file backend (`tonistiigi/fsutil/copy`); the module docs of each file say which part. Points
-//! where rbuild deliberately differs are marked "Deviation" in the code and listed in
-//! `docs/context.md`.
+//! where rbuild deliberately differs are marked "Deviation" in the module docs.
 
 pub mod build_context;
 pub mod chmod;

@@ -1,0 +1,182 @@
+//! ADD from http(s) URLs and git repositories, against servers/repos created by the test.
+
+use rbuild::context::git::{fetch, parse_git_ref};
+use rbuild::context::{copy, Context, ContextError, CopyEnv, CopyRequest, SourceRoot};
+use rbuild::digest::Digest;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+/// Serves `body` with a fixed Last-Modified to every request, on 127.0.0.1.
+fn serve(body: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn add(
+    url: &str,
+    dest: &str,
+    root: &Path,
+    edit: impl FnOnce(&mut CopyRequest),
+) -> Result<(), ContextError> {
+    let ctx_dir = tempfile::tempdir().unwrap();
+    let ctx = Context::open(ctx_dir.path(), &ctx_dir.path().join("Dockerfile")).unwrap();
+    let mut req = CopyRequest::new(SourceRoot::Context(&ctx), vec![url.to_string()], dest);
+    req.is_add = true;
+    edit(&mut req);
+    let scratch = tempfile::tempdir().unwrap();
+    let env = CopyEnv {
+        scratch: Some(scratch.path()),
+        max_download: 1 << 20,
+        ..CopyEnv::default()
+    };
+    copy(&req, root, &env).map(|_| ())
+}
+
+#[test]
+fn http_download_name_mode_mtime_checksum() {
+    let body = b"hello from the server\n".to_vec();
+    let sum = Digest::of_bytes(&body).to_string();
+    let base = serve(body.clone());
+    let root = tempfile::tempdir().unwrap();
+    add(
+        &format!("{base}/dir/file.tar.gz?x=1"),
+        "/dl/",
+        root.path(),
+        |r| r.checksum = Some(sum.clone()),
+    )
+    .unwrap();
+    let p = root.path().join("dl/file.tar.gz");
+    // Never extracted, mode 0600, owner 0:0, mtime from Last-Modified.
+    assert_eq!(std::fs::read(&p).unwrap(), body);
+    let md = std::fs::metadata(&p).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+    assert_eq!((md.uid(), md.gid()), (0, 0));
+    assert_eq!(md.mtime(), 1445412480);
+    // No trailing slash: the destination is the file name.
+    add(&format!("{base}/x"), "/named", root.path(), |r| {
+        r.chmod = Some("644".into())
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(root.path().join("named")).unwrap().mode() & 0o7777,
+        0o644
+    );
+    // A URL without a path gets BuildKit's placeholder name.
+    add(&base, "/u/", root.path(), |_| {}).unwrap();
+    assert!(root.path().join("u/__unnamed__").exists());
+}
+
+#[test]
+fn http_checksum_mismatch_and_size_limit() {
+    let base = serve(b"abc".to_vec());
+    let root = tempfile::tempdir().unwrap();
+    let wrong = format!("sha256:{}", "1".repeat(64));
+    let e = add(&format!("{base}/f"), "/f", root.path(), |r| {
+        r.checksum = Some(wrong)
+    })
+    .unwrap_err();
+    assert!(matches!(e, ContextError::ChecksumMismatch { .. }), "{e}");
+    assert!(!root.path().join("f").exists());
+    let e = add(&format!("{base}/f"), "/f", root.path(), |r| {
+        r.checksum = Some("md5:x".into())
+    })
+    .unwrap_err();
+    assert!(matches!(e, ContextError::BadChecksum(_)), "{e}");
+    let big = serve(vec![7u8; (1 << 20) + 10]);
+    let e = add(&format!("{big}/big"), "/big", root.path(), |_| {}).unwrap_err();
+    assert!(matches!(e, ContextError::DownloadTooLarge { .. }), "{e}");
+    let e = add("http://127.0.0.1:1/nothing", "/n", root.path(), |_| {}).unwrap_err();
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+}
+
+fn sh(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn git_fetch_ref_subdir_checksum_keep_git_dir() {
+    if Command::new("git").arg("--version").output().is_err() {
+        return; // git is optional at runtime; nothing to test without it
+    }
+    let repo = tempfile::tempdir().unwrap();
+    sh(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo.path().join("sub")).unwrap();
+    std::fs::write(repo.path().join("sub/f.txt"), "v1").unwrap();
+    std::fs::write(repo.path().join("run.sh"), "#!/bin/sh").unwrap();
+    std::fs::set_permissions(
+        repo.path().join("run.sh"),
+        std::fs::Permissions::from_mode(0o775),
+    )
+    .unwrap();
+    sh(repo.path(), &["add", "."]);
+    sh(repo.path(), &["commit", "-q", "-m", "one"]);
+    sh(repo.path(), &["tag", "v1"]);
+    let c1 = sh(repo.path(), &["rev-parse", "HEAD"]);
+    std::fs::write(repo.path().join("sub/f.txt"), "v2").unwrap();
+    sh(repo.path(), &["commit", "-q", "-am", "two"]);
+
+    let remote = repo.path().to_str().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut r = parse_git_ref("https://example.com/r.git#v1:sub")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.subdir, "sub");
+    r.remote = remote.to_string();
+    let co = fetch(&r, false, None, scratch.path()).unwrap();
+    assert_eq!(co.commit, c1);
+    assert_eq!(
+        std::fs::read_to_string(co.root().join("sub/f.txt")).unwrap(),
+        "v1"
+    );
+    assert!(!co.root().join(".git").exists());
+    let co = fetch(&r, true, Some(&c1[..12]), scratch.path()).unwrap();
+    assert!(co.root().join(".git").exists());
+    let e = fetch(&r, false, Some("deadbeef"), scratch.path())
+        .err()
+        .unwrap();
+    assert!(matches!(e, ContextError::ChecksumMismatch { .. }), "{e}");
+    r.git_ref = None;
+    let co = fetch(&r, false, None, scratch.path()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(co.root().join("sub/f.txt")).unwrap(),
+        "v2"
+    );
+}
