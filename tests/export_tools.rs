@@ -269,3 +269,63 @@ fn inconsistent_images_are_refused() {
     img.tags = vec!["Bad:Tag".into()];
     assert!(oci_layout_dir(&img, &tmp.path().join("x")).is_err());
 }
+
+#[test]
+fn docker_archive_members_and_manifest_json() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let img = sample_image(tmp.path());
+    let bytes = docker_archive(&img, Vec::new()).unwrap();
+    let mut ar = tar::Archive::new(bytes.as_slice());
+    let mut members = Vec::new();
+    let mut files = std::collections::BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mode = e.header().mode().unwrap();
+        let mtime = e.header().mtime().unwrap();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        members.push((name.clone(), mode, mtime));
+        files.insert(name, body);
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries are sorted");
+    let cfg_name = format!("blobs/sha256/{}", Digest::of_bytes(&img.config_bytes).hex());
+    let created = 1704164645; // 2024-01-02T03:04:05Z
+    assert!(members.contains(&(cfg_name.clone(), 0o444, created)));
+    assert!(members.contains(&("manifest.json".into(), 0o644, 0)));
+    assert!(members.contains(&("blobs/".into(), 0o755, 0)));
+    assert_eq!(files["oci-layout"], br#"{"imageLayoutVersion": "1.0.0"}"#);
+
+    let manifest = std::str::from_utf8(&files["manifest.json"]).unwrap();
+    assert!(manifest.ends_with("]\n"));
+    let m = json(manifest);
+    assert_eq!(m[0]["Config"], cfg_name);
+    assert_eq!(m[0]["RepoTags"], serde_json::json!(["rbuild-test:1.0"]));
+    let l0 = &img.layers[0].0;
+    let l1 = &img.layers[1].0;
+    assert_eq!(
+        m[0]["Layers"],
+        serde_json::json!([
+            format!("blobs/sha256/{}", l0.digest.hex()),
+            format!("blobs/sha256/{}", l1.digest.hex())
+        ])
+    );
+    // Only the uncompressed layer gets a LayerSources entry (as Docker 25 writes it).
+    let sources = m[0]["LayerSources"].as_object().unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(
+        sources[&l1.diff_id.to_string()]["mediaType"],
+        MEDIA_OCI_LAYER
+    );
+    let repos = json(std::str::from_utf8(&files["repositories"]).unwrap());
+    assert_eq!(repos["rbuild-test"]["1.0"], l1.diff_id.hex());
+    let index = json(std::str::from_utf8(&files["index.json"]).unwrap());
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1.0"
+    );
+}

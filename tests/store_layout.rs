@@ -482,3 +482,28 @@ fn commands_images_history_inspect_rmi_prune() {
         .unwrap()
         .contains("Total reclaimed space"));
 }
+
+#[test]
+fn check_reports_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let l1 = add_layer(&store, None, "a.txt", b"A");
+    let l2 = add_layer(&store, Some(&l1.chain_id), "b.txt", b"B");
+    let id = store
+        .put_image(&image_with(&[&l1, &l2], "2024-01-01T00:00:00Z"), None)
+        .unwrap();
+    assert!(store.check().unwrap().is_empty());
+    // Flip the blob of layer 1, delete the blob of layer 2.
+    std::fs::write(store.blob_path(&l1.blob), b"garbage").unwrap();
+    std::fs::remove_file(store.blob_path(&l2.blob)).unwrap();
+    let problems = store.check().unwrap();
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(problems.len(), 2, "{text:?}");
+    assert!(
+        text[0].contains(&format!("blob {} is corrupt", l1.blob)),
+        "{text:?}"
+    );
+    assert!(text[1].contains("is missing"), "{text:?}");
+    // Exporting the image refuses the missing blob instead of writing a broken archive.
+    assert!(store.export_image(&id, &[]).is_err());
+}

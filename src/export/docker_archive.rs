@@ -2,8 +2,9 @@
 //! both a Docker archive (`manifest.json`, `repositories`) and an OCI image layout
 //! (`oci-layout`, `index.json`, `blobs/sha256/`).
 //!
-//! Layers are written as stored (gzip/zstd/plain), never recompressed; `docker load` and
-//! containers/image decompress them on load and check them against the config's diffIDs.
+//! Layers are written as stored (gzip/zstd/plain), never recompressed; `docker load`
+//! (`archive.DecompressStream`) and containers/image decompress them on load and check them
+//! against the config's diffIDs.
 
 use crate::digest::Digest;
 use crate::export::oci_layout::{index_descriptors, OCI_LAYOUT_DOCKER};
@@ -76,10 +77,15 @@ pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
             desc.size,
         ));
         layer_paths.push(blob_name(&desc.digest));
-        layer_sources.insert(
-            desc.diff_id.clone(),
-            Descriptor::new(&desc.media_type, desc.digest.clone(), desc.size),
-        );
+        // Docker 25 writes LayerSources for its (uncompressed) layers; `docker load` registers
+        // the descriptor with the layer. A compressed blob's descriptor would then describe
+        // bytes Docker never stores, so only identity (uncompressed) layers get one.
+        if desc.digest == desc.diff_id {
+            layer_sources.insert(
+                desc.diff_id.clone(),
+                Descriptor::new(&desc.media_type, desc.digest.clone(), desc.size),
+            );
+        }
     }
 
     let item = ManifestItem {

@@ -19,6 +19,7 @@
 
 pub mod blob;
 pub mod cache;
+pub mod check;
 pub mod commands;
 pub mod fsutil;
 pub mod images;
@@ -28,6 +29,7 @@ pub mod lock;
 
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
+pub use check::Problem;
 pub use commands::{GraphDirs, ImagesOptions};
 pub use images::ImageSummary;
 pub use layers::LayerRecord;
