@@ -6,6 +6,11 @@
 //! PID 1, which builds the filesystem view (`rootfs`), drops privileges and execs the
 //! command. Mount points missing from the image are stubbed for the run and removed
 //! afterwards (`stubs`), so they never reach the layer.
+//!
+//! Integration: `main()` must call `helper_main_if_requested()` before anything else
+//! (before threads, before the CLI's own `unshare`); `src/main.rs` does. The CLI's
+//! SIGINT/SIGTERM handler should set `ExecConfig::cancel` (or simply let the terminal's
+//! SIGINT reach the helper, which kills the container and reports `Interrupted`).
 
 mod container;
 mod devices;
