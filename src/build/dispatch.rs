@@ -38,6 +38,8 @@ pub struct Dispatcher<'a> {
     pub results: Vec<Option<StageResult>>,
     pub reporter: &'a Reporter,
     pub scratch: PathBuf,
+    /// Each built stage's final ARG scope: a stage built FROM it starts from that scope.
+    pub arg_scopes: Vec<Option<ArgScope>>,
 }
 
 /// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
@@ -131,7 +133,15 @@ impl<'a> Dispatcher<'a> {
     pub fn run_stage(&mut self, idx: usize, mut st: StageState) -> Result<StageResult, BuildError> {
         let plan = self.plan;
         let stage = &plan.stages[idx];
-        let mut args = ArgScope::new(plan, self.plan_opts, idx);
+        let mut args = match &stage.base {
+            crate::plan::BaseRef::Stage(i) => {
+                match self.arg_scopes.get(*i).and_then(|a| a.as_ref()) {
+                    Some(parent) => ArgScope::inherit(parent),
+                    None => ArgScope::new(plan, self.plan_opts, idx),
+                }
+            }
+            _ => ArgScope::new(plan, self.plan_opts, idx),
+        };
         let no_cache = self.opts.no_cache
             || self
                 .opts
@@ -189,6 +199,9 @@ impl<'a> Dispatcher<'a> {
                     return Err(e);
                 }
             }
+        }
+        if let Some(slot) = self.arg_scopes.get_mut(idx) {
+            *slot = Some(args);
         }
         Ok(st.into_result())
     }

@@ -82,6 +82,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         results: vec![None; plan.stages.len()],
         reporter: &reporter,
         scratch: scratch.path().to_path_buf(),
+        arg_scopes: vec![None; plan.stages.len()],
     };
 
     for &idx in &plan.order {
