@@ -298,37 +298,8 @@ pub fn go_quote_slice(items: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
-/// Go `strconv.Quote`. Hand-written: no crate reproduces Go's escaping rules.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                if (c as u32) < 0x10000 {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                } else {
-                    let _ = write!(out, "\\U{:08x}", c as u32);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// Go `strconv.Quote`: the parser's implementation, so history and AST dumps quote alike.
+pub use crate::dockerfile::go_quote;
 
 /// Go `time.Duration.String()` of nanoseconds: `5m0s`, `1h0m0s`, `1.5s`, `100ms`, `0s`.
 pub fn go_duration(ns: i64) -> String {
