@@ -246,6 +246,16 @@ impl<'a> Dispatcher<'a> {
         st.key = StepKey::new(&st.key, inputs).key;
     }
 
+    /// Compression and output profile: part of a layer step's cache key, so a build asking for
+    /// other blob bytes (another profile or codec) does not reuse a blob made with the old ones.
+    fn layer_format(&self) -> String {
+        format!(
+            "{:?} profile {}",
+            self.opts.compression,
+            self.opts.repro_profile.number()
+        )
+    }
+
     fn shell(st: &StageState) -> Vec<String> {
         if st.config.config.shell.is_empty() {
             DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
@@ -484,6 +494,7 @@ impl<'a> Dispatcher<'a> {
         }
         let opts = LayerOptions {
             compression: self.opts.compression,
+            profile: self.opts.repro_profile,
             clamp_mtime: if self.opts.rewrite_timestamp {
                 self.epoch
             } else {
@@ -657,6 +668,7 @@ impl<'a> Dispatcher<'a> {
         if c.link {
             inputs.insert("link".to_string(), "true".into());
         }
+        inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
@@ -759,6 +771,7 @@ impl<'a> Dispatcher<'a> {
         inputs.insert("user".to_string(), st.config.config.user.clone());
         inputs.insert("workdir".to_string(), workdir_of(st));
         inputs.insert("network".to_string(), format!("{network:?}"));
+        inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);

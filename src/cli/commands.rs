@@ -296,6 +296,10 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         opts.outputs.push(spec);
     }
     opts.compression = with_level(compression.unwrap_or_default(), level)?;
+    if let Some(n) = a.repro_profile {
+        opts.repro_profile = crate::layer::Profile::from_number(n)
+            .ok_or_else(|| anyhow!("--repro-profile {n}: unknown profile (1 or 2)"))?;
+    }
     opts.source_date_epoch = match a.source_date_epoch.as_deref() {
         None | Some("") => None,
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
