@@ -16,16 +16,25 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn time<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    median(
-        (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect(),
-    )
+/// User + system CPU time of this process, all threads.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Median wall time and median CPU time of `runs` calls.
+fn time<F: FnMut()>(runs: usize, mut f: F) -> (Duration, Duration) {
+    let (walls, cpus) = (0..runs)
+        .map(|_| {
+            let (t, c) = (Instant::now(), cpu_time());
+            f();
+            (t.elapsed(), cpu_time().saturating_sub(c))
+        })
+        .unzip();
+    (median(walls), median(cpus))
 }
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
@@ -69,10 +78,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n as f64 / 1e6,
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
-    println!("| what | MB/s | s |");
-    println!("|---|---|---|");
-    let row = |what: &str, d: Duration| {
-        println!("| {what} | {:.0} | {:.2} |", mbps(n, d), d.as_secs_f64())
+    println!("| what | MB/s (wall) | s (wall) | CPU s | cores used |");
+    println!("|---|---|---|---|---|");
+    let row = |what: &str, (d, c): (Duration, Duration)| {
+        println!(
+            "| {what} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            mbps(n, d),
+            d.as_secs_f64(),
+            c.as_secs_f64(),
+            c.as_secs_f64() / d.as_secs_f64()
+        )
     };
 
     let d = time(runs, || {
