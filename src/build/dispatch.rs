@@ -40,6 +40,8 @@ pub struct Dispatcher<'a> {
     pub scratch: PathBuf,
     /// Each built stage's final ARG scope: a stage built FROM it starts from that scope.
     pub arg_scopes: Vec<Option<ArgScope>>,
+    /// Cache keys this build hit or recorded, in order (what `--cache-to` exports).
+    pub used_keys: std::cell::RefCell<Vec<Digest>>,
 }
 
 /// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
@@ -86,19 +88,10 @@ impl<'a> Dispatcher<'a> {
 
     /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store.
     pub fn base_image(&mut self, name: &str, line: usize) -> Result<StageState, BuildError> {
-        let id = self
-            .store
-            .resolve(name)
-            .map_err(BuildError::store)?
-            .ok_or_else(|| {
-                self.step_error(
-                    line,
-                    format!(
-                        "base image {name:?} is not in the store at {} (load it with `rbuild load -i FILE`)",
-                        self.opts.root.display()
-                    ),
-                )
-            })?;
+        let id = match self.store.resolve(name).map_err(BuildError::store)? {
+            Some(id) => id,
+            None => self.pull_base(name, line)?,
+        };
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
         let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
         let mut layers = Vec::new();
@@ -121,6 +114,30 @@ impl<'a> Dispatcher<'a> {
             key: Digest::of_bytes(format!("image {id}").as_bytes()),
             parent_image: Some(id),
         })
+    }
+
+    /// Pulls an image that is not in the store (`FROM` / `COPY --from=<image>`).
+    fn pull_base(&self, name: &str, line: usize) -> Result<Digest, BuildError> {
+        if crate::image::Reference::parse(name).is_err() {
+            return Err(self.step_error(
+                line,
+                format!(
+                    "base image {name:?} is not in the store at {} and is not a valid reference to pull",
+                    self.opts.root.display()
+                ),
+            ));
+        }
+        let step = self.reporter.start(&format!("pulling {name}"));
+        let opts = crate::registry::PullOptions {
+            platform: self.plan_opts.platform.clone(),
+            quiet: self.reporter.quiet(),
+            ..Default::default()
+        };
+        let pulled =
+            super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
+                .map_err(|e| self.step_error(line, format!("pulling base image {name:?}: {e}")))?;
+        self.reporter.done(step);
+        Ok(pulled.id)
     }
 
     fn stage_label(&self, idx: usize) -> String {
@@ -421,6 +438,7 @@ impl<'a> Dispatcher<'a> {
                     st.layers.push(l);
                 }
                 st.key = key.key.clone();
+                self.used_keys.borrow_mut().push(key.key.clone());
                 return Ok(true);
             }
         }
@@ -455,6 +473,7 @@ impl<'a> Dispatcher<'a> {
         self.store
             .cache_put(&key.key, &record)
             .map_err(BuildError::store)?;
+        self.used_keys.borrow_mut().push(key.key.clone());
         st.key = key.key;
         Ok(false)
     }

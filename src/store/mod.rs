@@ -21,6 +21,7 @@ pub mod blob;
 pub mod cache;
 pub mod check;
 pub mod commands;
+pub mod distribution;
 pub mod fsutil;
 pub mod images;
 pub mod layers;
