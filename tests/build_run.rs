@@ -643,3 +643,69 @@ fn cache_mount_sharing_locked_serializes_and_private_separates() {
     }
     assert_nothing_mounted_under(&root);
 }
+
+#[test]
+fn loaded_images_are_bases_and_their_layers_unpack_once() {
+    let t = tempfile::tempdir().unwrap();
+    // The base image comes from another store, as a docker-archive and as an OCI layout tar.
+    let ctx = busybox_context(
+        &t.path().join("base"),
+        "RUN echo from-base > /base-file\nENV BASE=1\n",
+        &[],
+    );
+    let docker_tar = t.path().join("base-docker.tar");
+    let oci_tar = t.path().join("base-oci.tar");
+    ok(rbuild(
+        &t.path().join("root-a"),
+        &[
+            "-t",
+            "base:1",
+            "-o",
+            &format!("type=docker,dest={}", docker_tar.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci_tar.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let df = "FROM base:1\nRUN cat /base-file > /seen && echo $BASE >> /seen\n";
+    for (name, archive) in [("docker", &docker_tar), ("oci", &oci_tar)] {
+        let root = t.path().join(format!("root-{name}"));
+        let ctx = context(&t.path().join(format!("ctx-{name}")), df, &[]);
+        // Not loaded yet: the error names the image and says how to load it.
+        let r = rbuild(&root, &[ctx.to_str().unwrap()]);
+        assert_eq!(r.status, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("\"base:1\"") && r.stderr.contains("rbuild load"),
+            "{}",
+            r.stderr
+        );
+        let r = ok(rbuild(&root, &["load", "-i", archive.to_str().unwrap()]));
+        assert!(r.stdout.contains("base:1"), "{}", r.stdout);
+        let snapshots = |root: &Path| {
+            std::fs::read_dir(root.join("overlay2"))
+                .unwrap()
+                .flatten()
+                .filter(|e| !["l", "empty"].contains(&e.file_name().to_str().unwrap()))
+                .count()
+        };
+        assert_eq!(snapshots(&root), 2, "one snapshot per base layer after load");
+        let out = t.path().join(format!("out-{name}"));
+        ok(rbuild(
+            &root,
+            &[
+                "--no-cache",
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                ctx.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(
+            std::fs::read_to_string(out.join("seen")).unwrap(),
+            "from-base\n1\n"
+        );
+        // The RUN added one snapshot; the base layers were not unpacked again.
+        assert_eq!(snapshots(&root), 3);
+        assert_nothing_mounted_under(&root);
+        assert_store_consistent(&root);
+    }
+}
