@@ -476,6 +476,8 @@ fn independent_stages_run_in_parallel_and_only_needed_stages_build() {
          FROM base AS a\n{}\
          FROM base AS b\n{}\
          FROM base AS final\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n\
+         RUN --mount=type=bind,from=b,target=/mnt/b cat /mnt/b/b > /b-via-bind && \
+           (touch /mnt/b/x 2>/dev/null || echo ro > /bind-ro)\n\
          FROM final AS uses-broken\nCOPY --from=broken /etc/motd /motd\n",
         wait_for("a", "b"),
         wait_for("b", "a")
@@ -496,6 +498,18 @@ fn independent_stages_run_in_parallel_and_only_needed_stages_build() {
     ));
     assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "a\n");
     assert_eq!(std::fs::read_to_string(out.join("b")).unwrap(), "b\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("b-via-bind")).unwrap(),
+        "b\n"
+    );
+    assert!(
+        out.join("bind-ro").exists(),
+        "a bind from a stage was writable"
+    );
+    assert!(
+        !out.join("mnt/b").exists(),
+        "the bind mount point stayed in the image"
+    );
     assert!(
         !r.stderr.contains("broken-stage-ran") && !r.stderr.contains("[broken"),
         "an unneeded stage was built:\n{}",
@@ -688,7 +702,11 @@ fn loaded_images_are_bases_and_their_layers_unpack_once() {
                 .filter(|e| !["l", "empty"].contains(&e.file_name().to_str().unwrap()))
                 .count()
         };
-        assert_eq!(snapshots(&root), 2, "one snapshot per base layer after load");
+        assert_eq!(
+            snapshots(&root),
+            2,
+            "one snapshot per base layer after load"
+        );
         let out = t.path().join(format!("out-{name}"));
         ok(rbuild(
             &root,
@@ -708,4 +726,45 @@ fn loaded_images_are_bases_and_their_layers_unpack_once() {
         assert_nothing_mounted_under(&root);
         assert_store_consistent(&root);
     }
+}
+
+#[test]
+fn heredoc_run_bodies_execute() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = busybox_context(
+        &t.path().join("ctx"),
+        "ENV FOO=foo\n\
+         RUN <<EOF\n\
+         echo one > /h1\n\
+         echo two >> /h1\n\
+         EOF\n\
+         RUN cat <<EOF > /h2\n\
+         value $FOO\n\
+         EOF\n\
+         RUN <<-EOT sh -c 'cat > /h3; echo \"$0\" >> /h3'\n\
+         \tindented\n\
+         \tEOT\n\
+         RUN set -e; <<A cat > /h4; <<B cat >> /h4\n\
+         first\n\
+         A\n\
+         second\n\
+         B\n",
+        &[],
+    );
+    let root = t.path().join("root");
+    let out = t.path().join("out");
+    ok(rbuild(
+        &root,
+        &[
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("h1"), "one\ntwo\n");
+    assert_eq!(read("h2"), "value foo\n");
+    assert_eq!(read("h3"), "indented\nsh\n");
+    assert_eq!(read("h4"), "first\nsecond\n");
+    assert_nothing_mounted_under(&root);
 }
