@@ -74,6 +74,11 @@ pub struct BuildOptions {
     /// `--cache-to` exports and `--cache-from` imports of the build cache.
     pub cache_to: Vec<crate::registry::cache::CacheSpec>,
     pub cache_from: Vec<crate::registry::cache::CacheSpec>,
+    /// How many independent stages may build at once (default: the number of cores).
+    pub jobs: Option<usize>,
+    /// Set from the CLI's SIGINT/SIGTERM handler: the build kills its containers, cleans up and returns
+    /// `BuildError::Interrupted`.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl BuildOptions {
@@ -100,6 +105,8 @@ impl BuildOptions {
             push: Vec::new(),
             cache_to: Vec::new(),
             cache_from: Vec::new(),
+            jobs: None,
+            cancel: None,
         }
     }
 }

@@ -54,7 +54,7 @@ pub enum Command {
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
     /// Verify the store: blobs against digests, layers against diffIDs; repair what is broken
-    Fsck,
+    Fsck(FsckArgs),
     /// Pull an image from a registry
     Pull(PullArgs),
     /// Push an image to a registry
@@ -63,6 +63,13 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Fix or remove what is broken, printing each action (default: only report)
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -141,6 +148,9 @@ pub struct BuildArgs {
     /// Push the image to its -t names after the build (same as -o type=registry)
     #[arg(long)]
     pub push: bool,
+    /// How many independent stages may build at once (default: the number of cores)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Build context: a directory, or `-` for a tar on stdin
     pub context: String,
 }
