@@ -112,7 +112,37 @@ fn push_inspect_pull_build_and_mount() {
     // Pulling again fetches nothing.
     let r = ok(rbuild(&root2, &["pull", &name]));
     assert!(r.stderr.contains("Already exists"), "{}", r.stderr);
+    // The store a pull leaves passes fsck.
+    ok(rbuild(&root2, &["fsck"]));
     assert_nothing_mounted_under(&root2);
+
+    // COPY --from=<image> pulls too; build --push and -o type=registry push the result.
+    let root3 = t.path().join("root3");
+    let ctx3 = context(
+        &t.path().join("ctx3"),
+        &format!("FROM scratch\nCOPY --from={name} /bin/busybox /bb\n"),
+        &[],
+    );
+    let pushed = format!("{}/rb/copied:1", reg.addr());
+    let also = format!("{}/rb/also:2", reg.addr());
+    ok(rbuild(
+        &root3,
+        &[
+            "build",
+            "-q",
+            "--push",
+            "-t",
+            &pushed,
+            "-o",
+            &format!("type=registry,name={also}"),
+            ctx3.to_str().unwrap(),
+        ],
+    ));
+    let a = skopeo_inspect(&pushed);
+    let b = skopeo_inspect(&also);
+    assert_eq!(a["Digest"], b["Digest"]);
+    assert_eq!(a["Layers"].as_array().unwrap().len(), 1);
+    assert_nothing_mounted_under(&root3);
 }
 
 #[test]

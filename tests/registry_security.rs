@@ -437,3 +437,67 @@ fn g06_plain_http_only_for_loopback_and_configured_hosts() {
     );
     assert!(reg.seen().is_empty());
 }
+
+#[test]
+fn g04_credential_helpers_are_asked_for_the_exact_host() {
+    let img = Arc::new(image(None));
+    let i2 = img.clone();
+    let reg = Fake::start(move |s, _| {
+        if s.auth.as_deref() != Some(BASIC) {
+            return resp(401, "").header("WWW-Authenticate", "Basic realm=\"r\"");
+        }
+        serve_image(&i2, s).unwrap_or_else(|| resp(404, ""))
+    });
+    let t = tempfile::tempdir().unwrap();
+    // A helper that knows only this registry and logs what it was asked.
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = t.path().join("asked");
+    let helper = bin.join("docker-credential-rbtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\necho \"$1 $server\" >> {}\nif [ \"$server\" = \"{}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"bob\",\"Secret\":\"hunter2\"}}' \"$server\"\nelse\n  echo 'credentials not found in native keychain'; exit 1\nfi\n",
+            asked.display(),
+            reg.addr()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = t.path().join("dockercfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"rbtest"}}}}"#, reg.addr()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [
+        ("DOCKER_CONFIG", cfg.to_str().unwrap()),
+        ("PATH", path.as_str()),
+    ];
+    let r = rbuild_env(
+        &t.path().join("root"),
+        &["pull", &format!("{}/t/img:1", reg.addr())],
+        &env,
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let log = std::fs::read_to_string(&asked).unwrap();
+    assert_eq!(log.trim(), format!("get {}", reg.addr()));
+    // With credsStore for every host, a look-alike host gets nothing from it.
+    std::fs::write(cfg.join("config.json"), r#"{"credsStore":"rbtest"}"#).unwrap();
+    let evil = Fake::start(|s, _| {
+        assert!(s.auth.is_none(), "credentials sent to a look-alike host");
+        resp(401, "").header("WWW-Authenticate", "Basic realm=\"r\"")
+    });
+    let name = format!("localhost:{}/t/img:1", evil.port);
+    let r = rbuild_env(&t.path().join("root2"), &["pull", &name], &env);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("anonymous"), "{}", r.stderr);
+    assert!(evil.seen().iter().all(|s| s.auth.is_none()));
+}
