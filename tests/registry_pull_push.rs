@@ -333,6 +333,19 @@ fn manifest_list_resolves_to_the_host_platform() {
         amd_id.to_string(),
         "the index did not resolve to amd64"
     );
+    // By the index's digest, to the same image; a wrong digest is a clear 404.
+    let index_digest = Digest::of_bytes(&index);
+    let r = ok(rbuild(
+        &t.path().join("bydigest"),
+        &["pull", &format!("{multi}@{index_digest}")],
+    ));
+    assert_eq!(r.stdout.trim(), amd_id.to_string());
+    let r = rbuild(
+        &t.path().join("bydigest"),
+        &["pull", &format!("{multi}@{}", Digest::of_bytes(b"nope"))],
+    );
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("manifest unknown"), "{}", r.stderr);
     // The other platform on request, and a clear error for one the index lacks.
     let r = ok(rbuild(
         &fresh,
