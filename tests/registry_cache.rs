@@ -109,3 +109,33 @@ fn local_cache_dir_round_trips() {
     assert_eq!(runs(&root2), 0);
     assert_eq!(id1, id2);
 }
+
+#[test]
+fn inline_cache_in_the_pushed_image() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(&t.path().join("ctx"), DOCKERFILE, &[]);
+    rootfs_archive(&ctx, "rootfs.tar");
+    let image = format!("{}/app/inline:1", reg.addr());
+    let root1 = t.path().join("root1");
+    let (_, id1) = build(
+        &root1,
+        &ctx,
+        &["--push", "-t", &image, "--cache-to", "type=inline"],
+    );
+    assert_eq!(runs(&root1), 1);
+    // The manifest names the cache config; the image itself is unchanged (same config).
+    let raw = sh(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    assert!(raw.contains("io.rbuild.cache.config"), "{raw}");
+    assert!(raw.contains(id1.as_str()), "{raw}");
+    let root2 = t.path().join("root2");
+    let (r, id2) = build(&root2, &ctx, &["--cache-from", &image]);
+    assert!(r.stderr.contains("CACHED"), "{}", r.stderr);
+    assert_eq!(runs(&root2), 0, "{}", r.stderr);
+    assert_eq!(id1, id2);
+}

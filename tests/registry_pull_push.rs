@@ -205,6 +205,7 @@ fn chunked_upload_through_the_library() {
     let opts = rbuild::registry::PushOptions {
         chunk_size: 100 * 1024,
         quiet: true,
+        ..Default::default()
     };
     let digest = rbuild::registry::push(&client, &store, &id, &target, &opts).unwrap();
     assert_eq!(skopeo_inspect(&name)["Digest"], digest.to_string().as_str());

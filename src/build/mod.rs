@@ -130,8 +130,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let (image_id, manifest_digest) = ctx.commit_image(&final_result)?;
     output::write_outputs(&ctx, &final_result, &image_id)?;
-    push_outputs(opts, &store, &reporter, &image_id)?;
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
+    let inline = pull::inline_cache(opts, &store, &reporter, &used, &final_result)?;
+    push_outputs(opts, &store, &reporter, &image_id, inline)?;
     pull::export_cache(opts, &store, &reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
@@ -149,6 +150,7 @@ fn push_outputs(
     store: &Store,
     reporter: &Reporter,
     image_id: &Digest,
+    inline_cache: Option<Vec<u8>>,
 ) -> Result<(), BuildError> {
     for name in &opts.push {
         let step = reporter.start(&format!("pushing {name}"));
@@ -157,6 +159,7 @@ fn push_outputs(
         store.tag(&reference, image_id).map_err(BuildError::store)?;
         let push_opts = crate::registry::PushOptions {
             quiet: reporter.quiet(),
+            inline_cache: inline_cache.clone(),
             ..Default::default()
         };
         pull::push(

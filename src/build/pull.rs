@@ -64,6 +64,7 @@ pub(super) fn import_cache(
                     cache::import_registry(&client, store, &r, &mut unpack)
                 }),
             CacheSpec::Local { dir, .. } => cache::import_local(store, dir, &mut unpack),
+            CacheSpec::Inline => Ok(0),
         };
         match res {
             Ok(n) => reporter.message(&format!(
@@ -77,6 +78,48 @@ pub(super) fn import_cache(
     Ok(())
 }
 
+/// `--cache-to type=inline`: the cache config (mode=min) to push with the image; warns when the
+/// build pushes nothing.
+pub(super) fn inline_cache(
+    opts: &super::BuildOptions,
+    store: &Store,
+    reporter: &super::progress::Reporter,
+    used: &[Digest],
+    result: &super::state::StageResult,
+) -> Result<Option<Vec<u8>>, super::BuildError> {
+    use crate::registry::cache::{self, CacheSpec};
+    if !opts.cache_to.contains(&CacheSpec::Inline) {
+        return Ok(None);
+    }
+    if opts.push.is_empty() {
+        reporter
+            .warn("--cache-to type=inline needs --push (or -o type=registry): nothing exported");
+        return Ok(None);
+    }
+    let keys = min_keys(store, used, result);
+    let (cfg, _) =
+        cache::collect(store, &keys).map_err(|e| super::BuildError::Export(Box::new(e)))?;
+    cache::config_bytes(&cfg)
+        .map(Some)
+        .map_err(|e| super::BuildError::Export(Box::new(e)))
+}
+
+/// The used keys whose layers are all in the final image (mode=min).
+fn min_keys(store: &Store, used: &[Digest], result: &super::state::StageResult) -> Vec<Digest> {
+    let in_image: std::collections::BTreeSet<&Digest> =
+        result.layers.iter().map(|l| &l.chain_id).collect();
+    used.iter()
+        .filter(|k| {
+            store
+                .cache_get(k)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.chain_id.as_ref().is_none_or(|c| in_image.contains(c)))
+        })
+        .cloned()
+        .collect()
+}
+
 /// `--cache-to`: exports the records this build used (mode=min: those whose layers are all in
 /// the final image).
 pub(super) fn export_cache(
@@ -87,22 +130,14 @@ pub(super) fn export_cache(
     result: &super::state::StageResult,
 ) -> Result<(), super::BuildError> {
     use crate::registry::cache::{self, CacheMode, CacheSpec};
-    let in_image: std::collections::BTreeSet<&Digest> =
-        result.layers.iter().map(|l| &l.chain_id).collect();
     for spec in &opts.cache_to {
         let keys: Vec<Digest> = match spec.mode() {
             CacheMode::Max => used.to_vec(),
-            CacheMode::Min => {
-                used.iter()
-                    .filter(|k| {
-                        store.cache_get(k).ok().flatten().is_some_and(|r| {
-                            r.chain_id.as_ref().is_none_or(|c| in_image.contains(c))
-                        })
-                    })
-                    .cloned()
-                    .collect()
-            }
+            CacheMode::Min => min_keys(store, used, result),
         };
+        if *spec == CacheSpec::Inline {
+            continue;
+        }
         let step = reporter.start(&format!("exporting cache to {}", describe(spec)));
         let n = match spec {
             CacheSpec::Registry { reference, .. } => Reference::parse_tagged(reference)
@@ -112,6 +147,7 @@ pub(super) fn export_cache(
                     cache::export_registry(&client, store, &r, &keys)
                 }),
             CacheSpec::Local { dir, .. } => cache::export_local(store, dir, &keys),
+            CacheSpec::Inline => Ok(0),
         }
         .map_err(|e| super::BuildError::Export(Box::new(e)))?;
         reporter.message(&format!("exported {n} cache records"));
@@ -124,5 +160,6 @@ fn describe(spec: &crate::registry::cache::CacheSpec) -> String {
     match spec {
         crate::registry::cache::CacheSpec::Registry { reference, .. } => reference.clone(),
         crate::registry::cache::CacheSpec::Local { dir, .. } => dir.display().to_string(),
+        crate::registry::cache::CacheSpec::Inline => "inline".to_string(),
     }
 }

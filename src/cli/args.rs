@@ -139,7 +139,7 @@ pub struct BuildArgs {
     /// Build twice in separate scratch stores and compare the results; fails on any difference
     #[arg(long)]
     pub check_reproducible: bool,
-    /// Export the build cache: type=registry,ref=R[,mode=min|max] or type=local,dest=DIR; repeatable
+    /// Export the build cache: type=registry,ref=R[,mode=min|max], type=local,dest=DIR or type=inline; repeatable
     #[arg(long = "cache-to")]
     pub cache_to: Vec<String>,
     /// Import a build cache: type=registry,ref=R or type=local,src=DIR; repeatable

@@ -33,12 +33,26 @@ pub enum CacheMode {
 /// A `--cache-to` / `--cache-from` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheSpec {
-    Registry { reference: String, mode: CacheMode },
-    Local { dir: PathBuf, mode: CacheMode },
+    Registry {
+        reference: String,
+        mode: CacheMode,
+    },
+    Local {
+        dir: PathBuf,
+        mode: CacheMode,
+    },
+    /// Records in the pushed image itself: its manifest's [`ANNOTATION_INLINE_CACHE`] names a
+    /// cache config blob; the layers are the image's own (mode=min only, as BuildKit).
+    Inline,
 }
 
+/// Manifest annotation of an image pushed with `--cache-to type=inline`: the digest of its cache
+/// config blob (same repository).
+pub const ANNOTATION_INLINE_CACHE: &str = "io.rbuild.cache.config";
+
 impl CacheSpec {
-    /// Parses `type=registry,ref=R[,mode=min|max]` or `type=local,dest=DIR|src=DIR`; a bare
+    /// Parses `type=registry,ref=R[,mode=min|max]`, `type=local,dest=DIR|src=DIR` or
+    /// `type=inline`; a bare
     /// value is a registry ref (as `--cache-from R` in docker).
     pub fn parse(s: &str) -> Result<CacheSpec, String> {
         if !s.contains('=') {
@@ -80,11 +94,10 @@ impl CacheSpec {
                 dir: dir.ok_or_else(|| format!("{s:?} needs dest= or src="))?,
                 mode,
             }),
-            Some("inline") => Err(
-                "type=inline is not supported yet: use type=registry,ref=... (a separate cache ref)"
-                    .into(),
-            ),
-            Some(other) => Err(format!("unsupported cache type {other:?} (registry, local)")),
+            Some("inline") => Ok(CacheSpec::Inline),
+            Some(other) => Err(format!(
+                "unsupported cache type {other:?} (registry, local)"
+            )),
             None => Err(format!("{s:?} needs type=")),
         }
     }
@@ -92,6 +105,7 @@ impl CacheSpec {
     pub fn mode(&self) -> CacheMode {
         match self {
             CacheSpec::Registry { mode, .. } | CacheSpec::Local { mode, .. } => *mode,
+            CacheSpec::Inline => CacheMode::Min,
         }
     }
 }
@@ -208,7 +222,7 @@ fn manifest_for(config_bytes: &[u8], cfg: &CacheConfig) -> Result<Vec<u8>, Regis
     serde_json::to_vec(&m).map_err(|e| RegistryError::Other(e.to_string()))
 }
 
-fn config_bytes(cfg: &CacheConfig) -> Result<Vec<u8>, RegistryError> {
+pub fn config_bytes(cfg: &CacheConfig) -> Result<Vec<u8>, RegistryError> {
     serde_json::to_vec(cfg).map_err(|e| RegistryError::Other(e.to_string()))
 }
 
@@ -404,22 +418,34 @@ pub fn import_registry(
         Err(RegistryError::ManifestNotFound { .. }) => return Ok(0),
         Err(e) => return Err(e),
     };
-    let Doc::Manifest(m) = fetched.doc else {
-        return Err(RegistryError::BadManifest {
-            reference: reference.familiar(),
-            reason: "a cache ref must be a manifest, not an index".into(),
-        });
+    let m = match fetched.doc {
+        Doc::Manifest(m) => m,
+        // An image index: its platform's image may carry inline cache.
+        Doc::Index(_) => super::pull::resolve(client, reference, &crate::plan::Platform::host())?.2,
     };
-    if m.config.media_type != MEDIA_CACHE_CONFIG {
+    let config_desc = if m.config.media_type == MEDIA_CACHE_CONFIG {
+        m.config.clone()
+    } else if let Some(d) = m.annotations.get(ANNOTATION_INLINE_CACHE) {
+        let digest = Digest::parse(d).map_err(|e| RegistryError::BadManifest {
+            reference: reference.familiar(),
+            reason: format!("{ANNOTATION_INLINE_CACHE}: {e}"),
+        })?;
+        // The size is not in the annotation: bounded by the limit, verified by digest.
+        Descriptor::new(MEDIA_CACHE_CONFIG, digest, MAX_CACHE_CONFIG)
+    } else {
         return Err(RegistryError::BadManifest {
             reference: reference.familiar(),
             reason: format!(
-                "not an rbuild cache (config media type {:?})",
+                "not an rbuild cache (config media type {:?}, no {ANNOTATION_INLINE_CACHE} annotation)",
                 m.config.media_type
             ),
         });
-    }
-    let bytes = fetch_blob_bytes(client, repo, &m.config, MAX_CACHE_CONFIG)?;
+    };
+    let bytes = if m.config.media_type == MEDIA_CACHE_CONFIG {
+        fetch_blob_bytes(client, repo, &config_desc, MAX_CACHE_CONFIG)?
+    } else {
+        super::pull::fetch_blob_unsized(client, repo, &config_desc.digest, MAX_CACHE_CONFIG)?
+    };
     let cfg = parse_config(&bytes, &reference.familiar())?;
     let mut fetch = |l: &CacheLayer| {
         let d = Descriptor::new(&l.media_type, l.digest.clone(), l.size);

@@ -341,6 +341,30 @@ pub fn fetch_blob_bytes(
     Ok(bytes)
 }
 
+/// GETs a blob whose size is not known (at most `max` bytes), verifying its digest.
+pub fn fetch_blob_unsized(
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    max: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    let url = client.url(&format!("{repo}/blobs/{digest}"));
+    let resp = client.send_expect(
+        &Req::new("GET", url.clone(), vec![scope(repo, "pull")]),
+        &[200],
+    )?;
+    let bytes = read_capped(resp.into_body().into_reader(), max, &url)?;
+    let actual = Digest::of_bytes(&bytes);
+    if actual != *digest {
+        return Err(RegistryError::DigestMismatch {
+            what: "blob",
+            digest: digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Parses `Content-Range: bytes START-END/TOTAL` → START.
 fn content_range_start(v: &str) -> Option<u64> {
     v.trim()

@@ -13,6 +13,9 @@ use std::path::Path;
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
+    /// `--cache-to type=inline`: a cache config blob pushed with the image and named by the
+    /// manifest's `io.rbuild.cache.config` annotation.
+    pub inline_cache: Option<Vec<u8>>,
     /// Blobs larger than this go up in chunks of this size (PATCH); smaller ones in one PUT.
     pub chunk_size: u64,
     pub quiet: bool,
@@ -21,6 +24,7 @@ pub struct PushOptions {
 impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
+            inline_cache: None,
             chunk_size: 32 << 20,
             quiet: false,
         }
@@ -262,7 +266,25 @@ pub fn push(
         opts,
     )?;
     let layers: Vec<_> = img.layers.iter().map(|(l, _)| l.clone()).collect();
-    let built = manifest::build(ManifestKind::Oci, &img.config_bytes, &layers)?;
+    let mut built = manifest::build(ManifestKind::Oci, &img.config_bytes, &layers)?;
+    if let Some(cache) = &opts.inline_cache {
+        let d = Digest::of_bytes(cache);
+        push_blob(
+            client,
+            repo,
+            &d,
+            cache.len() as u64,
+            BlobSource::Bytes(cache),
+            &[],
+            opts,
+        )?;
+        let mut m = manifest::Manifest::from_bytes(&built.bytes)?;
+        m.annotations.insert(
+            super::cache::ANNOTATION_INLINE_CACHE.to_string(),
+            d.to_string(),
+        );
+        built.bytes = serde_json::to_vec(&m).map_err(|e| RegistryError::Other(e.to_string()))?;
+    }
     let tag = match (target.tag(), target.digest()) {
         (Some(t), _) => t.to_string(),
         (None, Some(d)) => d.to_string(),
