@@ -10,6 +10,7 @@ pub mod options;
 mod output;
 mod progress;
 pub mod repro;
+mod schedule;
 mod state;
 
 pub use error::BuildError;
@@ -74,7 +75,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             .get("SOURCE_DATE_EPOCH")
             .and_then(|s| s.parse::<i64>().ok())
     });
-    let mut ctx = dispatch::Dispatcher {
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    let ctx = dispatch::Dispatcher {
         opts,
         epoch,
         store: &store,
@@ -83,18 +85,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         df: &df,
         plan: &plan,
         plan_opts: &plan_opts,
-        results: vec![None; plan.stages.len()],
+        results: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         reporter: &reporter,
         scratch: scratch.path().to_path_buf(),
-        arg_scopes: vec![None; plan.stages.len()],
+        arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
+        cancel: cancel.clone(),
     };
 
-    for &idx in &plan.order {
+    // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
+    // target does not need are not in `plan.order` and never build.
+    let build_stage = |idx: usize| -> Result<(), BuildError> {
         let stage = &plan.stages[idx];
         let base = match &stage.base {
             BaseRef::Scratch => StageState::scratch(&plan_opts.platform),
             BaseRef::Stage(i) => {
-                let r = ctx.results[*i].clone().ok_or_else(|| {
+                let r = ctx.result(*i).ok_or_else(|| {
                     BuildError::Internal(format!("stage {i} was not built before stage {idx}"))
                 })?;
                 StageState::from_result(r)
@@ -102,11 +107,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             BaseRef::Image(name) => ctx.base_image(name, stage.from_line)?,
         };
         let result = ctx.run_stage(idx, base)?;
-        ctx.results[idx] = Some(result);
+        ctx.set_result(idx, result);
+        Ok(())
+    };
+    schedule::run(
+        &plan.order,
+        &|i| plan.stages[i].deps.clone(),
+        opts.jobs.unwrap_or_else(schedule::default_jobs),
+        &cancel,
+        &|| BuildError::Interrupted,
+        &build_stage,
+    )?;
+    if ctx.cancelled() {
+        return Err(BuildError::Interrupted);
     }
 
-    let final_result: StageResult = ctx.results[plan.target]
-        .clone()
+    let final_result: StageResult = ctx
+        .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let (image_id, manifest_digest) = ctx.commit_image(&final_result)?;
     output::write_outputs(&ctx, &final_result, &image_id)?;

@@ -122,6 +122,9 @@ pub struct BuildArgs {
     /// Build twice in separate scratch stores and compare the results; fails on any difference
     #[arg(long)]
     pub check_reproducible: bool,
+    /// How many independent stages may build at once (default: the number of cores)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Build context: a directory, or `-` for a tar on stdin
     pub context: String,
 }

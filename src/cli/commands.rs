@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// The store root: `--root`/`RBUILD_ROOT`, else `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild`.
 pub fn default_root(given: Option<PathBuf>) -> PathBuf {
@@ -314,6 +316,8 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         None | Some("") => None,
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
     };
+    opts.jobs = a.jobs.map(usize::from);
+    opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
         return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }
@@ -332,6 +336,21 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", res.image_id)?;
     Ok(0)
+}
+
+/// SIGINT/SIGTERM set the build's cancel flag: running containers are killed, snapshots unmounted and
+/// removed, and the build exits with 130. A second signal exits at once (the mounts die with rbuild's
+/// private mount namespace, the containers with their helper's PDEATHSIG).
+fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The shutdown must be registered first: it then only fires once the flag is already set.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .context("installing the SIGINT/SIGTERM handler")?;
+        signal_hook::flag::register(sig, flag.clone())
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    Ok(flag)
 }
 
 fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
