@@ -124,7 +124,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 id = Some(i);
             }
             let id = id.ok_or_else(|| anyhow!("no image given"))?;
-            let img = store.export_image(&id, &tags)?;
+            let img = {
+                // Leased: a concurrent `prune -a`/`rmi` keeps the blobs we are about to stream.
+                let _lock = store.lock()?;
+                if let Some(top) = store.image_top_layer(&id)? {
+                    store.lease_layer(&top)?;
+                }
+                store.export_image(&id, &tags)?
+            };
             let tmp = a.output.with_extension("rbuild-partial");
             let res = (|| -> Result<()> {
                 let f = std::fs::File::create(&tmp)
