@@ -108,6 +108,9 @@ impl<'a> Dispatcher<'a> {
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
         let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
         let mut layers = Vec::new();
+        // Under the lock, with the top layer leased at once: a concurrent prune or rmi then
+        // keeps the base layers (and their snapshots) for the rest of this build.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
         for c in crate::digest::chain_ids(&config.rootfs.diff_ids) {
             let rec = self
                 .store
@@ -120,6 +123,11 @@ impl<'a> Dispatcher<'a> {
                     )
                 })?;
             layers.push(rec);
+        }
+        if let Some(top) = layers.last() {
+            self.store
+                .lease_layer(&top.chain_id)
+                .map_err(BuildError::store)?;
         }
         Ok(StageState {
             config,
@@ -437,12 +445,19 @@ impl<'a> Dispatcher<'a> {
         if no_cache {
             return Ok(false);
         }
+        // Lookup and lease under the lock, so a concurrent prune cannot take the layer between.
+        let lock = self.store.lock().map_err(BuildError::store)?;
         if let Some(rec) = self.store.cache_get(&key.key).map_err(BuildError::store)? {
             let layer = match &rec.chain_id {
                 Some(c) => self.store.get_layer(c).map_err(BuildError::store)?,
                 None => None,
             };
             let layer_ok = rec.chain_id.is_none() || layer.is_some();
+            if let Some(l) = &layer {
+                self.store
+                    .lease_layer(&l.chain_id)
+                    .map_err(BuildError::store)?;
+            }
             if layer_ok {
                 st.config = ImageConfig::from_bytes(&rec.config).map_err(BuildError::store)?;
                 if let Some(l) = layer {
@@ -452,6 +467,7 @@ impl<'a> Dispatcher<'a> {
                 return Ok(true);
             }
         }
+        drop(lock);
         if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
             self.reporter.detail(
                 step,
@@ -495,10 +511,11 @@ impl<'a> Dispatcher<'a> {
         mount: bool,
         f: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<Option<LayerRecord>, BuildError> {
+        // Leased: until its layer record exists, only the lease keeps GC off this snapshot.
         let snap = self
-            .snapshots
-            .create(st.top_cache_id())
-            .map_err(BuildError::snapshot)?;
+            .store
+            .create_snapshot(self.snapshots, st.top_cache_id())
+            .map_err(BuildError::store)?;
         let guard = SnapshotGuard {
             snapshots: self.snapshots,
             id: Some(snap.id.clone()),
@@ -526,11 +543,14 @@ impl<'a> Dispatcher<'a> {
             drop(writer);
             return Ok(None);
         }
+        // Commit and record under one lock: a prune in between would take the unreferenced blob.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
         let blob = writer
             .commit(Some(&info.digest))
             .map_err(BuildError::store)?;
         let chain = chain_id(st.chain_id(), &info.diff_id);
-        let _lock = self.store.lock().map_err(BuildError::store)?;
+        // Leased before anything references it (the cache record comes after the lock).
+        self.store.lease_layer(&chain).map_err(BuildError::store)?;
         if let Some(existing) = self.store.get_layer(&chain).map_err(BuildError::store)? {
             // Same content already committed (an earlier or concurrent build): reuse it.
             return Ok(Some(existing));

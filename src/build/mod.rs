@@ -43,10 +43,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let reporter = Reporter::new(opts.progress);
     let store = Store::open(&opts.root).map_err(BuildError::store)?;
     let snapshots = Snapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
+    // What killed builds left (incomplete snapshots, stale leases) goes before we add ours.
+    store.recover(&snapshots).map_err(BuildError::store)?;
 
     // The context first: a stdin tar is extracted into scratch space under the root.
+    // Named "<pid>-build-…" like every temp entry, so other processes' Store::open sees that its
+    // owner is alive (a bare "build-" name would be taken for a dead process's and deleted).
     let scratch = tempfile::Builder::new()
-        .prefix("build-")
+        .prefix(&format!("{}build-", crate::store::fsutil::tmp_prefix()))
         .tempdir_in(store.tmp_dir())
         .map_err(|e| BuildError::io(&store.tmp_dir(), e))?;
     let (context, dockerfile_path) = open_context(opts, scratch.path())?;

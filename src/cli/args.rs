@@ -45,7 +45,14 @@ pub enum Command {
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
     /// Verify the store: blobs against digests, layers against diffIDs; repair what is broken
-    Fsck,
+    Fsck(FsckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Fix or remove what is broken, printing each action (default: only report)
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

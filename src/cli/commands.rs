@@ -150,6 +150,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Load(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            store.recover(&snapshots)?;
             let loaded = crate::build::load::load(&store, &snapshots, &a.input)?;
             if !a.quiet {
                 for l in loaded {
@@ -161,9 +162,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Prune(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            store.recover(&snapshots)?;
             let freed =
                 crate::store::commands::prune(&store, &mut std::io::stdout().lock(), a.all)?;
             remove_snapshots(&snapshots, freed);
+            crate::store::commands::prune_snapshots(
+                &store,
+                &snapshots,
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(0)
         }
         Command::Df => {
@@ -187,7 +194,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
-        Command::Fsck => bail!("rbuild fsck is not available in this build"),
+        Command::Fsck(a) => {
+            let store = open_store(&root)?;
+            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let opts = crate::store::FsckOptions { repair: a.repair };
+            let report = store.fsck(&snapshots, &opts, &mut std::io::stdout().lock())?;
+            // 0: verified; 1: problems remain (after repair, if asked).
+            Ok(if report.remaining.is_empty() { 0 } else { 1 })
+        }
     }
 }
 
