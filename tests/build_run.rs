@@ -67,7 +67,9 @@ fn assert_store_consistent(root: &Path) {
     if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
         let left: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         assert!(left.is_empty(), "left in the store's tmp: {left:?}");
-    }
+    } // And the store's own verifier agrees.
+    let r = rbuild(root, &["fsck"]);
+    assert_eq!(r.status, 0, "fsck:\n{}{}", r.stdout, r.stderr);
 }
 
 /// A running rbuild, killed (whole process group) if the test panics before it exits.
