@@ -2,15 +2,16 @@
 //! closing `DONE`/`CACHED`/`ERROR` line with the step's duration (BuildKit's plain progress style, so CI logs
 //! read the same as `docker build --progress=plain`).
 
-use std::cell::Cell;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::options::Progress;
 
 pub struct Reporter {
     mode: Progress,
-    next_id: Cell<usize>,
+    /// Atomic: stages build on several threads and each step takes the next number.
+    next_id: AtomicUsize,
 }
 
 pub struct StepHandle {
@@ -24,7 +25,7 @@ impl Reporter {
     pub fn new(mode: Progress) -> Self {
         Reporter {
             mode,
-            next_id: Cell::new(1),
+            next_id: AtomicUsize::new(1),
         }
     }
 
@@ -44,8 +45,7 @@ impl Reporter {
     }
 
     pub fn start(&self, title: &str) -> StepHandle {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if !self.quiet() {
             eprintln!("#{id} {title}");
         }
@@ -95,6 +95,12 @@ impl Reporter {
         if !self.quiet() {
             eprintln!("#{} DONE {}", step.id, secs(step.started.elapsed()));
         }
+    }
+
+    /// The step was stopped by Ctrl-C or by another stage's failure (BuildKit prints `CANCELED`).
+    pub fn canceled(&self, mut step: StepHandle) {
+        self.flush_partial(&mut step);
+        eprintln!("#{} CANCELED", step.id);
     }
 
     pub fn error(&self, mut step: StepHandle, msg: &str) {
