@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -285,7 +285,11 @@ fn save_memo(path: &Path, memo: &MemoFile) -> Result<(), ContextError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    serde_json::to_writer(&mut tmp, memo).map_err(|e| fail(e.to_string()))?;
+    // Buffered: unbuffered serde_json writes cost one syscall per token (~0.7 s for 20k entries).
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut tmp);
+    serde_json::to_writer(&mut w, memo).map_err(|e| fail(e.to_string()))?;
+    w.flush().map_err(|e| fail(e.to_string()))?;
+    drop(w);
     tmp.persist(path).map_err(|e| fail(e.to_string()))?;
     Ok(())
 }
