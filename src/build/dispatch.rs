@@ -4,7 +4,7 @@
 use super::cache::{explain_miss, StepKey};
 use super::error::BuildError;
 use super::options::BuildOptions;
-use super::progress::{Reporter, StepHandle};
+use super::progress::{BarReader, BarWriter, DownloadBars, Reporter, StepHandle};
 use super::state::{StageResult, StageState};
 use crate::context::{self, Context, CopyRequest, SourceRoot};
 use crate::digest::{chain_id, Digest};
@@ -424,7 +424,7 @@ impl<'a> Dispatcher<'a> {
                 return Ok(true);
             }
         }
-        if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
+        if self.opts.explain_cache || self.opts.progress != super::options::Progress::Quiet {
             self.reporter.detail(
                 step,
                 &format!("cache miss: {}", explain_miss(self.store, key)),
@@ -465,6 +465,7 @@ impl<'a> Dispatcher<'a> {
         &self,
         st: &StageState,
         mount: bool,
+        step_id: usize,
         f: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<Option<LayerRecord>, BuildError> {
         let snap = self
@@ -491,8 +492,12 @@ impl<'a> Dispatcher<'a> {
             },
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
+        let bar = self.reporter.bytes(step_id, "writing layer", None);
         let (writer, info) =
-            layer::diff::write_layer(&snap.diff_dir(), writer, &opts).map_err(BuildError::layer)?;
+            layer::diff::write_layer(&snap.diff_dir(), BarWriter::new(writer, bar.clone()), &opts)
+                .map_err(BuildError::layer)?;
+        bar.finish();
+        let writer = writer.inner;
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
@@ -586,7 +591,17 @@ impl<'a> Dispatcher<'a> {
             (None, Some(ctx)) => SourceRoot::Context(ctx),
             (None, None) => return Err(self.step_error(line, "no build context")),
         };
+        let downloads = DownloadBars {
+            bars: self.reporter.bar_factory(),
+            step_id: step.id(),
+        };
+        let remote = context::remote::RemoteCache::new(
+            &self.opts.root.join("cache").join("http"),
+            context::CopyEnv::default().max_download,
+        )
+        .with_progress(&downloads);
         let req = CopyRequest {
+            remote: Some(&remote),
             sources: c.sources.clone(),
             inline: c
                 .heredocs
@@ -616,21 +631,12 @@ impl<'a> Dispatcher<'a> {
         let memo = self.opts.root.join("cache").join("context-hashes.json");
         let content = context::hash_sources(&req, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
-        // Classic history names content as file:/dir:/multi:<hex>; rbuild's hex is its own content hash
-        // (not Docker's tarsum), so the strings have Docker's shape but not its values.
-        let kind = if c.sources.len() + c.heredocs.len() > 1 {
-            "multi"
-        } else if c
-            .sources
-            .first()
-            .map(|s| s.ends_with('/') || !s.contains('.'))
-            .unwrap_or(false)
-        {
-            "dir"
-        } else {
-            "file"
+        // Classic history names content as Docker's classic builder does (file:/dir:/multi:<tarsum>).
+        let source_hash = match self.opts.history_format {
+            HistoryFormat::Classic => context::tarsum::classic_source_id(&req)
+                .map_err(|e| self.step_error(line, e.to_string()))?,
+            HistoryFormat::Buildkit => String::new(),
         };
-        let source_hash = format!("{kind}:{}", content.hex());
         let mut shown_sources: Vec<String> =
             c.heredocs.iter().map(|(n, _)| format!("<<{n}")).collect();
         shown_sources.extend(c.sources.iter().cloned());
@@ -661,16 +667,32 @@ impl<'a> Dispatcher<'a> {
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
         }
+        let bars = self.reporter.bar_factory();
+        let step_id = step.id();
         let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
             let opts = layer::ApplyOptions {
                 whiteouts: layer::WhiteoutMode::None,
                 max_bytes: None,
                 same_owner: true,
             };
-            layer::archive::extract_if_archive(file, root, dest, &opts).map_err(|e| e.to_string())
+            let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let size = f.metadata().map(|m| m.len()).ok();
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let bar = bars.bytes(step_id, &format!("extracting {name}"), size);
+            let done = layer::archive::extract_reader_if_archive(
+                BarReader::new(f, bar.clone()),
+                root,
+                dest,
+                &opts,
+            )
+            .map_err(|e| e.to_string())?;
+            if done {
+                bar.finish();
+            }
+            Ok(done)
         };
         // --link: the layer is made in an empty root, independent of the layers below it.
-        let layer = self.layer_step(st, !c.link, |root| {
+        let layer = self.layer_step(st, !c.link, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
@@ -776,7 +798,8 @@ impl<'a> Dispatcher<'a> {
             extra_hosts: Vec::new(),
         };
         let reporter = self.reporter;
-        let layer = self.layer_step(st, true, |root| {
+        let step_id = step.id();
+        let layer = self.layer_step(st, true, step_id, |root| {
             let mut spec = spec_base;
             spec.rootfs = root.to_path_buf();
             let mut tail: Vec<u8> = Vec::new();

@@ -147,7 +147,9 @@ fn open_context(
             }
             let ctx = Context::from_tar(std::io::stdin().lock(), &scratch.join("context"))
                 .map_err(BuildError::context)?;
+            // As `docker build -f F -`: a relative F names a file inside the context tar.
             let df = match &opts.dockerfile {
+                DockerfileSource::Path(p) if p.is_relative() => Some(ctx.root().join(p)),
                 DockerfileSource::Path(p) => Some(p.clone()),
                 _ => Some(ctx.root().join("Dockerfile")),
             };

@@ -259,6 +259,10 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     };
     opts.progress = match (a.progress, a.quiet) {
         (_, true) | (ProgressArg::Quiet, _) => Progress::Quiet,
+        (ProgressArg::Tty, _) => Progress::Tty,
+        (ProgressArg::Auto, _) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            Progress::Tty
+        }
         _ => Progress::Plain,
     };
     opts.explain_cache = a.explain_cache;
