@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Runs a build that must fail; checks the message names `Dockerfile:<line>`, shows the line, says
 /// `expect`, and that nothing was mounted, no output file and no snapshot were left behind.
@@ -530,4 +530,79 @@ fn progress_bars_on_a_terminal_and_stable_plain_lines_otherwise() {
     let done = lines.iter().filter(|l| l.starts_with("#1 DONE ")).count();
     assert_eq!(done, 1, "{}", r.stderr);
     assert!(!r.stderr.contains("/s)"), "{}", r.stderr);
+}
+
+/// The history entries' `created_by` of the image in an OCI layout dir.
+fn history(out: &Path) -> Vec<String> {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let blob = |d: &str| {
+        out.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index = read(out.join("index.json"));
+    let m = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let c = read(blob(m["config"]["digest"].as_str().unwrap()));
+    c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    rbuild::digest::Digest::of_bytes(b).hex().to_string()
+}
+
+/// Docker's tarsum-v1 per-file header (no mtime, empty user/group names), spelled out here
+/// independently of rbuild's code.
+fn tarsum(name: &str, mode: u32, size: usize, typeflag: char, content: &[u8]) -> String {
+    let mut v = format!(
+        "name{name}mode{mode}uid0gid0size{size}typeflag{typeflag}linknameunamegnamedevmajor0devminor0"
+    )
+    .into_bytes();
+    v.extend_from_slice(content);
+    sha256_hex(&v)
+}
+
+#[test]
+fn classic_history_names_content_as_docker_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY --chown=1:2 dir /d/\nCOPY a.txt dir/b.txt /m/\n",
+        &[("a.txt", "hello\n"), ("dir/b.txt", "b\n")],
+    );
+    for (p, m) in [("a.txt", 0o644), ("dir/b.txt", 0o600), ("dir", 0o755)] {
+        std::fs::set_permissions(ctx.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let out = t.path().join("o");
+    build_oci(
+        &t.path().join("root"),
+        &ctx,
+        &out,
+        &["--history-format", "classic"],
+    );
+    let h = history(&out);
+    let file_a = format!("file:{}", tarsum("a.txt", 0o644, 6, '0', b"hello\n"));
+    let mut dir_sums = vec![
+        tarsum("dir/", 0o755, 0, '5', b""),
+        tarsum("dir/b.txt", 0o600, 2, '0', b"b\n"),
+    ];
+    dir_sums.sort();
+    let dir = format!("dir:{}", sha256_hex(dir_sums.join(",").as_bytes()));
+    let file_b = format!("file:{}", tarsum("dir/b.txt", 0o600, 2, '0', b"b\n"));
+    let multi = format!(
+        "multi:{}",
+        sha256_hex(format!("{file_a},{file_b}").as_bytes())
+    );
+    assert_eq!(h[0], format!("/bin/sh -c #(nop) COPY {file_a} in /a.txt "));
+    assert_eq!(
+        h[1],
+        format!("/bin/sh -c #(nop) COPY --chown=1:2{dir} in /d/ ")
+    );
+    assert_eq!(h[2], format!("/bin/sh -c #(nop) COPY {multi} in /m/ "));
 }
