@@ -588,7 +588,7 @@ fn classic_history_names_content_as_docker_does() {
     );
     let h = history(&out);
     let file_a = format!("file:{}", tarsum("a.txt", 0o644, 6, '0', b"hello\n"));
-    let mut dir_sums = vec![
+    let mut dir_sums = [
         tarsum("dir/", 0o755, 0, '5', b""),
         tarsum("dir/b.txt", 0o600, 2, '0', b"b\n"),
     ];
