@@ -22,6 +22,8 @@ use crate::snapshot::{Mounted, Snapshotter};
 use crate::store::{CacheRecord, LayerRecord, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The default SHELL on Linux.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -35,11 +37,15 @@ pub struct Dispatcher<'a> {
     pub df: &'a Dockerfile,
     pub plan: &'a Plan,
     pub plan_opts: &'a PlanOptions,
-    pub results: Vec<Option<StageResult>>,
+    /// Finished stages; behind a lock because independent stages build on several threads.
+    pub results: Mutex<Vec<Option<StageResult>>>,
     pub reporter: &'a Reporter,
     pub scratch: PathBuf,
     /// Each built stage's final ARG scope: a stage built FROM it starts from that scope.
-    pub arg_scopes: Vec<Option<ArgScope>>,
+    pub arg_scopes: Mutex<Vec<Option<ArgScope>>>,
+    /// Set by Ctrl-C/SIGTERM or by a failing stage: running containers are killed and every stage
+    /// stops at its next step.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
@@ -85,7 +91,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store.
-    pub fn base_image(&mut self, name: &str, line: usize) -> Result<StageState, BuildError> {
+    pub fn base_image(&self, name: &str, line: usize) -> Result<StageState, BuildError> {
         let id = self
             .store
             .resolve(name)
@@ -102,6 +108,9 @@ impl<'a> Dispatcher<'a> {
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
         let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
         let mut layers = Vec::new();
+        // Under the lock, with the top layer leased at once: a concurrent prune or rmi then
+        // keeps the base layers (and their snapshots) for the rest of this build.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
         for c in crate::digest::chain_ids(&config.rootfs.diff_ids) {
             let rec = self
                 .store
@@ -115,12 +124,32 @@ impl<'a> Dispatcher<'a> {
                 })?;
             layers.push(rec);
         }
+        if let Some(top) = layers.last() {
+            self.store
+                .lease_layer(&top.chain_id)
+                .map_err(BuildError::store)?;
+        }
         Ok(StageState {
             config,
             layers,
             key: Digest::of_bytes(format!("image {id}").as_bytes()),
             parent_image: Some(id),
         })
+    }
+
+    /// A finished stage's result, if it was built.
+    pub fn result(&self, idx: usize) -> Option<StageResult> {
+        lock(&self.results).get(idx).cloned().flatten()
+    }
+
+    pub fn set_result(&self, idx: usize, r: StageResult) {
+        if let Some(slot) = lock(&self.results).get_mut(idx) {
+            *slot = Some(r);
+        }
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
     }
 
     fn stage_label(&self, idx: usize) -> String {
@@ -130,12 +159,12 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    pub fn run_stage(&mut self, idx: usize, mut st: StageState) -> Result<StageResult, BuildError> {
+    pub fn run_stage(&self, idx: usize, mut st: StageState) -> Result<StageResult, BuildError> {
         let plan = self.plan;
         let stage = &plan.stages[idx];
         let mut args = match &stage.base {
             crate::plan::BaseRef::Stage(i) => {
-                match self.arg_scopes.get(*i).and_then(|a| a.as_ref()) {
+                match lock(&self.arg_scopes).get(*i).and_then(|a| a.as_ref()) {
                     Some(parent) => ArgScope::inherit(parent),
                     None => ArgScope::new(plan, self.plan_opts, idx),
                 }
@@ -177,6 +206,9 @@ impl<'a> Dispatcher<'a> {
                 total,
                 one_line(&inst.original)
             );
+            if self.cancelled() {
+                return Err(BuildError::Interrupted);
+            }
             let mut step = self.reporter.start(&title);
             match self.dispatch(
                 idx,
@@ -194,13 +226,17 @@ impl<'a> Dispatcher<'a> {
                         self.reporter.done(step)
                     }
                 }
+                Err(BuildError::Interrupted) => {
+                    self.reporter.canceled(step);
+                    return Err(BuildError::Interrupted);
+                }
                 Err(e) => {
                     self.reporter.error(step, "step failed");
                     return Err(e);
                 }
             }
         }
-        if let Some(slot) = self.arg_scopes.get_mut(idx) {
+        if let Some(slot) = lock(&self.arg_scopes).get_mut(idx) {
             *slot = Some(args);
         }
         Ok(st.into_result())
@@ -256,7 +292,7 @@ impl<'a> Dispatcher<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
-        &mut self,
+        &self,
         stage_idx: usize,
         st: &mut StageState,
         args: &mut ArgScope,
@@ -409,12 +445,19 @@ impl<'a> Dispatcher<'a> {
         if no_cache {
             return Ok(false);
         }
+        // Lookup and lease under the lock, so a concurrent prune cannot take the layer between.
+        let lock = self.store.lock().map_err(BuildError::store)?;
         if let Some(rec) = self.store.cache_get(&key.key).map_err(BuildError::store)? {
             let layer = match &rec.chain_id {
                 Some(c) => self.store.get_layer(c).map_err(BuildError::store)?,
                 None => None,
             };
             let layer_ok = rec.chain_id.is_none() || layer.is_some();
+            if let Some(l) = &layer {
+                self.store
+                    .lease_layer(&l.chain_id)
+                    .map_err(BuildError::store)?;
+            }
             if layer_ok {
                 st.config = ImageConfig::from_bytes(&rec.config).map_err(BuildError::store)?;
                 if let Some(l) = layer {
@@ -424,6 +467,7 @@ impl<'a> Dispatcher<'a> {
                 return Ok(true);
             }
         }
+        drop(lock);
         if self.opts.explain_cache || self.opts.progress != super::options::Progress::Quiet {
             self.reporter.detail(
                 step,
@@ -468,10 +512,11 @@ impl<'a> Dispatcher<'a> {
         step_id: usize,
         f: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<Option<LayerRecord>, BuildError> {
+        // Leased: until its layer record exists, only the lease keeps GC off this snapshot.
         let snap = self
-            .snapshots
-            .create(st.top_cache_id())
-            .map_err(BuildError::snapshot)?;
+            .store
+            .create_snapshot(self.snapshots, st.top_cache_id())
+            .map_err(BuildError::store)?;
         let guard = SnapshotGuard {
             snapshots: self.snapshots,
             id: Some(snap.id.clone()),
@@ -503,11 +548,14 @@ impl<'a> Dispatcher<'a> {
             drop(writer);
             return Ok(None);
         }
+        // Commit and record under one lock: a prune in between would take the unreferenced blob.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
         let blob = writer
             .commit(Some(&info.digest))
             .map_err(BuildError::store)?;
         let chain = chain_id(st.chain_id(), &info.diff_id);
-        let _lock = self.store.lock().map_err(BuildError::store)?;
+        // Leased before anything references it (the cache record comes after the lock).
+        self.store.lease_layer(&chain).map_err(BuildError::store)?;
         if let Some(existing) = self.store.get_layer(&chain).map_err(BuildError::store)? {
             // Same content already committed (an earlier or concurrent build): reuse it.
             return Ok(Some(existing));
@@ -528,7 +576,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// A read-only view of another stage (by name or index) or, failing that, of an image.
-    fn source_view(&mut self, from: &str, line: usize) -> Result<(SourceView, String), BuildError> {
+    fn source_view(&self, from: &str, line: usize) -> Result<(SourceView, String), BuildError> {
         let stage_idx = self
             .plan
             .stages
@@ -546,7 +594,7 @@ impl<'a> Dispatcher<'a> {
             });
         let state: StageState = match stage_idx {
             Some(i) => {
-                let r = self.results[i].clone().ok_or_else(|| {
+                let r = self.result(i).ok_or_else(|| {
                     self.step_error(line, format!("stage {from:?} has not been built"))
                 })?;
                 StageState::from_result(r)
@@ -571,7 +619,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn copy_step(
-        &mut self,
+        &self,
         st: &mut StageState,
         c: &CopySpec,
         line: usize,
@@ -708,7 +756,7 @@ impl<'a> Dispatcher<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn run_step(
-        &mut self,
+        &self,
         _stage_idx: usize,
         st: &mut StageState,
         args: &ArgScope,
@@ -767,10 +815,18 @@ impl<'a> Dispatcher<'a> {
         let mut mounts = Vec::new();
         let mut views = Vec::new();
         let mut inputs = BTreeMap::new();
+        // Secrets exposed as env vars: added after the cache key so their values never reach it.
+        let mut secret_env = Vec::new();
+        // Cache-mount locks, held until the RUN is over.
+        let mut held = Vec::new();
         for (mi, raw) in run.mounts.iter().enumerate() {
             let m = crate::dockerfile::parse_mount(raw)
                 .map_err(|e| self.step_error(line, e.to_string()))?;
-            let (mount, input) = self.prepare_mount(&m, line, &mut views)?;
+            if m.typ == crate::dockerfile::MountType::Secret {
+                mounts.extend(self.prepare_secret(&m, line, &mut secret_env)?);
+                continue;
+            }
+            let (mount, input) = self.prepare_mount(&m, line, &mut views, &mut held)?;
             if let Some(i) = input {
                 inputs.insert(format!("mount{mi}"), i);
             }
@@ -786,6 +842,7 @@ impl<'a> Dispatcher<'a> {
             return Ok(true);
         }
 
+        env.extend(secret_env);
         let spec_base = RunSpec {
             rootfs: PathBuf::new(),
             argv,
@@ -803,14 +860,21 @@ impl<'a> Dispatcher<'a> {
             let mut spec = spec_base;
             spec.rootfs = root.to_path_buf();
             let mut tail: Vec<u8> = Vec::new();
-            let outcome = exec::run(&spec, &mut |_stream, data| {
+            let config = exec::ExecConfig {
+                cancel: Some(self.cancel.clone()),
+                ..Default::default()
+            };
+            let outcome = exec::run_with(&spec, &config, &mut |_stream, data| {
                 reporter.output(step, data);
                 tail.extend_from_slice(data);
                 if tail.len() > 4096 {
                     tail.drain(..tail.len() - 4096);
                 }
             })
-            .map_err(|e| self.step_error(line, format!("RUN failed to start: {e}")))?;
+            .map_err(|e| match e {
+                exec::ExecError::Interrupted => BuildError::Interrupted,
+                e => self.step_error(line, format!("RUN failed to start: {e}")),
+            })?;
             if outcome.exit_code != 0 {
                 let last: Vec<&str> = std::str::from_utf8(&tail)
                     .unwrap_or("")
@@ -850,15 +914,106 @@ impl<'a> Dispatcher<'a> {
             Ok(())
         })?;
         drop(views);
+        drop(held);
         self.finish_layer_step(st, key, layer, created_by)
+    }
+
+    /// The directory of cache mount `id` and the lock (`flock`) that its `sharing` mode asks for:
+    /// `shared` takes a shared lock, `locked` an exclusive one (waiting for other users), `private` the
+    /// first instance (`<id>`, `<id>-1`, ...) nobody else holds. The locks also order parallel stages
+    /// and concurrent builds. A new directory gets the mount's mode/uid/gid (0755 root by default).
+    fn cache_dir(
+        &self,
+        id: &str,
+        m: &crate::dockerfile::RunMount,
+    ) -> Result<(PathBuf, std::fs::File), BuildError> {
+        use rustix::fs::FlockOperation as Op;
+        let cache = self.opts.root.join("cache");
+        let locks = cache.join("mount-locks");
+        std::fs::create_dir_all(&locks).map_err(|e| BuildError::io(&locks, e))?;
+        let base = Digest::of_bytes(id.as_bytes()).hex().to_string();
+        let open_lock = |name: &str| {
+            let p = locks.join(name);
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .map_err(|e| BuildError::io(&p, e))
+                .map(|f| (p, f))
+        };
+        let (name, lock) = match m.sharing.as_deref().unwrap_or("shared") {
+            "private" => {
+                let mut n = 0usize;
+                loop {
+                    let name = if n == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    };
+                    let (p, f) = open_lock(&name)?;
+                    match rustix::fs::flock(&f, Op::NonBlockingLockExclusive) {
+                        Ok(()) => break (name, f),
+                        Err(rustix::io::Errno::WOULDBLOCK) => n += 1,
+                        Err(e) => return Err(BuildError::io(&p, e.into())),
+                    }
+                }
+            }
+            sharing => {
+                let op = if sharing == "locked" {
+                    Op::LockExclusive
+                } else {
+                    Op::LockShared
+                };
+                let (p, f) = open_lock(&base)?;
+                rustix::fs::flock(&f, op).map_err(|e| BuildError::io(&p, e.into()))?;
+                (base, f)
+            }
+        };
+        let dir = cache.join("mounts").join(name);
+        if !dir.exists() {
+            let parent = cache.join("mounts");
+            std::fs::create_dir_all(&parent).map_err(|e| BuildError::io(&parent, e))?;
+            // Made under a temporary name and renamed: a concurrent build never sees it half set up.
+            let tmp = tempfile::Builder::new()
+                .prefix(".new-")
+                .tempdir_in(&parent)
+                .map_err(|e| BuildError::io(&parent, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                tmp.path(),
+                std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
+            )
+            .map_err(|e| BuildError::io(tmp.path(), e))?;
+            std::os::unix::fs::chown(
+                tmp.path(),
+                Some(m.uid.unwrap_or(0)),
+                Some(m.gid.unwrap_or(0)),
+            )
+            .map_err(|e| BuildError::io(tmp.path(), e))?;
+            let tmp = tmp.keep();
+            let renamed = rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &dir,
+                rustix::fs::RenameFlags::NOREPLACE,
+            );
+            if renamed.is_err() {
+                // Another build created it first: use theirs.
+                let _ = std::fs::remove_dir(&tmp);
+            }
+        }
+        Ok((dir, lock))
     }
 
     /// Turns one `RUN --mount` into an executor mount, and names what it contributes to the cache key.
     fn prepare_mount(
-        &mut self,
+        &self,
         m: &crate::dockerfile::RunMount,
         line: usize,
         views: &mut Vec<SourceView>,
+        held: &mut Vec<std::fs::File>,
     ) -> Result<(Mount, Option<String>), BuildError> {
         use crate::dockerfile::MountType;
         let target = m
@@ -914,19 +1069,14 @@ impl<'a> Dispatcher<'a> {
             }
             MountType::Cache => {
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let dir = self
-                    .opts
-                    .root
-                    .join("cache")
-                    .join("mounts")
-                    .join(Digest::of_bytes(id.as_bytes()).hex());
-                std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                let (dir, lock) = self.cache_dir(&id, m)?;
+                held.push(lock);
                 Ok((
                     Mount {
                         target,
                         kind: MountKind::Bind {
                             source: dir,
-                            readonly: false,
+                            readonly: m.readonly,
                         },
                     },
                     None,
@@ -941,45 +1091,71 @@ impl<'a> Dispatcher<'a> {
                 },
                 None,
             )),
-            MountType::Secret => {
-                let id = m.id.clone().unwrap_or_else(|| {
-                    Path::new(&target)
-                        .file_name()
-                        .map(|s| s.to_string_lossy().to_string())
-                        .unwrap_or_default()
-                });
-                match self.opts.secrets.get(&id) {
-                    Some(path) => Ok((
-                        Mount {
-                            target: if target.is_empty() {
-                                format!("/run/secrets/{id}")
-                            } else {
-                                target
-                            },
-                            kind: MountKind::Secret {
-                                source: path.clone(),
-                                mode: m.mode.unwrap_or(0o400),
-                                uid: m.uid.unwrap_or(0),
-                                gid: m.gid.unwrap_or(0),
-                            },
-                        },
-                        None,
-                    )),
-                    None if m.required => Err(self.step_error(
-                        line,
-                        format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"),
-                    )),
-                    None => Ok((
-                        Mount {
-                            target,
-                            kind: MountKind::Tmpfs { size: Some(0) },
-                        },
-                        None,
-                    )),
-                }
-            }
-            _ => Err(self.step_error(line, "unsupported --mount type")),
+            MountType::Ssh => Err(self.step_error(
+                line,
+                "RUN --mount=type=ssh is not supported by rbuild (no SSH agent forwarding)",
+            )),
+            MountType::Secret => Err(BuildError::Internal(
+                "secret mounts go through prepare_secret".into(),
+            )),
         }
+    }
+
+    /// `RUN --mount=type=secret`: a file at `target` (default `/run/secrets/<id>`) and/or an env var.
+    /// `id` defaults to `source`, then to the target's file name, as in BuildKit. A missing secret that
+    /// is not `required` is skipped. Nothing about the value enters the cache key, the layer or history.
+    fn prepare_secret(
+        &self,
+        m: &crate::dockerfile::RunMount,
+        line: usize,
+        secret_env: &mut Vec<String>,
+    ) -> Result<Option<Mount>, BuildError> {
+        let id =
+            m.id.clone()
+                .or_else(|| m.source.clone())
+                .or_else(|| {
+                    m.target.as_deref().and_then(|t| {
+                        Path::new(t)
+                            .file_name()
+                            .map(|s| s.to_string_lossy().to_string())
+                    })
+                })
+                .unwrap_or_default();
+        let Some(path) = self.opts.secrets.get(&id) else {
+            if m.required {
+                return Err(self.step_error(
+                    line,
+                    format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"),
+                ));
+            }
+            return Ok(None);
+        };
+        if let Some(var) = &m.env {
+            let value = std::fs::read(path).map_err(|e| BuildError::io(path, e))?;
+            let value = String::from_utf8(value).map_err(|_| {
+                self.step_error(
+                    line,
+                    format!("secret {id:?} is not UTF-8 text: cannot be env {var}"),
+                )
+            })?;
+            secret_env.push(format!("{var}={value}"));
+            if m.target.is_none() {
+                return Ok(None);
+            }
+        }
+        let target = match m.target.as_deref() {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => format!("/run/secrets/{id}"),
+        };
+        Ok(Some(Mount {
+            target,
+            kind: MountKind::Secret {
+                source: path.clone(),
+                mode: m.mode.unwrap_or(0o400),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            },
+        }))
     }
 
     /// Copies a bind-mount source into the build's scratch space (cp -a keeps owners, modes, links).
@@ -1049,6 +1225,11 @@ impl<'a> Dispatcher<'a> {
         .map_err(BuildError::store)?;
         Ok((id, manifest.descriptor.digest.clone()))
     }
+}
+
+/// Locks a mutex, tolerating poison: a panicking stage thread cannot leave these slots half-written.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The diffID of an empty layer: a tar of only the end-of-archive marker (1024 zero bytes).

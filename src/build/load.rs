@@ -20,11 +20,14 @@ pub fn load(store: &Store, snapshots: &Snapshotter, input: &Path) -> anyhow::Res
                 .ok_or_else(|| format!("parent layer {p} of {} is missing", rec.chain_id))?,
             None => String::new(),
         };
-        let snap = snapshots.create(if parent_cache.is_empty() {
-            None
-        } else {
-            Some(parent_cache.as_str())
-        })?;
+        let snap = store.create_snapshot(
+            snapshots,
+            if parent_cache.is_empty() {
+                None
+            } else {
+                Some(parent_cache.as_str())
+            },
+        )?;
         let res = (|| -> anyhow::Result<()> {
             let f = std::fs::File::open(blob)?;
             let (reader, _) = layer::compress::decompress(std::io::BufReader::new(f))?;

@@ -10,6 +10,7 @@ pub mod options;
 mod output;
 mod progress;
 pub mod repro;
+mod schedule;
 mod state;
 
 pub use error::BuildError;
@@ -42,10 +43,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let reporter = Reporter::new(opts.progress);
     let store = Store::open(&opts.root).map_err(BuildError::store)?;
     let snapshots = Snapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
+    // What killed builds left (incomplete snapshots, stale leases) goes before we add ours.
+    store.recover(&snapshots).map_err(BuildError::store)?;
 
     // The context first: a stdin tar is extracted into scratch space under the root.
+    // Named "<pid>-build-…" like every temp entry, so other processes' Store::open sees that its
+    // owner is alive (a bare "build-" name would be taken for a dead process's and deleted).
     let scratch = tempfile::Builder::new()
-        .prefix("build-")
+        .prefix(&format!("{}build-", crate::store::fsutil::tmp_prefix()))
         .tempdir_in(store.tmp_dir())
         .map_err(|e| BuildError::io(&store.tmp_dir(), e))?;
     let (context, dockerfile_path) = open_context(opts, scratch.path())?;
@@ -70,7 +75,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             .get("SOURCE_DATE_EPOCH")
             .and_then(|s| s.parse::<i64>().ok())
     });
-    let mut ctx = dispatch::Dispatcher {
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    let ctx = dispatch::Dispatcher {
         opts,
         epoch,
         store: &store,
@@ -79,18 +85,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         df: &df,
         plan: &plan,
         plan_opts: &plan_opts,
-        results: vec![None; plan.stages.len()],
+        results: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         reporter: &reporter,
         scratch: scratch.path().to_path_buf(),
-        arg_scopes: vec![None; plan.stages.len()],
+        arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
+        cancel: cancel.clone(),
     };
 
-    for &idx in &plan.order {
+    // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
+    // target does not need are not in `plan.order` and never build.
+    let build_stage = |idx: usize| -> Result<(), BuildError> {
         let stage = &plan.stages[idx];
         let base = match &stage.base {
             BaseRef::Scratch => StageState::scratch(&plan_opts.platform),
             BaseRef::Stage(i) => {
-                let r = ctx.results[*i].clone().ok_or_else(|| {
+                let r = ctx.result(*i).ok_or_else(|| {
                     BuildError::Internal(format!("stage {i} was not built before stage {idx}"))
                 })?;
                 StageState::from_result(r)
@@ -98,11 +107,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             BaseRef::Image(name) => ctx.base_image(name, stage.from_line)?,
         };
         let result = ctx.run_stage(idx, base)?;
-        ctx.results[idx] = Some(result);
+        ctx.set_result(idx, result);
+        Ok(())
+    };
+    schedule::run(
+        &plan.order,
+        &|i| plan.stages[i].deps.clone(),
+        opts.jobs.unwrap_or_else(schedule::default_jobs),
+        &cancel,
+        &|| BuildError::Interrupted,
+        &build_stage,
+    )?;
+    if ctx.cancelled() {
+        return Err(BuildError::Interrupted);
     }
 
-    let final_result: StageResult = ctx.results[plan.target]
-        .clone()
+    let final_result: StageResult = ctx
+        .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let (image_id, manifest_digest) = ctx.commit_image(&final_result)?;
     output::write_outputs(&ctx, &final_result, &image_id)?;

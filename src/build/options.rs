@@ -69,6 +69,11 @@ pub struct BuildOptions {
     pub network_none: bool,
     pub progress: Progress,
     pub explain_cache: bool,
+    /// How many independent stages may build at once (default: the number of cores).
+    pub jobs: Option<usize>,
+    /// Set from the CLI's SIGINT/SIGTERM handler: the build kills its containers, cleans up and returns
+    /// `BuildError::Interrupted`.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl BuildOptions {
@@ -91,6 +96,8 @@ impl BuildOptions {
             network_none: false,
             progress: Progress::Plain,
             explain_cache: false,
+            jobs: None,
+            cancel: None,
         }
     }
 }

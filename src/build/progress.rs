@@ -6,8 +6,8 @@
 //! URL downloads) also get an indicatif bar with bytes and throughput while they run, then one
 //! summary line. Plain mode never draws bars, so CI logs and the tests that parse them stay stable.
 
-use std::cell::Cell;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{
@@ -18,7 +18,8 @@ use super::options::Progress;
 
 pub struct Reporter {
     mode: Progress,
-    next_id: Cell<usize>,
+    /// Atomic: stages build on several threads and each step takes the next number.
+    next_id: AtomicUsize,
     /// Draws the byte bars (tty mode only); lines go through it so bars are never torn.
     bars: Option<MultiProgress>,
 }
@@ -136,7 +137,7 @@ pub struct StepHandle {
     partial: Vec<u8>,
 }
 
-/// Makes [`ByteBar`]s; `Clone + Sync` (unlike the [`Reporter`]).
+/// Makes [`ByteBar`]s; `Clone + Sync`, for closures that need no [`Reporter`].
 #[derive(Clone)]
 pub struct BarFactory {
     multi: Option<MultiProgress>,
@@ -178,7 +179,7 @@ impl Reporter {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
         Reporter {
             mode,
-            next_id: Cell::new(1),
+            next_id: AtomicUsize::new(1),
             bars,
         }
     }
@@ -219,8 +220,7 @@ impl Reporter {
     }
 
     pub fn start(&self, title: &str) -> StepHandle {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if !self.quiet() {
             self.line(&format!("#{id} {title}"));
         }
@@ -286,6 +286,12 @@ impl Reporter {
                 secs(step.started.elapsed())
             ));
         }
+    }
+
+    /// The step was stopped by Ctrl-C or by another stage's failure (BuildKit prints `CANCELED`).
+    pub fn canceled(&self, mut step: StepHandle) {
+        self.flush_partial(&mut step);
+        self.line(&format!("#{} CANCELED", step.id));
     }
 
     pub fn error(&self, mut step: StepHandle, msg: &str) {

@@ -45,7 +45,14 @@ pub enum Command {
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
     /// Verify the store: blobs against digests, layers against diffIDs; repair what is broken
-    Fsck,
+    Fsck(FsckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Fix or remove what is broken, printing each action (default: only report)
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,6 +122,9 @@ pub struct BuildArgs {
     /// Build twice in separate scratch stores and compare the results; fails on any difference
     #[arg(long)]
     pub check_reproducible: bool,
+    /// How many independent stages may build at once (default: the number of cores)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Build context: a directory, or `-` for a tar on stdin
     pub context: String,
 }

@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// The store root: `--root`/`RBUILD_ROOT`, else `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild`.
 pub fn default_root(given: Option<PathBuf>) -> PathBuf {
@@ -148,6 +150,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Load(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            store.recover(&snapshots)?;
             let loaded = crate::build::load::load(&store, &snapshots, &a.input)?;
             if !a.quiet {
                 for l in loaded {
@@ -159,9 +162,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Prune(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            store.recover(&snapshots)?;
             let freed =
                 crate::store::commands::prune(&store, &mut std::io::stdout().lock(), a.all)?;
             remove_snapshots(&snapshots, freed);
+            crate::store::commands::prune_snapshots(
+                &store,
+                &snapshots,
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(0)
         }
         Command::Df => {
@@ -185,7 +194,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
-        Command::Fsck => bail!("rbuild fsck is not available in this build"),
+        Command::Fsck(a) => {
+            let store = open_store(&root)?;
+            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let opts = crate::store::FsckOptions { repair: a.repair };
+            let report = store.fsck(&snapshots, &opts, &mut std::io::stdout().lock())?;
+            // 0: verified; 1: problems remain (after repair, if asked).
+            Ok(if report.remaining.is_empty() { 0 } else { 1 })
+        }
     }
 }
 
@@ -304,6 +320,8 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         None | Some("") => None,
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
     };
+    opts.jobs = a.jobs.map(usize::from);
+    opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
         return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }
@@ -322,6 +340,21 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", res.image_id)?;
     Ok(0)
+}
+
+/// SIGINT/SIGTERM set the build's cancel flag: running containers are killed, snapshots unmounted and
+/// removed, and the build exits with 130. A second signal exits at once (the mounts die with rbuild's
+/// private mount namespace, the containers with their helper's PDEATHSIG).
+fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The shutdown must be registered first: it then only fires once the flag is already set.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .context("installing the SIGINT/SIGTERM handler")?;
+        signal_hook::flag::register(sig, flag.clone())
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    Ok(flag)
 }
 
 fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {

@@ -16,6 +16,8 @@
 //! dangles until then) and renamed to `<dir>/<id>` when complete; removal renames to
 //! `<dir>/.rm-<id>` before deleting. So `<dir>/<id>` is always complete, and
 //! [`Snapshotter::cleanup_incomplete`] deletes `.tmp-*`, `.rm-*` and dangling `l/` links.
+//! Run it only where no `create` runs concurrently (`Store::recover` and `Store::create_snapshot`
+//! both hold the store lock): an in-progress `.tmp-` dir looks exactly like an abandoned one.
 
 use crate::snapshot::error::SnapshotError;
 use crate::snapshot::ids;
@@ -285,8 +287,12 @@ impl Snapshotter {
             if name.starts_with(TMP_PREFIX) || name.starts_with(RM_PREFIX) {
                 let p = entry.path();
                 let _ = umount2(&p.join("merged"), MntFlags::MNT_DETACH);
-                fs::remove_dir_all(&p).map_err(|e| SnapshotError::io(&p, "remove", e))?;
-                removed += 1;
+                match fs::remove_dir_all(&p) {
+                    Ok(()) => removed += 1,
+                    // A concurrent `remove` finishing the same `.rm-` dir: it is gone either way.
+                    Err(_) if !p.exists() => {}
+                    Err(e) => return Err(SnapshotError::io(&p, "remove", e)),
+                }
             }
         }
         let links = self.dir.join("l");
