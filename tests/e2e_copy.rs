@@ -606,3 +606,95 @@ fn classic_history_names_content_as_docker_does() {
     );
     assert_eq!(h[2], format!("/bin/sh -c #(nop) COPY {multi} in /m/ "));
 }
+
+#[test]
+fn add_extracts_tars_by_content_keeping_owners_modes_mtimes_xattrs() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::process::Command;
+    let t = tempfile::tempdir().unwrap();
+    // The archive's tree: an owned, 0640, old file with a user xattr, a symlink, an empty dir.
+    let tree = t.path().join("tree");
+    std::fs::create_dir_all(tree.join("dir/empty")).unwrap();
+    let f = tree.join("dir/f");
+    std::fs::write(&f, "archived\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&f, Some(1234), Some(99)).unwrap();
+    std::os::unix::fs::symlink("f", tree.join("dir/link")).unwrap();
+    let with_xattr = xattr::set(&f, "user.rbuild", b"kept").is_ok();
+    sh(Command::new("touch")
+        .args(["-h", "-d", "@1600000000"])
+        .arg(&f));
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD a.bin /gz/\nADD b.data /bz/\nADD c /xz/\nADD d.tar.zst /zst/\nADD notar.gz /raw/\n",
+        &[],
+    );
+    let tar = t.path().join("t.tar");
+    sh(Command::new("tar")
+        .args([
+            "--xattrs",
+            "--xattrs-include=user.*",
+            "--numeric-owner",
+            "-C",
+        ])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    let compress = |tool: &str, out: &str| {
+        let bytes = Command::new(tool)
+            .arg("-c")
+            .arg(&tar)
+            .output()
+            .unwrap()
+            .stdout;
+        std::fs::write(ctx.join(out), bytes).unwrap();
+    };
+    compress("gzip", "a.bin");
+    compress("bzip2", "b.data");
+    compress("xz", "c");
+    compress("zstd", "d.tar.zst");
+    let raw = Command::new("gzip")
+        .arg("-c")
+        .arg(ctx.join("Dockerfile"))
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(ctx.join("notar.gz"), &raw).unwrap();
+    let out = t.path().join("o");
+    build_oci(&t.path().join("root"), &ctx, &out, &[]);
+    // Flatten the image with GNU tar (owners, modes, mtimes and xattrs restored) and look.
+    let fs_dir = t.path().join("flat");
+    std::fs::create_dir_all(&fs_dir).unwrap();
+    for blob in oci_layer_blobs(&out) {
+        sh(Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+            .arg(&blob)
+            .arg("-C")
+            .arg(&fs_dir));
+    }
+    for d in ["gz", "bz", "xz", "zst"] {
+        let p = fs_dir.join(d).join("dir/f");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "archived\n", "{d}");
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
+            (0o640, 1234, 99, 1600000000),
+            "{d}"
+        );
+        assert_eq!(
+            std::fs::read_link(fs_dir.join(d).join("dir/link")).unwrap(),
+            Path::new("f")
+        );
+        assert!(fs_dir.join(d).join("dir/empty").is_dir(), "{d}");
+        if with_xattr {
+            assert_eq!(
+                xattr::get(&p, "user.rbuild").unwrap().as_deref(),
+                Some(&b"kept"[..]),
+                "{d}"
+            );
+        }
+    }
+    // A compressed file that is not a tar is copied as it is.
+    assert_eq!(std::fs::read(fs_dir.join("raw/notar.gz")).unwrap(), raw);
+}
