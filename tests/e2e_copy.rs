@@ -698,3 +698,35 @@ fn add_extracts_tars_by_content_keeping_owners_modes_mtimes_xattrs() {
     // A compressed file that is not a tar is copied as it is.
     assert_eq!(std::fs::read(fs_dir.join("raw/notar.gz")).unwrap(), raw);
 }
+
+#[test]
+fn chown_names_come_from_the_image_and_from_image_keeps_owners() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    // An image in the store whose /f is owned by app:staff (names from its own /etc/passwd, group).
+    let src = context(
+        &t.path().join("src"),
+        "FROM scratch\nADD rootfs.tar /\nCOPY --chown=app:staff a.txt /f\nCOPY --chown=app a.txt /g\n\
+         COPY --chown=4321 a.txt /h\n",
+        &[("a.txt", "owned\n")],
+    );
+    rootfs_archive(&src, "rootfs.tar");
+    let o1 = t.path().join("o1");
+    build_oci(&root, &src, &o1, &["-t", "src:1"]);
+    let l = layer(&o1, 1);
+    assert!(has(&l, "-rw-r--r-- 1000/50 f"), "{l:#?}");
+    // A user alone gets its primary group; a number alone is uid and gid.
+    assert!(has(&layer(&o1, 2), "-rw-r--r-- 1000/1000 g"));
+    assert!(has(&layer(&o1, 3), "-rw-r--r-- 4321/4321 h"));
+    // COPY --from=<image> (not a stage of this Dockerfile) reads it from the store, owners kept.
+    let user = context(
+        &t.path().join("user"),
+        "FROM scratch\nCOPY --from=src:1 /f /copied\nCOPY --from=src:1 --chown=7:8 /f /rechowned\n",
+        &[],
+    );
+    let o2 = t.path().join("o2");
+    build_oci(&root, &user, &o2, &[]);
+    assert!(has(&layer(&o2, 0), "-rw-r--r-- 1000/50 copied"));
+    assert!(has(&layer(&o2, 1), "-rw-r--r-- 7/8 rechowned"));
+    assert_eq!(layer_file(&o2, 0, "copied"), "owned\n");
+}
