@@ -164,7 +164,7 @@ fn copy_and_add_misuse_names_the_dockerfile_line() {
         "FROM scratch\nADD http://[::1/x /x\n",
         &files,
         2,
-        "http://[::1/x",
+        "invalid URL \"http://[::1/x\"",
     );
     must_fail(
         t,

@@ -137,6 +137,7 @@ impl<'a> RemoteCache<'a> {
             url: url.to_string(),
             reason,
         };
+        check_url(url)?;
         let mut request = ureq::get(url);
         if let Some(rec) = &kept {
             if let Some(etag) = &rec.etag {
@@ -221,6 +222,16 @@ impl<'a> RemoteCache<'a> {
         }
         Ok(self.fetched(url, &rec))
     }
+}
+
+/// Refuses a URL that does not parse (bad authority, spaces, ...) before any request.
+fn check_url(url: &str) -> Result<(), ContextError> {
+    url.parse::<ureq::http::Uri>()
+        .map(|_| ())
+        .map_err(|e| ContextError::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 fn request_error(url: &str, e: ureq::Error) -> ContextError {
@@ -322,6 +333,7 @@ pub fn download(
         url: url.to_string(),
         reason,
     };
+    check_url(url)?;
     let response = ureq::get(url).call().map_err(|e| request_error(url, e))?;
     let mtime = response
         .headers()
