@@ -405,6 +405,20 @@ fn dockerfile_and_context_from_stdin() {
         "{}",
         r.stderr
     );
+    // A Dockerfile in the tar that is a symlink to a host file is resolved inside the context.
+    let evil = t.path().join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", evil.join("Dockerfile")).unwrap();
+    let evil_tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&evil)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap()
+        .stdout;
+    let r = rbuild_stdin(&root, &["-"], &evil_tar);
+    assert_ne!(r.status, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("root:x:0:0"), "{}", r.stderr);
     let r = rbuild_stdin(&root, &["-f", "-", "-"], b"FROM scratch\n");
     assert_ne!(r.status, 0);
     assert!(r.stderr.contains("both come from stdin"), "{}", r.stderr);

@@ -183,7 +183,7 @@ fn open_context(
 fn read_dockerfile(
     opts: &BuildOptions,
     path: &Option<PathBuf>,
-    _ctx: Option<&Context>,
+    ctx: Option<&Context>,
 ) -> Result<(String, PathBuf), BuildError> {
     match path {
         None => {
@@ -194,7 +194,22 @@ fn read_dockerfile(
             Ok((s, PathBuf::from("Dockerfile")))
         }
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| BuildError::io(p, e))?;
+            let bytes = match (&opts.context, ctx) {
+                // A Dockerfile inside a context that came as a tar is read inside that context: a
+                // symlink in the tar can never make rbuild read (and echo in errors) a host file.
+                (ContextSource::StdinTar, Some(c)) if p.starts_with(c.root()) => {
+                    let rel = p.strip_prefix(c.root()).unwrap_or(p);
+                    let root = pathrs::Root::open(c.root())
+                        .map_err(|e| BuildError::io(c.root(), std::io::Error::other(e)))?;
+                    let mut f = root
+                        .open_subpath(rel, pathrs::flags::OpenFlags::O_RDONLY)
+                        .map_err(|e| BuildError::io(rel, std::io::Error::other(e)))?;
+                    let mut b = Vec::new();
+                    f.read_to_end(&mut b).map_err(|e| BuildError::io(rel, e))?;
+                    b
+                }
+                _ => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
+            };
             let text = String::from_utf8(bytes).map_err(|_| {
                 BuildError::Usage(format!(
                     "{}: the Dockerfile is not valid UTF-8",
