@@ -203,7 +203,13 @@ fn read_dockerfile(
                         .map_err(|e| BuildError::io(c.root(), std::io::Error::other(e)))?;
                     let mut f = root
                         .open_subpath(rel, pathrs::flags::OpenFlags::O_RDONLY)
-                        .map_err(|e| BuildError::io(rel, std::io::Error::other(e)))?;
+                        .map_err(|e| {
+                            BuildError::Usage(format!(
+                                "{}: cannot open it inside the build context \
+                                 (symlinks are resolved inside the context): {e}",
+                                rel.display()
+                            ))
+                        })?;
                     let mut b = Vec::new();
                     f.read_to_end(&mut b).map_err(|e| BuildError::io(rel, e))?;
                     b
