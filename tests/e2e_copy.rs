@@ -419,6 +419,16 @@ fn dockerfile_and_context_from_stdin() {
     let r = rbuild_stdin(&root, &["-"], &evil_tar);
     assert_ne!(r.status, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("root:x:0:0"), "{}", r.stderr);
+    // `rbuild build - < Dockerfile`: a plain Dockerfile on stdin, the context holds only it.
+    let o3 = t.path().join("o3");
+    let dest = format!("type=oci,dest={},tar=false", o3.display());
+    let r = rbuild_stdin(&root, &["-o", &dest, "-"], b"FROM scratch\nCOPY . /ctx/\n");
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let l = layer(&o3, 0);
+    assert!(
+        has(&l, "-rw-r--r-- 0/0 ctx/Dockerfile") && l.len() == 2,
+        "{l:#?}"
+    );
     let r = rbuild_stdin(&root, &["-f", "-", "-"], b"FROM scratch\n");
     assert_ne!(r.status, 0);
     assert!(r.stderr.contains("both come from stdin"), "{}", r.stderr);

@@ -166,8 +166,35 @@ fn open_context(
                     "the context and the Dockerfile cannot both come from stdin".into(),
                 ));
             }
-            let ctx = Context::from_tar(std::io::stdin().lock(), &scratch.join("context"))
-                .map_err(BuildError::context)?;
+            let dir = scratch.join("context");
+            let mut stdin = std::io::stdin().lock();
+            let mut head = Vec::with_capacity(512);
+            (&mut stdin)
+                .take(512)
+                .read_to_end(&mut head)
+                .map_err(|e| BuildError::io(Path::new("-"), e))?;
+            let compressed = matches!(
+                head.as_slice(),
+                [0x1f, 0x8b, ..]
+                    | [b'B', b'Z', b'h', ..]
+                    | [0xfd, b'7', b'z', b'X', b'Z', 0, ..]
+                    | [0x28, 0xb5, 0x2f, 0xfd, ..]
+            );
+            let ctx = if compressed || crate::layer::is_tar(&head) {
+                Context::from_tar(std::io::Cursor::new(head).chain(stdin), &dir)
+                    .map_err(BuildError::context)?
+            } else {
+                // `docker build - < Dockerfile`: stdin is the Dockerfile itself and, as the docker
+                // CLI does, the context holds only that Dockerfile.
+                let mut text = head;
+                stdin
+                    .read_to_end(&mut text)
+                    .map_err(|e| BuildError::io(Path::new("-"), e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                let df = dir.join("Dockerfile");
+                std::fs::write(&df, text).map_err(|e| BuildError::io(&df, e))?;
+                Context::open(&dir, &df).map_err(BuildError::context)?
+            };
             // As `docker build -f F -`: a relative F names a file inside the context tar.
             let df = match &opts.dockerfile {
                 DockerfileSource::Path(p) if p.is_relative() => Some(ctx.root().join(p)),
