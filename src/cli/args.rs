@@ -44,7 +44,7 @@ pub enum Command {
     Df,
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
-    /// Verify the store: blobs against digests, layers against diffIDs; repair what is broken
+    /// Verify the store: blobs, layers, snapshots and references; --repair fixes what is broken
     Fsck(FsckArgs),
 }
 

@@ -254,7 +254,13 @@ impl Snapshotter {
             if other == id {
                 continue;
             }
-            if self.get(&other)?.lower.contains(&me) {
+            let child = match self.get(&other) {
+                Ok(c) => c,
+                // Removed by another process since `list`: it is no child of ours any more.
+                Err(SnapshotError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if child.lower.contains(&me) {
                 return Err(SnapshotError::InUse {
                     id: id.to_string(),
                     child: other,

@@ -14,27 +14,15 @@ pub struct BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).map_err(|e| self.name_path(e))
+        self.inner.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().map_err(|e| self.name_path(e))
+        self.inner.flush()
     }
 }
 
 impl BlobWriter {
-    /// Errors of the writes name the file (callers such as the layer writer only see an
-    /// io::Error, and "No space left on device" alone does not say where).
-    fn name_path(&self, e: io::Error) -> io::Error {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "writing blob {}: {e}",
-                self.inner.get_ref().path().display()
-            ),
-        )
-    }
-
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.inner.count()
