@@ -473,6 +473,11 @@ fn add_url_is_revalidated_by_etag_and_keyed_by_content() {
     build_oci(&root, &ctx, &o, &["--no-cache"]);
     assert_eq!(server.requests(), 3);
     assert_eq!(layer_file(&o, 0, "f/file.txt"), "version two\n");
+    // `prune -a` forgets kept downloads: the next build downloads again.
+    let r = ok(rbuild(&root, &["prune", "-a"]));
+    assert!(r.stdout.contains("Deleted kept downloads"), "{}", r.stdout);
+    build_oci(&root, &ctx, &o, &[]);
+    assert_eq!((server.requests(), server.bodies()), (4, 3));
 }
 
 /// Runs `rbuild ARGS` under `script` so that stderr is a pseudo-terminal; returns the transcript.

@@ -178,6 +178,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &snapshots,
                 &mut std::io::stdout().lock(),
             )?;
+            if a.all {
+                // Kept `ADD <url>` downloads are build cache too (BuildKit's prune drops them).
+                let freed = crate::context::remote::prune_cache(&root.join("cache").join("http"))?;
+                if freed > 0 {
+                    println!("Deleted kept downloads: {freed} bytes");
+                }
+            }
             Ok(0)
         }
         Command::Df => {

@@ -224,6 +224,36 @@ impl<'a> RemoteCache<'a> {
     }
 }
 
+/// `prune -a`: forgets every kept download under `dir` (records and blobs) and returns the bytes
+/// freed. Temp files of a download in progress (`.tmp*`) and the directories stay, so a build
+/// fetching at the same time still completes.
+pub fn prune_cache(dir: &Path) -> Result<u64, ContextError> {
+    let mut freed = 0;
+    for sub in [dir.to_path_buf(), dir.join("blobs")] {
+        let entries = match std::fs::read_dir(&sub) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ContextError::io(&sub, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| ContextError::io(&sub, e))?;
+            let name = entry.file_name();
+            let meta = entry
+                .metadata()
+                .map_err(|e| ContextError::io(entry.path(), e))?;
+            if !meta.is_file() || name.to_string_lossy().starts_with(".tmp") {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => freed += meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ContextError::io(entry.path(), e)),
+            }
+        }
+    }
+    Ok(freed)
+}
+
 /// Refuses a URL that does not parse (bad authority, spaces, ...) before any request.
 fn check_url(url: &str) -> Result<(), ContextError> {
     url.parse::<ureq::http::Uri>()
