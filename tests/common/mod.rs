@@ -261,3 +261,5 @@ pub fn oci_layer_blobs(dir: &Path) -> Vec<PathBuf> {
         .map(|l| blob(l["digest"].as_str().unwrap()))
         .collect()
 }
+
+pub mod registry;
