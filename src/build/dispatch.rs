@@ -155,7 +155,18 @@ impl<'a> Dispatcher<'a> {
         };
         let pulled =
             super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
-                .map_err(|e| self.step_error(line, format!("pulling base image {name:?}: {e}")))?;
+                .map_err(|e| {
+                    // Say both what failed and the offline way in: a user without a registry
+                    // most likely meant an image they can `rbuild load`.
+                    self.step_error(
+                        line,
+                        format!(
+                    "base image {name:?} is not in the store at {} and pulling it failed: {e} \
+                             (load it with `rbuild load -i FILE` or check the registry)",
+                    self.opts.root.display()
+                ),
+                    )
+                })?;
         self.reporter.done(step);
         Ok(pulled.id)
     }
