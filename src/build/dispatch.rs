@@ -46,6 +46,8 @@ pub struct Dispatcher<'a> {
     /// Set by Ctrl-C/SIGTERM or by a failing stage: running containers are killed and every stage
     /// stops at its next step.
     pub cancel: Arc<AtomicBool>,
+    /// Cache keys this build hit or recorded (what `--cache-to` exports).
+    pub used_keys: Mutex<Vec<Digest>>,
 }
 
 /// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
@@ -92,19 +94,10 @@ impl<'a> Dispatcher<'a> {
 
     /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store.
     pub fn base_image(&self, name: &str, line: usize) -> Result<StageState, BuildError> {
-        let id = self
-            .store
-            .resolve(name)
-            .map_err(BuildError::store)?
-            .ok_or_else(|| {
-                self.step_error(
-                    line,
-                    format!(
-                        "base image {name:?} is not in the store at {} (load it with `rbuild load -i FILE`)",
-                        self.opts.root.display()
-                    ),
-                )
-            })?;
+        let id = match self.store.resolve(name).map_err(BuildError::store)? {
+            Some(id) => id,
+            None => self.pull_base(name, line)?,
+        };
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
         let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
         let mut layers = Vec::new();
@@ -135,6 +128,36 @@ impl<'a> Dispatcher<'a> {
             key: Digest::of_bytes(format!("image {id}").as_bytes()),
             parent_image: Some(id),
         })
+    }
+
+    /// Pulls an image that is not in the store (`FROM` / `COPY --from=<image>`).
+    fn pull_base(&self, name: &str, line: usize) -> Result<Digest, BuildError> {
+        if crate::image::Reference::parse(name).is_err() {
+            return Err(self.step_error(
+                line,
+                format!(
+                    "base image {name:?} is not in the store at {} and is not a valid reference to pull",
+                    self.opts.root.display()
+                ),
+            ));
+        }
+        // Stages build in parallel: two that need the same missing image pull it once.
+        static PULLING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = lock(&PULLING);
+        if let Some(id) = self.store.resolve(name).map_err(BuildError::store)? {
+            return Ok(id);
+        }
+        let step = self.reporter.start(&format!("pulling {name}"));
+        let opts = crate::registry::PullOptions {
+            platform: self.plan_opts.platform.clone(),
+            quiet: self.reporter.quiet(),
+            ..Default::default()
+        };
+        let pulled =
+            super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
+                .map_err(|e| self.step_error(line, format!("pulling base image {name:?}: {e}")))?;
+        self.reporter.done(step);
+        Ok(pulled.id)
     }
 
     /// A finished stage's result, if it was built.
@@ -464,6 +487,7 @@ impl<'a> Dispatcher<'a> {
                     st.layers.push(l);
                 }
                 st.key = key.key.clone();
+                self::lock(&self.used_keys).push(key.key.clone());
                 return Ok(true);
             }
         }
@@ -499,6 +523,7 @@ impl<'a> Dispatcher<'a> {
         self.store
             .cache_put(&key.key, &record)
             .map_err(BuildError::store)?;
+        lock(&self.used_keys).push(key.key.clone());
         st.key = key.key;
         Ok(false)
     }

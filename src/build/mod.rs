@@ -9,6 +9,7 @@ pub mod load;
 pub mod options;
 mod output;
 mod progress;
+pub mod pull;
 pub mod repro;
 mod schedule;
 mod state;
@@ -90,7 +91,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         scratch: scratch.path().to_path_buf(),
         arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         cancel: cancel.clone(),
+        used_keys: Default::default(),
     };
+    pull::import_cache(opts, &store, &snapshots, &reporter)?;
 
     // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
     // target does not need are not in `plan.order` and never build.
@@ -127,6 +130,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let (image_id, manifest_digest) = ctx.commit_image(&final_result)?;
     output::write_outputs(&ctx, &final_result, &image_id)?;
+    let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
+    let inline = pull::inline_cache(opts, &store, &reporter, &used, &final_result)?;
+    push_outputs(opts, &store, &reporter, &image_id, inline)?;
+    pull::export_cache(opts, &store, &reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
         reporter.message(&format!("naming to {t} done"));
@@ -135,6 +142,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         image_id,
         manifest_digest,
     })
+}
+
+/// Tags and pushes the image to every `--push` / `-o type=registry` name.
+fn push_outputs(
+    opts: &BuildOptions,
+    store: &Store,
+    reporter: &Reporter,
+    image_id: &Digest,
+    inline_cache: Option<Vec<u8>>,
+) -> Result<(), BuildError> {
+    for name in &opts.push {
+        let step = reporter.start(&format!("pushing {name}"));
+        let reference = crate::image::Reference::parse_tagged(name)
+            .map_err(|e| BuildError::Usage(format!("invalid push name {name:?}: {e}")))?;
+        store.tag(&reference, image_id).map_err(BuildError::store)?;
+        let push_opts = crate::registry::PushOptions {
+            quiet: reporter.quiet(),
+            inline_cache: inline_cache.clone(),
+            ..Default::default()
+        };
+        pull::push(
+            store,
+            &opts.registry,
+            &image_id.to_string(),
+            Some(name),
+            &push_opts,
+        )
+        .map_err(|e| BuildError::Export(Box::new(e)))?;
+        reporter.done(step);
+    }
+    Ok(())
 }
 
 /// Opens the build context; returns it and the Dockerfile path the user meant.

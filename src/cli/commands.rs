@@ -32,12 +32,16 @@ pub fn default_root(given: Option<PathBuf>) -> PathBuf {
 
 pub fn run(cli: Cli) -> Result<i32> {
     let root = default_root(cli.root);
+    let registry = crate::registry::RegistryConfig {
+        insecure: cli.insecure_registry.clone(),
+        docker_config: None,
+    };
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()
         .context("entering a private mount namespace (rbuild needs root)")?;
     match cli.command {
-        Command::Build(args) => run_build(root, *args),
+        Command::Build(args) => run_build(root, *args, registry),
         Command::Images(a) => {
             let store = open_store(&root)?;
             let opts = crate::store::commands::ImagesOptions {
@@ -209,6 +213,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             // 0: verified; 1: problems remain (after repair, if asked).
             Ok(if report.remaining.is_empty() { 0 } else { 1 })
         }
+        Command::Pull(a) => super::registry::pull(&root, &registry, a),
+        Command::Push(a) => super::registry::push(&root, &registry, a),
+        Command::Login(a) => super::registry::login(&registry, a),
+        Command::Logout(a) => super::registry::logout(&registry, a),
     }
 }
 
@@ -231,7 +239,11 @@ fn open_store(root: &Path) -> Result<crate::store::Store> {
         .with_context(|| format!("opening the store at {}", root.display()))
 }
 
-fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
+fn run_build(
+    root: PathBuf,
+    a: BuildArgs,
+    registry: crate::registry::RegistryConfig,
+) -> Result<i32> {
     let context = if a.context == "-" {
         ContextSource::StdinTar
     } else {
@@ -251,6 +263,7 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         }
     }
     let mut opts = BuildOptions::new(root, context.clone());
+    opts.registry = registry;
     opts.dockerfile = match a.file.as_deref() {
         None => DockerfileSource::Default,
         Some("-") => DockerfileSource::Stdin,
@@ -311,7 +324,25 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     }
     let mut compression: Option<Compression> = None;
     let mut level: Option<i64> = None;
+    if a.push {
+        opts.push.extend(a.tags.iter().cloned());
+    }
+    for c in &a.cache_to {
+        opts.cache_to.push(
+            crate::registry::cache::CacheSpec::parse(c).map_err(|e| anyhow!("--cache-to: {e}"))?,
+        );
+    }
+    for c in &a.cache_from {
+        opts.cache_from.push(
+            crate::registry::cache::CacheSpec::parse(c)
+                .map_err(|e| anyhow!("--cache-from: {e}"))?,
+        );
+    }
     for o in &a.outputs {
+        if let Some(names) = super::registry::registry_output(o, &a.tags)? {
+            opts.push.extend(names);
+            continue;
+        }
         let (spec, c, l, rewrite) = parse_output(o)?;
         if let Some(c) = c {
             compression = Some(c);

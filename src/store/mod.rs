@@ -22,6 +22,7 @@ pub mod blob;
 pub mod cache;
 pub mod check;
 pub mod commands;
+pub mod distribution;
 pub mod fsck;
 pub mod fsutil;
 pub mod gc;

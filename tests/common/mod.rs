@@ -153,3 +153,5 @@ pub fn tar_listing(path: &Path) -> Vec<String> {
         .arg(path));
     out.lines().map(|s| s.to_string()).collect()
 }
+
+pub mod registry;
