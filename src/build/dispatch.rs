@@ -155,7 +155,18 @@ impl<'a> Dispatcher<'a> {
         };
         let pulled =
             super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
-                .map_err(|e| self.step_error(line, format!("pulling base image {name:?}: {e}")))?;
+                .map_err(|e| {
+                    // Say both what failed and the offline way in: a user without a registry
+                    // most likely meant an image they can `rbuild load`.
+                    self.step_error(
+                        line,
+                        format!(
+                    "base image {name:?} is not in the store at {} and pulling it failed: {e} \
+                             (load it with `rbuild load -i FILE` or check the registry)",
+                    self.opts.root.display()
+                ),
+                    )
+                })?;
         self.reporter.done(step);
         Ok(pulled.id)
     }
@@ -842,16 +853,36 @@ impl<'a> Dispatcher<'a> {
         let mut inputs = BTreeMap::new();
         // Secrets exposed as env vars: added after the cache key so their values never reach it.
         let mut secret_env = Vec::new();
-        // Cache-mount locks, held until the RUN is over.
-        let mut held = Vec::new();
+        // Cache mounts: (index in `mounts`, id, mount); their directories are chosen and locked
+        // only once the step is known to run.
+        let mut caches = Vec::new();
         for (mi, raw) in run.mounts.iter().enumerate() {
             let m = crate::dockerfile::parse_mount(raw)
                 .map_err(|e| self.step_error(line, e.to_string()))?;
-            if m.typ == crate::dockerfile::MountType::Secret {
-                mounts.extend(self.prepare_secret(&m, line, &mut secret_env)?);
-                continue;
+            match m.typ {
+                crate::dockerfile::MountType::Secret => {
+                    mounts.extend(self.prepare_secret(&m, line, &mut secret_env)?);
+                    continue;
+                }
+                crate::dockerfile::MountType::Cache => {
+                    let target = m
+                        .target
+                        .clone()
+                        .ok_or_else(|| self.step_error(line, "--mount needs a target"))?;
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    mounts.push(Mount {
+                        target,
+                        kind: MountKind::Bind {
+                            source: PathBuf::new(),
+                            readonly: m.readonly,
+                        },
+                    });
+                    caches.push((mounts.len() - 1, id, m));
+                    continue;
+                }
+                _ => {}
             }
-            let (mount, input) = self.prepare_mount(&m, line, &mut views, &mut held)?;
+            let (mount, input) = self.prepare_mount(&m, line, &mut views)?;
             if let Some(i) = input {
                 inputs.insert(format!("mount{mi}"), i);
             }
@@ -867,6 +898,28 @@ impl<'a> Dispatcher<'a> {
             return Ok(true);
         }
 
+        // Locked in id order, so two RUNs locking the same caches never wait on each other crosswise;
+        // an id mounted twice in one RUN shares one directory and one lock (unless private).
+        caches.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut held = Vec::new();
+        let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (i, id, m) in &caches {
+            let private = m.sharing.as_deref() == Some("private");
+            let dir = match dirs.get(id).filter(|_| !private) {
+                Some(d) => d.clone(),
+                None => {
+                    let (dir, lock) = self.cache_dir(id, m)?;
+                    held.push(lock);
+                    if !private {
+                        dirs.insert(id.clone(), dir.clone());
+                    }
+                    dir
+                }
+            };
+            if let Some(MountKind::Bind { source, .. }) = mounts.get_mut(*i).map(|m| &mut m.kind) {
+                *source = dir;
+            }
+        }
         env.extend(secret_env);
         let spec_base = RunSpec {
             rootfs: PathBuf::new(),
@@ -1038,7 +1091,6 @@ impl<'a> Dispatcher<'a> {
         m: &crate::dockerfile::RunMount,
         line: usize,
         views: &mut Vec<SourceView>,
-        held: &mut Vec<std::fs::File>,
     ) -> Result<(Mount, Option<String>), BuildError> {
         use crate::dockerfile::MountType;
         let target = m
@@ -1092,21 +1144,6 @@ impl<'a> Dispatcher<'a> {
                     Some(format!("bind {src_rel} {content}")),
                 ))
             }
-            MountType::Cache => {
-                let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let (dir, lock) = self.cache_dir(&id, m)?;
-                held.push(lock);
-                Ok((
-                    Mount {
-                        target,
-                        kind: MountKind::Bind {
-                            source: dir,
-                            readonly: m.readonly,
-                        },
-                    },
-                    None,
-                ))
-            }
             MountType::Tmpfs => Ok((
                 Mount {
                     target,
@@ -1120,8 +1157,8 @@ impl<'a> Dispatcher<'a> {
                 line,
                 "RUN --mount=type=ssh is not supported by rbuild (no SSH agent forwarding)",
             )),
-            MountType::Secret => Err(BuildError::Internal(
-                "secret mounts go through prepare_secret".into(),
+            MountType::Secret | MountType::Cache => Err(BuildError::Internal(
+                "secret and cache mounts are prepared in run_step".into(),
             )),
         }
     }
