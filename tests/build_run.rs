@@ -702,14 +702,6 @@ fn loaded_images_are_bases_and_their_layers_unpack_once() {
     for (name, archive) in [("docker", &docker_tar), ("oci", &oci_tar)] {
         let root = t.path().join(format!("root-{name}"));
         let ctx = context(&t.path().join(format!("ctx-{name}")), df, &[]);
-        // Not loaded yet: the error names the image and says how to load it.
-        let r = rbuild(&root, &[ctx.to_str().unwrap()]);
-        assert_eq!(r.status, 1, "{}", r.stderr);
-        assert!(
-            r.stderr.contains("\"base:1\"") && r.stderr.contains("rbuild load"),
-            "{}",
-            r.stderr
-        );
         let r = ok(rbuild(&root, &["load", "-i", archive.to_str().unwrap()]));
         assert!(r.stdout.contains("base:1"), "{}", r.stdout);
         let snapshots = |root: &Path| {
@@ -783,5 +775,58 @@ fn heredoc_run_bodies_execute() {
     assert_eq!(read("h2"), "value foo\n");
     assert_eq!(read("h3"), "indented\nsh\n");
     assert_eq!(read("h4"), "first\nsecond\n");
+    assert_nothing_mounted_under(&root);
+}
+
+#[test]
+fn locked_caches_taken_crosswise_do_not_deadlock() {
+    use std::os::unix::process::CommandExt;
+    let t = tempfile::tempdir().unwrap();
+    // Two stages lock caches x and y in opposite orders at the same time; a third RUN mounts one
+    // locked cache twice. Taken in Dockerfile order, the locks could deadlock; rbuild takes them in id
+    // order and shares one lock per id within a RUN.
+    let lx = "--mount=type=cache,id=x,sharing=locked,target=/x";
+    let ly = "--mount=type=cache,id=y,sharing=locked,target=/y";
+    let ctx = busybox_context(
+        &t.path().join("ctx"),
+        &format!(
+            "FROM scratch AS s1\nCOPY --from=0 / /\nRUN {lx} {ly} echo 1 >> /x/log; sleep 0.5; echo 1 > /s1\n\
+             FROM scratch AS s2\nCOPY --from=0 / /\nRUN {ly} {lx} echo 2 >> /x/log; sleep 0.5; echo 2 > /s2\n\
+             FROM s1\nCOPY --from=s2 /s2 /s2\n\
+             RUN {lx} --mount=type=cache,id=z,sharing=locked,target=/a --mount=type=cache,id=z,sharing=locked,target=/b \
+               echo same > /a/f && cat /b/f > /twice && cat /x/log > /log\n"
+        ),
+        &[],
+    );
+    let root = t.path().join("root");
+    let out = t.path().join("out");
+    let mut child = Running(
+        Command::new(rbuild_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(["--jobs", "2", "-o"])
+            .arg(format!("type=local,dest={}", out.display()))
+            .arg(&ctx)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = child.0.stderr.take().unwrap();
+    let collect = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let code = wait_exit(&mut child);
+    let stderr = collect.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("twice")).unwrap(),
+        "same\n"
+    );
+    let log = std::fs::read_to_string(out.join("log")).unwrap();
+    assert!(log == "1\n2\n" || log == "2\n1\n", "{log:?}");
     assert_nothing_mounted_under(&root);
 }

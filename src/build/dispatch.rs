@@ -4,7 +4,7 @@
 use super::cache::{explain_miss, StepKey};
 use super::error::BuildError;
 use super::options::BuildOptions;
-use super::progress::{Reporter, StepHandle};
+use super::progress::{BarReader, BarWriter, DownloadBars, Reporter, StepHandle};
 use super::state::{StageResult, StageState};
 use crate::context::{self, Context, CopyRequest, SourceRoot};
 use crate::digest::{chain_id, Digest};
@@ -155,7 +155,18 @@ impl<'a> Dispatcher<'a> {
         };
         let pulled =
             super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
-                .map_err(|e| self.step_error(line, format!("pulling base image {name:?}: {e}")))?;
+                .map_err(|e| {
+                    // Say both what failed and the offline way in: a user without a registry
+                    // most likely meant an image they can `rbuild load`.
+                    self.step_error(
+                        line,
+                        format!(
+                    "base image {name:?} is not in the store at {} and pulling it failed: {e} \
+                             (load it with `rbuild load -i FILE` or check the registry)",
+                    self.opts.root.display()
+                ),
+                    )
+                })?;
         self.reporter.done(step);
         Ok(pulled.id)
     }
@@ -502,7 +513,7 @@ impl<'a> Dispatcher<'a> {
             }
         }
         drop(lock);
-        if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
+        if self.opts.explain_cache || self.opts.progress != super::options::Progress::Quiet {
             self.reporter.detail(
                 step,
                 &format!("cache miss: {}", explain_miss(self.store, key)),
@@ -544,6 +555,7 @@ impl<'a> Dispatcher<'a> {
         &self,
         st: &StageState,
         mount: bool,
+        step_id: usize,
         f: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<Option<LayerRecord>, BuildError> {
         // Leased: until its layer record exists, only the lease keeps GC off this snapshot.
@@ -572,8 +584,12 @@ impl<'a> Dispatcher<'a> {
             },
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
+        let bar = self.reporter.bytes(step_id, "writing layer", None);
         let (writer, info) =
-            layer::diff::write_layer(&snap.diff_dir(), writer, &opts).map_err(BuildError::layer)?;
+            layer::diff::write_layer(&snap.diff_dir(), BarWriter::new(writer, bar.clone()), &opts)
+                .map_err(BuildError::layer)?;
+        bar.finish();
+        let writer = writer.inner;
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
@@ -670,7 +686,17 @@ impl<'a> Dispatcher<'a> {
             (None, Some(ctx)) => SourceRoot::Context(ctx),
             (None, None) => return Err(self.step_error(line, "no build context")),
         };
+        let downloads = DownloadBars {
+            bars: self.reporter.bar_factory(),
+            step_id: step.id(),
+        };
+        let remote = context::remote::RemoteCache::new(
+            &self.opts.root.join("cache").join("http"),
+            context::CopyEnv::default().max_download,
+        )
+        .with_progress(&downloads);
         let req = CopyRequest {
+            remote: Some(&remote),
             sources: c.sources.clone(),
             inline: c
                 .heredocs
@@ -700,21 +726,12 @@ impl<'a> Dispatcher<'a> {
         let memo = self.opts.root.join("cache").join("context-hashes.json");
         let content = context::hash_sources(&req, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
-        // Classic history names content as file:/dir:/multi:<hex>; rbuild's hex is its own content hash
-        // (not Docker's tarsum), so the strings have Docker's shape but not its values.
-        let kind = if c.sources.len() + c.heredocs.len() > 1 {
-            "multi"
-        } else if c
-            .sources
-            .first()
-            .map(|s| s.ends_with('/') || !s.contains('.'))
-            .unwrap_or(false)
-        {
-            "dir"
-        } else {
-            "file"
+        // Classic history names content as Docker's classic builder does (file:/dir:/multi:<tarsum>).
+        let source_hash = match self.opts.history_format {
+            HistoryFormat::Classic => context::tarsum::classic_source_id(&req)
+                .map_err(|e| self.step_error(line, e.to_string()))?,
+            HistoryFormat::Buildkit => String::new(),
         };
-        let source_hash = format!("{kind}:{}", content.hex());
         let mut shown_sources: Vec<String> =
             c.heredocs.iter().map(|(n, _)| format!("<<{n}")).collect();
         shown_sources.extend(c.sources.iter().cloned());
@@ -746,16 +763,32 @@ impl<'a> Dispatcher<'a> {
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
         }
+        let bars = self.reporter.bar_factory();
+        let step_id = step.id();
         let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
             let opts = layer::ApplyOptions {
                 whiteouts: layer::WhiteoutMode::None,
                 max_bytes: None,
                 same_owner: true,
             };
-            layer::archive::extract_if_archive(file, root, dest, &opts).map_err(|e| e.to_string())
+            let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let size = f.metadata().map(|m| m.len()).ok();
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let bar = bars.bytes(step_id, &format!("extracting {name}"), size);
+            let done = layer::archive::extract_reader_if_archive(
+                BarReader::new(f, bar.clone()),
+                root,
+                dest,
+                &opts,
+            )
+            .map_err(|e| e.to_string())?;
+            if done {
+                bar.finish();
+            }
+            Ok(done)
         };
         // --link: the layer is made in an empty root, independent of the layers below it.
-        let layer = self.layer_step(st, !c.link, |root| {
+        let layer = self.layer_step(st, !c.link, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
@@ -832,16 +865,36 @@ impl<'a> Dispatcher<'a> {
         let mut inputs = BTreeMap::new();
         // Secrets exposed as env vars: added after the cache key so their values never reach it.
         let mut secret_env = Vec::new();
-        // Cache-mount locks, held until the RUN is over.
-        let mut held = Vec::new();
+        // Cache mounts: (index in `mounts`, id, mount); their directories are chosen and locked
+        // only once the step is known to run.
+        let mut caches = Vec::new();
         for (mi, raw) in run.mounts.iter().enumerate() {
             let m = crate::dockerfile::parse_mount(raw)
                 .map_err(|e| self.step_error(line, e.to_string()))?;
-            if m.typ == crate::dockerfile::MountType::Secret {
-                mounts.extend(self.prepare_secret(&m, line, &mut secret_env)?);
-                continue;
+            match m.typ {
+                crate::dockerfile::MountType::Secret => {
+                    mounts.extend(self.prepare_secret(&m, line, &mut secret_env)?);
+                    continue;
+                }
+                crate::dockerfile::MountType::Cache => {
+                    let target = m
+                        .target
+                        .clone()
+                        .ok_or_else(|| self.step_error(line, "--mount needs a target"))?;
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    mounts.push(Mount {
+                        target,
+                        kind: MountKind::Bind {
+                            source: PathBuf::new(),
+                            readonly: m.readonly,
+                        },
+                    });
+                    caches.push((mounts.len() - 1, id, m));
+                    continue;
+                }
+                _ => {}
             }
-            let (mount, input) = self.prepare_mount(&m, line, &mut views, &mut held)?;
+            let (mount, input) = self.prepare_mount(&m, line, &mut views)?;
             if let Some(i) = input {
                 inputs.insert(format!("mount{mi}"), i);
             }
@@ -858,6 +911,28 @@ impl<'a> Dispatcher<'a> {
             return Ok(true);
         }
 
+        // Locked in id order, so two RUNs locking the same caches never wait on each other crosswise;
+        // an id mounted twice in one RUN shares one directory and one lock (unless private).
+        caches.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut held = Vec::new();
+        let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (i, id, m) in &caches {
+            let private = m.sharing.as_deref() == Some("private");
+            let dir = match dirs.get(id).filter(|_| !private) {
+                Some(d) => d.clone(),
+                None => {
+                    let (dir, lock) = self.cache_dir(id, m)?;
+                    held.push(lock);
+                    if !private {
+                        dirs.insert(id.clone(), dir.clone());
+                    }
+                    dir
+                }
+            };
+            if let Some(MountKind::Bind { source, .. }) = mounts.get_mut(*i).map(|m| &mut m.kind) {
+                *source = dir;
+            }
+        }
         env.extend(secret_env);
         let spec_base = RunSpec {
             rootfs: PathBuf::new(),
@@ -871,7 +946,8 @@ impl<'a> Dispatcher<'a> {
             extra_hosts: Vec::new(),
         };
         let reporter = self.reporter;
-        let layer = self.layer_step(st, true, |root| {
+        let step_id = step.id();
+        let layer = self.layer_step(st, true, step_id, |root| {
             let mut spec = spec_base;
             spec.rootfs = root.to_path_buf();
             let mut tail: Vec<u8> = Vec::new();
@@ -1028,7 +1104,6 @@ impl<'a> Dispatcher<'a> {
         m: &crate::dockerfile::RunMount,
         line: usize,
         views: &mut Vec<SourceView>,
-        held: &mut Vec<std::fs::File>,
     ) -> Result<(Mount, Option<String>), BuildError> {
         use crate::dockerfile::MountType;
         let target = m
@@ -1082,21 +1157,6 @@ impl<'a> Dispatcher<'a> {
                     Some(format!("bind {src_rel} {content}")),
                 ))
             }
-            MountType::Cache => {
-                let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let (dir, lock) = self.cache_dir(&id, m)?;
-                held.push(lock);
-                Ok((
-                    Mount {
-                        target,
-                        kind: MountKind::Bind {
-                            source: dir,
-                            readonly: m.readonly,
-                        },
-                    },
-                    None,
-                ))
-            }
             MountType::Tmpfs => Ok((
                 Mount {
                     target,
@@ -1110,8 +1170,8 @@ impl<'a> Dispatcher<'a> {
                 line,
                 "RUN --mount=type=ssh is not supported by rbuild (no SSH agent forwarding)",
             )),
-            MountType::Secret => Err(BuildError::Internal(
-                "secret mounts go through prepare_secret".into(),
+            MountType::Secret | MountType::Cache => Err(BuildError::Internal(
+                "secret and cache mounts are prepared in run_step".into(),
             )),
         }
     }

@@ -43,6 +43,8 @@ pub struct OutputSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     Plain,
+    /// Plain lines plus byte bars for transfers (a terminal on stderr).
+    Tty,
     Quiet,
 }
 

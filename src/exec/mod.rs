@@ -36,4 +36,4 @@ pub use privileges::DOCKER_DEFAULT_CAPS;
 pub use protocol::HELPER_ARG;
 pub use runner::{run, run_with};
 pub use spec::{ExecConfig, Mount, MountKind, Network, RunOutcome, RunSpec, Stream};
-pub use user::{resolve_group, resolve_user};
+pub use user::{resolve_chown, resolve_group, resolve_user};

@@ -387,6 +387,7 @@ fn import(
                 })?;
                 let _lock = store.lock()?;
                 store.put_layer(&rec)?;
+                store.lease_layer(&rec.chain_id)?;
             }
             parent = Some(chain);
         }

@@ -472,8 +472,11 @@ pub fn fetch_blob_to_store(
             actual: w.size(),
         });
     }
+    // The blob is unreferenced until its layer record exists: commit and lease it under the
+    // store lock so a concurrent prune cannot collect it in between.
+    let _lock = store.lock()?;
     match w.commit(Some(&desc.digest)) {
-        Ok(_) => Ok(()),
+        Ok(d) => Ok(store.lease_blob(&d)?),
         Err(StoreError::DigestMismatch { expected, actual }) => {
             Err(RegistryError::DigestMismatch {
                 what: "blob",
@@ -640,6 +643,7 @@ pub fn record_layers(
         {
             let _lock = store.lock()?;
             store.put_layer(&rec)?;
+            store.lease_layer(&rec.chain_id)?;
         }
         if !source_repository.is_empty() {
             store.add_v2_metadata(diff_id, &d.digest, source_repository)?;
@@ -686,7 +690,16 @@ pub fn pull(
     let chains = chain_ids(diff_ids);
     let mut missing = Vec::new();
     for (i, c) in chains.iter().enumerate() {
-        if store.get_layer(c)?.is_none() {
+        // Checked and leased under the lock: a prune must not take a layer we decided to reuse.
+        let present = {
+            let _lock = store.lock()?;
+            let present = store.get_layer(c)?.is_some();
+            if present {
+                store.lease_layer(c)?;
+            }
+            present
+        };
+        if !present {
             missing.push(i);
         } else {
             say(
