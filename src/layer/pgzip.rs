@@ -56,6 +56,10 @@ pub(crate) struct ParGzEncoder<W: Write> {
     spare: Vec<Vec<u8>>,
     crc: Crc,
     header_written: bool,
+    /// Set once a block or the output failed: the stream has a hole, so every later call fails
+    /// at once instead of waiting for a block that will never come (tar::Builder's drop writes
+    /// its trailer even after an error).
+    failed: bool,
 }
 
 impl<W: Write> ParGzEncoder<W> {
@@ -88,6 +92,7 @@ impl<W: Write> ParGzEncoder<W> {
             spare: Vec::new(),
             crc: Crc::new(),
             header_written: false,
+            failed: false,
         }
     }
 
@@ -115,6 +120,7 @@ impl<W: Write> ParGzEncoder<W> {
 
     /// Hands the buffered block to the workers.
     fn submit(&mut self, last: bool) -> io::Result<()> {
+        self.check()?;
         while self.next_seq - self.next_write >= self.max_in_flight {
             self.collect_one()?;
         }
@@ -138,8 +144,24 @@ impl<W: Write> ParGzEncoder<W> {
             .map_err(|_| io::Error::other("gzip worker thread died"))
     }
 
+    fn check(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("gzip stream already failed"));
+        }
+        Ok(())
+    }
+
     /// Waits for one finished block and writes out every block that is now in order.
     fn collect_one(&mut self) -> io::Result<()> {
+        self.check()?;
+        let r = self.collect_one_inner();
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn collect_one_inner(&mut self) -> io::Result<()> {
         let done = self
             .done
             .recv()
@@ -175,6 +197,7 @@ impl<W: Write> ParGzEncoder<W> {
 
 impl<W: Write> Write for ParGzEncoder<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.check()?;
         let n = (PGZIP_BLOCK - self.buf.len()).min(data.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == PGZIP_BLOCK {
@@ -351,5 +374,26 @@ mod tests {
             "{} vs single {single}",
             gz.len()
         );
+    }
+
+    /// Fails on every write.
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_output_error_fails_every_later_call_instead_of_hanging() {
+        let data = sample(6 * PGZIP_BLOCK);
+        let mut e = ParGzEncoder::new(Broken, 6, 2);
+        let r = data.chunks(PGZIP_BLOCK).try_for_each(|c| e.write_all(c));
+        assert!(r.is_err());
+        assert!(e.write_all(&data[..PGZIP_BLOCK]).is_err());
+        assert!(e.finish().is_err());
     }
 }
