@@ -67,7 +67,9 @@ fn assert_store_consistent(root: &Path) {
     if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
         let left: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         assert!(left.is_empty(), "left in the store's tmp: {left:?}");
-    }
+    } // And the store's own verifier agrees.
+    let r = rbuild(root, &["fsck"]);
+    assert_eq!(r.status, 0, "fsck:\n{}{}", r.stdout, r.stderr);
 }
 
 /// A running rbuild, killed (whole process group) if the test panics before it exits.
@@ -247,14 +249,23 @@ fn secrets_reach_run_but_never_the_image_or_the_store() {
            su app -s /bin/sh -c 'sha256sum /etc/app/token' | cut -d' ' -f1 > /seen-sha-app && \
            stat -c '%a %u:%g' /etc/app/token > /seen-mode-app\n\
          RUN --mount=type=secret,id=tok,env=TOKEN sh -c 'printf %s \"$TOKEN\" | sha256sum' | cut -d' ' -f1 > /seen-sha-env\n\
+         RUN --mount=type=secret,id=envtok cat /run/secrets/envtok | sha256sum | cut -d' ' -f1 > /seen-sha-cli-env\n\
          RUN --mount=type=secret,id=absent ls /run/secrets > /seen-absent 2>&1 || echo none > /seen-absent\n",
         &[],
     );
     let root = t.path().join("root");
     let archive = t.path().join("img.tar");
-    let r = ok(rbuild(
+    // A second secret from rbuild's environment (--secret id=..,env=VAR).
+    let env_value = "env-s3cr3t-41b7e9";
+    let env_sha = sh(Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s {env_value} | sha256sum")));
+    let env_sha = env_sha.split_whitespace().next().unwrap();
+    let r = ok(rbuild_env(
         &root,
         &[
+            "--secret",
+            "id=envtok,env=RBUILD_TEST_SECRET",
             "--secret",
             &format!("id=tok,src={}", secret.display()),
             "-o",
@@ -264,6 +275,7 @@ fn secrets_reach_run_but_never_the_image_or_the_store() {
             ),
             ctx.to_str().unwrap(),
         ],
+        &[("RBUILD_TEST_SECRET", env_value)],
     ));
     assert!(!r.stderr.contains(value), "secret in the build output");
     let dir = t.path().join("unpacked");
@@ -288,6 +300,7 @@ fn secrets_reach_run_but_never_the_image_or_the_store() {
     assert_eq!(read("seen-sha-app").trim(), sha);
     assert_eq!(read("seen-mode-app").trim(), "440 1000:50");
     assert_eq!(read("seen-sha-env").trim(), sha, "secret as env var");
+    assert_eq!(read("seen-sha-cli-env").trim(), env_sha, "--secret env=");
     assert_eq!(
         read("seen-absent").trim(),
         "none",
@@ -296,6 +309,10 @@ fn secrets_reach_run_but_never_the_image_or_the_store() {
     // Not in any layer blob, the config (with its history), the manifest: every byte of the archive.
     let bytes = std::fs::read(&archive).unwrap();
     assert!(!contains(&bytes, value.as_bytes()), "secret in the image");
+    assert!(
+        !contains(&bytes, env_value.as_bytes()),
+        "env secret in the image"
+    );
     let config = std::fs::read_to_string(
         dir.join(
             serde_json::from_slice::<Value>(&std::fs::read(dir.join("manifest.json")).unwrap())
@@ -312,7 +329,7 @@ fn secrets_reach_run_but_never_the_image_or_the_store() {
         if e.file_type().is_file() {
             let b = std::fs::read(e.path()).unwrap();
             assert!(
-                !contains(&b, value.as_bytes()),
+                !contains(&b, value.as_bytes()) && !contains(&b, env_value.as_bytes()),
                 "secret stored in {}",
                 e.path().display()
             );

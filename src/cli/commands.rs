@@ -290,8 +290,23 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         "host" | "default" => false,
         other => bail!("unsupported --network {other:?} (host or none)"),
     };
+    // Secrets given as env=VAR are written to files in here (tmpfs when there is one), removed on return.
+    let secret_dir = if a.secret.iter().any(|s| s.contains("env=")) {
+        Some(
+            tempfile::Builder::new()
+                .prefix("rbuild-secrets-")
+                .tempdir_in(if Path::new("/dev/shm").is_dir() {
+                    PathBuf::from("/dev/shm")
+                } else {
+                    std::env::temp_dir()
+                })
+                .context("creating a directory for --secret env= values")?,
+        )
+    } else {
+        None
+    };
     for s in &a.secret {
-        let (id, path) = parse_secret(s)?;
+        let (id, path) = parse_secret(s, secret_dir.as_ref().map(|d| d.path()))?;
         opts.secrets.insert(id, path);
     }
     let mut compression: Option<Compression> = None;
@@ -378,18 +393,38 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(m)
 }
 
-fn parse_secret(s: &str) -> Result<(String, PathBuf)> {
+/// `--secret id=ID,src=PATH` or `id=ID,env=VAR` (as docker buildx). An env value is written to a 0600
+/// file in `env_dir`, since RUN mounts secrets from files.
+fn parse_secret(s: &str, env_dir: Option<&Path>) -> Result<(String, PathBuf)> {
     let mut id = None;
     let mut src = None;
+    let mut env = None;
     for part in s.split(',') {
         match part.split_once('=') {
             Some(("id", v)) => id = Some(v.to_string()),
             Some(("src", v)) | Some(("source", v)) => src = Some(PathBuf::from(v)),
-            Some(("type", "file")) => {}
-            _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH"),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file")) | Some(("type", "env")) => {}
+            _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH or id=ID,env=VAR"),
         }
     }
     let id = id.ok_or_else(|| anyhow!("invalid --secret {s:?}: missing id="))?;
+    if let Some(var) = env {
+        let value = std::env::var_os(&var)
+            .ok_or_else(|| anyhow!("secret {id}: environment variable {var} is not set"))?;
+        let dir = env_dir.ok_or_else(|| anyhow!("secret {id}: no directory for env secrets"))?;
+        let path = dir.join(crate::digest::Digest::of_bytes(id.as_bytes()).hex());
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("secret {id}: {}", path.display()))?;
+        f.write_all(std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()))
+            .with_context(|| format!("secret {id}: {}", path.display()))?;
+        return Ok((id, path));
+    }
     let src = src.ok_or_else(|| anyhow!("invalid --secret {s:?}: missing src="))?;
     if !src.is_file() {
         bail!("secret {id}: {} is not a file", src.display());

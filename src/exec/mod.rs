@@ -9,8 +9,9 @@
 //!
 //! Integration: `main()` must call `helper_main_if_requested()` before anything else
 //! (before threads, before the CLI's own `unshare`); `src/main.rs` does. The CLI's
-//! SIGINT/SIGTERM handler should set `ExecConfig::cancel` (or simply let the terminal's
-//! SIGINT reach the helper, which kills the container and reports `Interrupted`).
+//! SIGINT/SIGTERM handler sets the build's cancel flag, which `build/` passes as
+//! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
+//! container and reports `Interrupted`.
 
 mod container;
 mod devices;
