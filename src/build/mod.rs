@@ -156,11 +156,13 @@ fn open_context(
     }
 }
 
-/// Reads the Dockerfile text; refuses a Dockerfile that is a symlink leaving the context (SECURITY C).
+/// Reads the Dockerfile text. The default `Dockerfile` is a file of the context, so it is read
+/// inside the context: a symlink in it is followed as if the context were `/`, never to a host
+/// file (SECURITY C2). A `-f PATH` named by the user is read where it is.
 fn read_dockerfile(
     opts: &BuildOptions,
     path: &Option<PathBuf>,
-    _ctx: Option<&Context>,
+    ctx: Option<&Context>,
 ) -> Result<(String, PathBuf), BuildError> {
     match path {
         None => {
@@ -171,7 +173,22 @@ fn read_dockerfile(
             Ok((s, PathBuf::from("Dockerfile")))
         }
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| BuildError::io(p, e))?;
+            let bytes = match (&opts.dockerfile, ctx) {
+                (DockerfileSource::Default, Some(ctx)) => {
+                    let in_ctx = |e: pathrs::error::Error| {
+                        BuildError::io(p, std::io::Error::other(e.to_string()))
+                    };
+                    let root = pathrs::Root::open(ctx.root()).map_err(in_ctx)?;
+                    let mut f = root
+                        .open_subpath("Dockerfile", pathrs::flags::OpenFlags::O_RDONLY)
+                        .map_err(in_ctx)?;
+                    let mut bytes = Vec::new();
+                    f.read_to_end(&mut bytes)
+                        .map_err(|e| BuildError::io(p, e))?;
+                    bytes
+                }
+                _ => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
+            };
             let text = String::from_utf8(bytes).map_err(|_| {
                 BuildError::Usage(format!(
                     "{}: the Dockerfile is not valid UTF-8",
