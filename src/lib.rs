@@ -13,5 +13,6 @@ pub mod export;
 pub mod image;
 pub mod layer;
 pub mod plan;
+pub mod registry;
 pub mod snapshot;
 pub mod store;

@@ -247,8 +247,12 @@ fn c01_sources_never_leave_the_context() {
     symlink(host.path(), f.c("dir-link")).unwrap();
     symlink("x", f.c("good-link")).unwrap();
     let ctx = f.context();
-    // `../x` is cleaned to `/x` inside the context, as BuildKit does.
-    f.run(&ctx, &["../x"], "/clamped", |_| {}).unwrap();
+    // `../x` climbs out of the context: an error (classic builder rule; BuildKit clamps it).
+    let e = f.run(&ctx, &["../x"], "/clamped", |_| {}).unwrap_err();
+    assert!(matches!(e, ContextError::OutsideContext(_)), "{e}");
+    assert!(f.run(&ctx, &["a/../../x"], "/clamped", |_| {}).is_err());
+    // An absolute source names a path from the context root, never the host's.
+    f.run(&ctx, &["/x"], "/clamped", |_| {}).unwrap();
     assert_eq!(read(&f.r("clamped")), "ctx-x");
     // Symlinks are resolved as if the context were `/`: the host file is unreachable.
     assert!(f.run(&ctx, &["abs-link"], "/o1", |_| {}).is_err());

@@ -507,3 +507,80 @@ fn check_reports_corruption() {
     // Exporting the image refuses the missing blob instead of writing a broken archive.
     assert!(store.export_image(&id, &[]).is_err());
 }
+
+/// R8: a layer a running process wrote but nothing references yet survives `prune` while that
+/// process's lease is live (another store handle holds the lease file's flock), and goes once the
+/// lease is released.
+#[test]
+fn r8_lease_keeps_unreferenced_layer_and_blob_from_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let builder = Store::open(tmp.path()).unwrap();
+    let l1 = add_layer(&builder, None, "a.txt", b"A");
+    builder.lease_layer(&l1.chain_id).unwrap();
+    let pruner = Store::open(tmp.path()).unwrap();
+    let mut out = Vec::new();
+    commands::prune(&pruner, &mut out, true).unwrap();
+    assert!(pruner.get_layer(&l1.chain_id).unwrap().is_some());
+    assert!(pruner.has_blob(&l1.blob));
+    // Released (as when the build ends or dies): the next prune collects it.
+    builder.release_lease();
+    commands::prune(&pruner, &mut out, true).unwrap();
+    assert!(pruner.get_layer(&l1.chain_id).unwrap().is_none());
+    assert!(!pruner.has_blob(&l1.blob));
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("leases"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// R3: a lease file left by a killed process (no flock held) is recognised as stale; the
+/// snapshot it held that no layer record took over is deleted with it, the others stay.
+#[test]
+fn r3_recover_removes_stale_lease_and_its_incomplete_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let snaps = rbuild::snapshot::Snapshotter::open(&tmp.path().join("overlay2")).unwrap();
+    let kept = store.create_snapshot(&snaps, None).unwrap();
+    let orphan = snaps.create(Some(&kept.id)).unwrap();
+    // `kept` belongs to a layer record; `orphan` only to a dead process's lease.
+    let tar = layer_tar("k.txt", b"K");
+    let blob = gzip(&tar);
+    let mut w = store.new_blob_writer().unwrap();
+    w.write_all(&blob).unwrap();
+    let digest = w.commit(None).unwrap();
+    let diff_id = Digest::of_bytes(&tar);
+    store
+        .put_layer(&LayerRecord {
+            chain_id: chain(None, &diff_id),
+            diff_id,
+            parent: None,
+            size: tar.len() as u64,
+            cache_id: kept.id.clone(),
+            blob: digest,
+            blob_size: blob.len() as u64,
+            media_type: MEDIA_OCI_LAYER_GZIP.into(),
+        })
+        .unwrap();
+    store.release_lease();
+    let stale = tmp.path().join("leases/999999-dead");
+    std::fs::write(
+        &stale,
+        format!(
+            "snapshot {}\nsnapshot {}\nlayer sha256:cut",
+            kept.id, orphan.id
+        ),
+    )
+    .unwrap();
+    let actions = store.recover(&snaps).unwrap();
+    assert!(
+        actions.iter().any(|a| a.contains(&orphan.id)),
+        "{actions:?}"
+    );
+    assert!(!stale.exists());
+    assert!(snaps.get(&orphan.id).is_err());
+    assert!(snaps.get(&kept.id).is_ok());
+    // Nothing left to do the second time.
+    assert!(store.recover(&snaps).unwrap().is_empty());
+}

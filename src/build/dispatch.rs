@@ -4,7 +4,7 @@
 use super::cache::{explain_miss, StepKey};
 use super::error::BuildError;
 use super::options::BuildOptions;
-use super::progress::{Reporter, StepHandle};
+use super::progress::{BarReader, BarWriter, DownloadBars, Reporter, StepHandle};
 use super::state::{StageResult, StageState};
 use crate::context::{self, Context, CopyRequest, SourceRoot};
 use crate::digest::{chain_id, Digest};
@@ -22,6 +22,8 @@ use crate::snapshot::{Mounted, Snapshotter};
 use crate::store::{CacheRecord, LayerRecord, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The default SHELL on Linux.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -35,11 +37,17 @@ pub struct Dispatcher<'a> {
     pub df: &'a Dockerfile,
     pub plan: &'a Plan,
     pub plan_opts: &'a PlanOptions,
-    pub results: Vec<Option<StageResult>>,
+    /// Finished stages; behind a lock because independent stages build on several threads.
+    pub results: Mutex<Vec<Option<StageResult>>>,
     pub reporter: &'a Reporter,
     pub scratch: PathBuf,
     /// Each built stage's final ARG scope: a stage built FROM it starts from that scope.
-    pub arg_scopes: Vec<Option<ArgScope>>,
+    pub arg_scopes: Mutex<Vec<Option<ArgScope>>>,
+    /// Set by Ctrl-C/SIGTERM or by a failing stage: running containers are killed and every stage
+    /// stops at its next step.
+    pub cancel: Arc<AtomicBool>,
+    /// Cache keys this build hit or recorded (what `--cache-to` exports).
+    pub used_keys: Mutex<Vec<Digest>>,
 }
 
 /// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
@@ -92,23 +100,17 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store.
-    pub fn base_image(&mut self, name: &str, line: usize) -> Result<StageState, BuildError> {
-        let id = self
-            .store
-            .resolve(name)
-            .map_err(BuildError::store)?
-            .ok_or_else(|| {
-                self.step_error(
-                    line,
-                    format!(
-                        "base image {name:?} is not in the store at {} (load it with `rbuild load -i FILE`)",
-                        self.opts.root.display()
-                    ),
-                )
-            })?;
+    pub fn base_image(&self, name: &str, line: usize) -> Result<StageState, BuildError> {
+        let id = match self.store.resolve(name).map_err(BuildError::store)? {
+            Some(id) => id,
+            None => self.pull_base(name, line)?,
+        };
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
         let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
         let mut layers = Vec::new();
+        // Under the lock, with the top layer leased at once: a concurrent prune or rmi then
+        // keeps the base layers (and their snapshots) for the rest of this build.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
         for c in crate::digest::chain_ids(&config.rootfs.diff_ids) {
             let rec = self
                 .store
@@ -122,12 +124,73 @@ impl<'a> Dispatcher<'a> {
                 })?;
             layers.push(rec);
         }
+        if let Some(top) = layers.last() {
+            self.store
+                .lease_layer(&top.chain_id)
+                .map_err(BuildError::store)?;
+        }
         Ok(StageState {
             config,
             layers,
             key: Digest::of_bytes(format!("image {id}").as_bytes()),
             parent_image: Some(id),
         })
+    }
+
+    /// Pulls an image that is not in the store (`FROM` / `COPY --from=<image>`).
+    fn pull_base(&self, name: &str, line: usize) -> Result<Digest, BuildError> {
+        if crate::image::Reference::parse(name).is_err() {
+            return Err(self.step_error(
+                line,
+                format!(
+                    "base image {name:?} is not in the store at {} and is not a valid reference to pull",
+                    self.opts.root.display()
+                ),
+            ));
+        }
+        // Stages build in parallel: two that need the same missing image pull it once.
+        static PULLING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = lock(&PULLING);
+        if let Some(id) = self.store.resolve(name).map_err(BuildError::store)? {
+            return Ok(id);
+        }
+        let step = self.reporter.start(&format!("pulling {name}"));
+        let opts = crate::registry::PullOptions {
+            platform: self.plan_opts.platform.clone(),
+            quiet: self.reporter.quiet(),
+            ..Default::default()
+        };
+        let pulled =
+            super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
+                .map_err(|e| {
+                    // Say both what failed and the offline way in: a user without a registry
+                    // most likely meant an image they can `rbuild load`.
+                    self.step_error(
+                        line,
+                        format!(
+                    "base image {name:?} is not in the store at {} and pulling it failed: {e} \
+                             (load it with `rbuild load -i FILE` or check the registry)",
+                    self.opts.root.display()
+                ),
+                    )
+                })?;
+        self.reporter.done(step);
+        Ok(pulled.id)
+    }
+
+    /// A finished stage's result, if it was built.
+    pub fn result(&self, idx: usize) -> Option<StageResult> {
+        lock(&self.results).get(idx).cloned().flatten()
+    }
+
+    pub fn set_result(&self, idx: usize, r: StageResult) {
+        if let Some(slot) = lock(&self.results).get_mut(idx) {
+            *slot = Some(r);
+        }
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
     }
 
     fn stage_label(&self, idx: usize) -> String {
@@ -137,12 +200,12 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    pub fn run_stage(&mut self, idx: usize, mut st: StageState) -> Result<StageResult, BuildError> {
+    pub fn run_stage(&self, idx: usize, mut st: StageState) -> Result<StageResult, BuildError> {
         let plan = self.plan;
         let stage = &plan.stages[idx];
         let mut args = match &stage.base {
             crate::plan::BaseRef::Stage(i) => {
-                match self.arg_scopes.get(*i).and_then(|a| a.as_ref()) {
+                match lock(&self.arg_scopes).get(*i).and_then(|a| a.as_ref()) {
                     Some(parent) => ArgScope::inherit(parent),
                     None => ArgScope::new(plan, self.plan_opts, idx),
                 }
@@ -184,6 +247,9 @@ impl<'a> Dispatcher<'a> {
                 total,
                 one_line(&inst.original)
             );
+            if self.cancelled() {
+                return Err(BuildError::Interrupted);
+            }
             let mut step = self.reporter.start(&title);
             match self.dispatch(
                 idx,
@@ -201,13 +267,17 @@ impl<'a> Dispatcher<'a> {
                         self.reporter.done(step)
                     }
                 }
+                Err(BuildError::Interrupted) => {
+                    self.reporter.canceled(step);
+                    return Err(BuildError::Interrupted);
+                }
                 Err(e) => {
                     self.reporter.error(step, "step failed");
                     return Err(e);
                 }
             }
         }
-        if let Some(slot) = self.arg_scopes.get_mut(idx) {
+        if let Some(slot) = lock(&self.arg_scopes).get_mut(idx) {
             *slot = Some(args);
         }
         Ok(st.into_result())
@@ -263,7 +333,7 @@ impl<'a> Dispatcher<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
-        &mut self,
+        &self,
         stage_idx: usize,
         st: &mut StageState,
         args: &mut ArgScope,
@@ -416,22 +486,31 @@ impl<'a> Dispatcher<'a> {
         if no_cache {
             return Ok(false);
         }
+        // Lookup and lease under the lock, so a concurrent prune cannot take the layer between.
+        let lock = self.store.lock().map_err(BuildError::store)?;
         if let Some(rec) = self.store.cache_get(&key.key).map_err(BuildError::store)? {
             let layer = match &rec.chain_id {
                 Some(c) => self.store.get_layer(c).map_err(BuildError::store)?,
                 None => None,
             };
             let layer_ok = rec.chain_id.is_none() || layer.is_some();
+            if let Some(l) = &layer {
+                self.store
+                    .lease_layer(&l.chain_id)
+                    .map_err(BuildError::store)?;
+            }
             if layer_ok {
                 st.config = ImageConfig::from_bytes(&rec.config).map_err(BuildError::store)?;
                 if let Some(l) = layer {
                     st.layers.push(l);
                 }
                 st.key = key.key.clone();
+                self::lock(&self.used_keys).push(key.key.clone());
                 return Ok(true);
             }
         }
-        if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
+        drop(lock);
+        if self.opts.explain_cache || self.opts.progress != super::options::Progress::Quiet {
             self.reporter.detail(
                 step,
                 &format!("cache miss: {}", explain_miss(self.store, key)),
@@ -462,6 +541,7 @@ impl<'a> Dispatcher<'a> {
         self.store
             .cache_put(&key.key, &record)
             .map_err(BuildError::store)?;
+        lock(&self.used_keys).push(key.key.clone());
         st.key = key.key;
         Ok(false)
     }
@@ -472,12 +552,14 @@ impl<'a> Dispatcher<'a> {
         &self,
         st: &StageState,
         mount: bool,
+        step_id: usize,
         f: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<Option<LayerRecord>, BuildError> {
+        // Leased: until its layer record exists, only the lease keeps GC off this snapshot.
         let snap = self
-            .snapshots
-            .create(st.top_cache_id())
-            .map_err(BuildError::snapshot)?;
+            .store
+            .create_snapshot(self.snapshots, st.top_cache_id())
+            .map_err(BuildError::store)?;
         let guard = SnapshotGuard {
             snapshots: self.snapshots,
             id: Some(snap.id.clone()),
@@ -498,18 +580,25 @@ impl<'a> Dispatcher<'a> {
             },
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
+        let bar = self.reporter.bytes(step_id, "writing layer", None);
         let (writer, info) =
-            layer::diff::write_layer(&snap.diff_dir(), writer, &opts).map_err(BuildError::layer)?;
+            layer::diff::write_layer(&snap.diff_dir(), BarWriter::new(writer, bar.clone()), &opts)
+                .map_err(BuildError::layer)?;
+        bar.finish();
+        let writer = writer.inner;
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
             return Ok(None);
         }
+        // Commit and record under one lock: a prune in between would take the unreferenced blob.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
         let blob = writer
             .commit(Some(&info.digest))
             .map_err(BuildError::store)?;
         let chain = chain_id(st.chain_id(), &info.diff_id);
-        let _lock = self.store.lock().map_err(BuildError::store)?;
+        // Leased before anything references it (the cache record comes after the lock).
+        self.store.lease_layer(&chain).map_err(BuildError::store)?;
         if let Some(existing) = self.store.get_layer(&chain).map_err(BuildError::store)? {
             // Same content already committed (an earlier or concurrent build): reuse it.
             return Ok(Some(existing));
@@ -530,7 +619,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// A read-only view of another stage (by name or index) or, failing that, of an image.
-    fn source_view(&mut self, from: &str, line: usize) -> Result<(SourceView, String), BuildError> {
+    fn source_view(&self, from: &str, line: usize) -> Result<(SourceView, String), BuildError> {
         let stage_idx = self
             .plan
             .stages
@@ -548,7 +637,7 @@ impl<'a> Dispatcher<'a> {
             });
         let state: StageState = match stage_idx {
             Some(i) => {
-                let r = self.results[i].clone().ok_or_else(|| {
+                let r = self.result(i).ok_or_else(|| {
                     self.step_error(line, format!("stage {from:?} has not been built"))
                 })?;
                 StageState::from_result(r)
@@ -573,7 +662,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn copy_step(
-        &mut self,
+        &self,
         st: &mut StageState,
         c: &CopySpec,
         line: usize,
@@ -593,7 +682,17 @@ impl<'a> Dispatcher<'a> {
             (None, Some(ctx)) => SourceRoot::Context(ctx),
             (None, None) => return Err(self.step_error(line, "no build context")),
         };
+        let downloads = DownloadBars {
+            bars: self.reporter.bar_factory(),
+            step_id: step.id(),
+        };
+        let remote = context::remote::RemoteCache::new(
+            &self.opts.root.join("cache").join("http"),
+            context::CopyEnv::default().max_download,
+        )
+        .with_progress(&downloads);
         let req = CopyRequest {
+            remote: Some(&remote),
             sources: c.sources.clone(),
             inline: c
                 .heredocs
@@ -623,21 +722,12 @@ impl<'a> Dispatcher<'a> {
         let memo = self.opts.root.join("cache").join("context-hashes.json");
         let content = context::hash_sources(&req, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
-        // Classic history names content as file:/dir:/multi:<hex>; rbuild's hex is its own content hash
-        // (not Docker's tarsum), so the strings have Docker's shape but not its values.
-        let kind = if c.sources.len() + c.heredocs.len() > 1 {
-            "multi"
-        } else if c
-            .sources
-            .first()
-            .map(|s| s.ends_with('/') || !s.contains('.'))
-            .unwrap_or(false)
-        {
-            "dir"
-        } else {
-            "file"
+        // Classic history names content as Docker's classic builder does (file:/dir:/multi:<tarsum>).
+        let source_hash = match self.opts.history_format {
+            HistoryFormat::Classic => context::tarsum::classic_source_id(&req)
+                .map_err(|e| self.step_error(line, e.to_string()))?,
+            HistoryFormat::Buildkit => String::new(),
         };
-        let source_hash = format!("{kind}:{}", content.hex());
         let mut shown_sources: Vec<String> =
             c.heredocs.iter().map(|(n, _)| format!("<<{n}")).collect();
         shown_sources.extend(c.sources.iter().cloned());
@@ -668,16 +758,32 @@ impl<'a> Dispatcher<'a> {
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
         }
+        let bars = self.reporter.bar_factory();
+        let step_id = step.id();
         let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
             let opts = layer::ApplyOptions {
                 whiteouts: layer::WhiteoutMode::None,
                 max_bytes: None,
                 same_owner: true,
             };
-            layer::archive::extract_if_archive(file, root, dest, &opts).map_err(|e| e.to_string())
+            let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let size = f.metadata().map(|m| m.len()).ok();
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let bar = bars.bytes(step_id, &format!("extracting {name}"), size);
+            let done = layer::archive::extract_reader_if_archive(
+                BarReader::new(f, bar.clone()),
+                root,
+                dest,
+                &opts,
+            )
+            .map_err(|e| e.to_string())?;
+            if done {
+                bar.finish();
+            }
+            Ok(done)
         };
         // --link: the layer is made in an empty root, independent of the layers below it.
-        let layer = self.layer_step(st, !c.link, |root| {
+        let layer = self.layer_step(st, !c.link, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
@@ -693,7 +799,7 @@ impl<'a> Dispatcher<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn run_step(
-        &mut self,
+        &self,
         _stage_idx: usize,
         st: &mut StageState,
         args: &ArgScope,
@@ -752,9 +858,37 @@ impl<'a> Dispatcher<'a> {
         let mut mounts = Vec::new();
         let mut views = Vec::new();
         let mut inputs = BTreeMap::new();
+        // Secrets exposed as env vars: added after the cache key so their values never reach it.
+        let mut secret_env = Vec::new();
+        // Cache mounts: (index in `mounts`, id, mount); their directories are chosen and locked
+        // only once the step is known to run.
+        let mut caches = Vec::new();
         for (mi, raw) in run.mounts.iter().enumerate() {
             let m = crate::dockerfile::parse_mount(raw)
                 .map_err(|e| self.step_error(line, e.to_string()))?;
+            match m.typ {
+                crate::dockerfile::MountType::Secret => {
+                    mounts.extend(self.prepare_secret(&m, line, &mut secret_env)?);
+                    continue;
+                }
+                crate::dockerfile::MountType::Cache => {
+                    let target = m
+                        .target
+                        .clone()
+                        .ok_or_else(|| self.step_error(line, "--mount needs a target"))?;
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    mounts.push(Mount {
+                        target,
+                        kind: MountKind::Bind {
+                            source: PathBuf::new(),
+                            readonly: m.readonly,
+                        },
+                    });
+                    caches.push((mounts.len() - 1, id, m));
+                    continue;
+                }
+                _ => {}
+            }
             let (mount, input) = self.prepare_mount(&m, line, &mut views)?;
             if let Some(i) = input {
                 inputs.insert(format!("mount{mi}"), i);
@@ -771,6 +905,29 @@ impl<'a> Dispatcher<'a> {
             return Ok(true);
         }
 
+        // Locked in id order, so two RUNs locking the same caches never wait on each other crosswise;
+        // an id mounted twice in one RUN shares one directory and one lock (unless private).
+        caches.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut held = Vec::new();
+        let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (i, id, m) in &caches {
+            let private = m.sharing.as_deref() == Some("private");
+            let dir = match dirs.get(id).filter(|_| !private) {
+                Some(d) => d.clone(),
+                None => {
+                    let (dir, lock) = self.cache_dir(id, m)?;
+                    held.push(lock);
+                    if !private {
+                        dirs.insert(id.clone(), dir.clone());
+                    }
+                    dir
+                }
+            };
+            if let Some(MountKind::Bind { source, .. }) = mounts.get_mut(*i).map(|m| &mut m.kind) {
+                *source = dir;
+            }
+        }
+        env.extend(secret_env);
         let spec_base = RunSpec {
             rootfs: PathBuf::new(),
             argv,
@@ -783,18 +940,26 @@ impl<'a> Dispatcher<'a> {
             extra_hosts: Vec::new(),
         };
         let reporter = self.reporter;
-        let layer = self.layer_step(st, true, |root| {
+        let step_id = step.id();
+        let layer = self.layer_step(st, true, step_id, |root| {
             let mut spec = spec_base;
             spec.rootfs = root.to_path_buf();
             let mut tail: Vec<u8> = Vec::new();
-            let outcome = exec::run(&spec, &mut |_stream, data| {
+            let config = exec::ExecConfig {
+                cancel: Some(self.cancel.clone()),
+                ..Default::default()
+            };
+            let outcome = exec::run_with(&spec, &config, &mut |_stream, data| {
                 reporter.output(step, data);
                 tail.extend_from_slice(data);
                 if tail.len() > 4096 {
                     tail.drain(..tail.len() - 4096);
                 }
             })
-            .map_err(|e| self.step_error(line, format!("RUN failed to start: {e}")))?;
+            .map_err(|e| match e {
+                exec::ExecError::Interrupted => BuildError::Interrupted,
+                e => self.step_error(line, format!("RUN failed to start: {e}")),
+            })?;
             if outcome.exit_code != 0 {
                 let last: Vec<&str> = std::str::from_utf8(&tail)
                     .unwrap_or("")
@@ -834,12 +999,102 @@ impl<'a> Dispatcher<'a> {
             Ok(())
         })?;
         drop(views);
+        drop(held);
         self.finish_layer_step(st, key, layer, created_by)
+    }
+
+    /// The directory of cache mount `id` and the lock (`flock`) that its `sharing` mode asks for:
+    /// `shared` takes a shared lock, `locked` an exclusive one (waiting for other users), `private` the
+    /// first instance (`<id>`, `<id>-1`, ...) nobody else holds. The locks also order parallel stages
+    /// and concurrent builds. A new directory gets the mount's mode/uid/gid (0755 root by default).
+    fn cache_dir(
+        &self,
+        id: &str,
+        m: &crate::dockerfile::RunMount,
+    ) -> Result<(PathBuf, std::fs::File), BuildError> {
+        use rustix::fs::FlockOperation as Op;
+        let cache = self.opts.root.join("cache");
+        let locks = cache.join("mount-locks");
+        std::fs::create_dir_all(&locks).map_err(|e| BuildError::io(&locks, e))?;
+        let base = Digest::of_bytes(id.as_bytes()).hex().to_string();
+        let open_lock = |name: &str| {
+            let p = locks.join(name);
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .map_err(|e| BuildError::io(&p, e))
+                .map(|f| (p, f))
+        };
+        let (name, lock) = match m.sharing.as_deref().unwrap_or("shared") {
+            "private" => {
+                let mut n = 0usize;
+                loop {
+                    let name = if n == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{n}")
+                    };
+                    let (p, f) = open_lock(&name)?;
+                    match rustix::fs::flock(&f, Op::NonBlockingLockExclusive) {
+                        Ok(()) => break (name, f),
+                        Err(rustix::io::Errno::WOULDBLOCK) => n += 1,
+                        Err(e) => return Err(BuildError::io(&p, e.into())),
+                    }
+                }
+            }
+            sharing => {
+                let op = if sharing == "locked" {
+                    Op::LockExclusive
+                } else {
+                    Op::LockShared
+                };
+                let (p, f) = open_lock(&base)?;
+                rustix::fs::flock(&f, op).map_err(|e| BuildError::io(&p, e.into()))?;
+                (base, f)
+            }
+        };
+        let dir = cache.join("mounts").join(name);
+        if !dir.exists() {
+            let parent = cache.join("mounts");
+            std::fs::create_dir_all(&parent).map_err(|e| BuildError::io(&parent, e))?;
+            // Made under a temporary name and renamed: a concurrent build never sees it half set up.
+            let tmp = tempfile::Builder::new()
+                .prefix(".new-")
+                .tempdir_in(&parent)
+                .map_err(|e| BuildError::io(&parent, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                tmp.path(),
+                std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
+            )
+            .map_err(|e| BuildError::io(tmp.path(), e))?;
+            std::os::unix::fs::chown(
+                tmp.path(),
+                Some(m.uid.unwrap_or(0)),
+                Some(m.gid.unwrap_or(0)),
+            )
+            .map_err(|e| BuildError::io(tmp.path(), e))?;
+            let tmp = tmp.keep();
+            let renamed = rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &dir,
+                rustix::fs::RenameFlags::NOREPLACE,
+            );
+            if renamed.is_err() {
+                // Another build created it first: use theirs.
+                let _ = std::fs::remove_dir(&tmp);
+            }
+        }
+        Ok((dir, lock))
     }
 
     /// Turns one `RUN --mount` into an executor mount, and names what it contributes to the cache key.
     fn prepare_mount(
-        &mut self,
+        &self,
         m: &crate::dockerfile::RunMount,
         line: usize,
         views: &mut Vec<SourceView>,
@@ -905,26 +1160,6 @@ impl<'a> Dispatcher<'a> {
                     Some(format!("bind {src_rel} {content}")),
                 ))
             }
-            MountType::Cache => {
-                let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let dir = self
-                    .opts
-                    .root
-                    .join("cache")
-                    .join("mounts")
-                    .join(Digest::of_bytes(id.as_bytes()).hex());
-                std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
-                Ok((
-                    Mount {
-                        target,
-                        kind: MountKind::Bind {
-                            source: dir,
-                            readonly: false,
-                        },
-                    },
-                    None,
-                ))
-            }
             MountType::Tmpfs => Ok((
                 Mount {
                     target,
@@ -934,45 +1169,71 @@ impl<'a> Dispatcher<'a> {
                 },
                 None,
             )),
-            MountType::Secret => {
-                let id = m.id.clone().unwrap_or_else(|| {
-                    Path::new(&target)
-                        .file_name()
-                        .map(|s| s.to_string_lossy().to_string())
-                        .unwrap_or_default()
-                });
-                match self.opts.secrets.get(&id) {
-                    Some(path) => Ok((
-                        Mount {
-                            target: if target.is_empty() {
-                                format!("/run/secrets/{id}")
-                            } else {
-                                target
-                            },
-                            kind: MountKind::Secret {
-                                source: path.clone(),
-                                mode: m.mode.unwrap_or(0o400),
-                                uid: m.uid.unwrap_or(0),
-                                gid: m.gid.unwrap_or(0),
-                            },
-                        },
-                        None,
-                    )),
-                    None if m.required => Err(self.step_error(
-                        line,
-                        format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"),
-                    )),
-                    None => Ok((
-                        Mount {
-                            target,
-                            kind: MountKind::Tmpfs { size: Some(0) },
-                        },
-                        None,
-                    )),
-                }
-            }
-            _ => Err(self.step_error(line, "unsupported --mount type")),
+            MountType::Ssh => Err(self.step_error(
+                line,
+                "RUN --mount=type=ssh is not supported by rbuild (no SSH agent forwarding)",
+            )),
+            MountType::Secret | MountType::Cache => Err(BuildError::Internal(
+                "secret and cache mounts are prepared in run_step".into(),
+            )),
         }
+    }
+
+    /// `RUN --mount=type=secret`: a file at `target` (default `/run/secrets/<id>`) and/or an env var.
+    /// `id` defaults to `source`, then to the target's file name, as in BuildKit. A missing secret that
+    /// is not `required` is skipped. Nothing about the value enters the cache key, the layer or history.
+    fn prepare_secret(
+        &self,
+        m: &crate::dockerfile::RunMount,
+        line: usize,
+        secret_env: &mut Vec<String>,
+    ) -> Result<Option<Mount>, BuildError> {
+        let id =
+            m.id.clone()
+                .or_else(|| m.source.clone())
+                .or_else(|| {
+                    m.target.as_deref().and_then(|t| {
+                        Path::new(t)
+                            .file_name()
+                            .map(|s| s.to_string_lossy().to_string())
+                    })
+                })
+                .unwrap_or_default();
+        let Some(path) = self.opts.secrets.get(&id) else {
+            if m.required {
+                return Err(self.step_error(
+                    line,
+                    format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"),
+                ));
+            }
+            return Ok(None);
+        };
+        if let Some(var) = &m.env {
+            let value = std::fs::read(path).map_err(|e| BuildError::io(path, e))?;
+            let value = String::from_utf8(value).map_err(|_| {
+                self.step_error(
+                    line,
+                    format!("secret {id:?} is not UTF-8 text: cannot be env {var}"),
+                )
+            })?;
+            secret_env.push(format!("{var}={value}"));
+            if m.target.is_none() {
+                return Ok(None);
+            }
+        }
+        let target = match m.target.as_deref() {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => format!("/run/secrets/{id}"),
+        };
+        Ok(Some(Mount {
+            target,
+            kind: MountKind::Secret {
+                source: path.clone(),
+                mode: m.mode.unwrap_or(0o400),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            },
+        }))
     }
 
     /// Copies a bind-mount source into the build's scratch space (cp -a keeps owners, modes, links).
@@ -1044,6 +1305,11 @@ impl<'a> Dispatcher<'a> {
         .map_err(BuildError::store)?;
         Ok((id, manifest.descriptor.digest.clone()))
     }
+}
+
+/// Locks a mutex, tolerating poison: a panicking stage thread cannot leave these slots half-written.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The diffID of an empty layer: a tar of only the end-of-archive marker (1024 zero bytes).

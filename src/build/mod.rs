@@ -9,7 +9,9 @@ pub mod load;
 pub mod options;
 mod output;
 mod progress;
+pub mod pull;
 pub mod repro;
+mod schedule;
 mod state;
 
 pub use error::BuildError;
@@ -42,10 +44,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let reporter = Reporter::new(opts.progress);
     let store = Store::open(&opts.root).map_err(BuildError::store)?;
     let snapshots = Snapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
+    // What killed builds left (incomplete snapshots, stale leases) goes before we add ours.
+    store.recover(&snapshots).map_err(BuildError::store)?;
 
     // The context first: a stdin tar is extracted into scratch space under the root.
+    // Named "<pid>-build-…" like every temp entry, so other processes' Store::open sees that its
+    // owner is alive (a bare "build-" name would be taken for a dead process's and deleted).
     let scratch = tempfile::Builder::new()
-        .prefix("build-")
+        .prefix(&format!("{}build-", crate::store::fsutil::tmp_prefix()))
         .tempdir_in(store.tmp_dir())
         .map_err(|e| BuildError::io(&store.tmp_dir(), e))?;
     let (context, dockerfile_path) = open_context(opts, scratch.path())?;
@@ -70,7 +76,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             .get("SOURCE_DATE_EPOCH")
             .and_then(|s| s.parse::<i64>().ok())
     });
-    let mut ctx = dispatch::Dispatcher {
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    let ctx = dispatch::Dispatcher {
         opts,
         epoch,
         store: &store,
@@ -79,18 +86,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         df: &df,
         plan: &plan,
         plan_opts: &plan_opts,
-        results: vec![None; plan.stages.len()],
+        results: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         reporter: &reporter,
         scratch: scratch.path().to_path_buf(),
-        arg_scopes: vec![None; plan.stages.len()],
+        arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
+        cancel: cancel.clone(),
+        used_keys: Default::default(),
     };
+    pull::import_cache(opts, &store, &snapshots, &reporter)?;
 
-    for &idx in &plan.order {
+    // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
+    // target does not need are not in `plan.order` and never build.
+    let build_stage = |idx: usize| -> Result<(), BuildError> {
         let stage = &plan.stages[idx];
         let base = match &stage.base {
             BaseRef::Scratch => StageState::scratch(&plan_opts.platform),
             BaseRef::Stage(i) => {
-                let r = ctx.results[*i].clone().ok_or_else(|| {
+                let r = ctx.result(*i).ok_or_else(|| {
                     BuildError::Internal(format!("stage {i} was not built before stage {idx}"))
                 })?;
                 StageState::from_result(r)
@@ -98,14 +110,30 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             BaseRef::Image(name) => ctx.base_image(name, stage.from_line)?,
         };
         let result = ctx.run_stage(idx, base)?;
-        ctx.results[idx] = Some(result);
+        ctx.set_result(idx, result);
+        Ok(())
+    };
+    schedule::run(
+        &plan.order,
+        &|i| plan.stages[i].deps.clone(),
+        opts.jobs.unwrap_or_else(schedule::default_jobs),
+        &cancel,
+        &|| BuildError::Interrupted,
+        &build_stage,
+    )?;
+    if ctx.cancelled() {
+        return Err(BuildError::Interrupted);
     }
 
-    let final_result: StageResult = ctx.results[plan.target]
-        .clone()
+    let final_result: StageResult = ctx
+        .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let (image_id, manifest_digest) = ctx.commit_image(&final_result)?;
     output::write_outputs(&ctx, &final_result, &image_id)?;
+    let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
+    let inline = pull::inline_cache(opts, &store, &reporter, &used, &final_result)?;
+    push_outputs(opts, &store, &reporter, &image_id, inline)?;
+    pull::export_cache(opts, &store, &reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
         reporter.message(&format!("naming to {t} done"));
@@ -114,6 +142,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         image_id,
         manifest_digest,
     })
+}
+
+/// Tags and pushes the image to every `--push` / `-o type=registry` name.
+fn push_outputs(
+    opts: &BuildOptions,
+    store: &Store,
+    reporter: &Reporter,
+    image_id: &Digest,
+    inline_cache: Option<Vec<u8>>,
+) -> Result<(), BuildError> {
+    for name in &opts.push {
+        let step = reporter.start(&format!("pushing {name}"));
+        let reference = crate::image::Reference::parse_tagged(name)
+            .map_err(|e| BuildError::Usage(format!("invalid push name {name:?}: {e}")))?;
+        store.tag(&reference, image_id).map_err(BuildError::store)?;
+        let push_opts = crate::registry::PushOptions {
+            quiet: reporter.quiet(),
+            inline_cache: inline_cache.clone(),
+            ..Default::default()
+        };
+        pull::push(
+            store,
+            &opts.registry,
+            &image_id.to_string(),
+            Some(name),
+            &push_opts,
+        )
+        .map_err(|e| BuildError::Export(Box::new(e)))?;
+        reporter.done(step);
+    }
+    Ok(())
 }
 
 /// Opens the build context; returns it and the Dockerfile path the user meant.
@@ -145,9 +204,38 @@ fn open_context(
                     "the context and the Dockerfile cannot both come from stdin".into(),
                 ));
             }
-            let ctx = Context::from_tar(std::io::stdin().lock(), &scratch.join("context"))
-                .map_err(BuildError::context)?;
+            let dir = scratch.join("context");
+            let mut stdin = std::io::stdin().lock();
+            let mut head = Vec::with_capacity(512);
+            (&mut stdin)
+                .take(512)
+                .read_to_end(&mut head)
+                .map_err(|e| BuildError::io(Path::new("-"), e))?;
+            let compressed = matches!(
+                head.as_slice(),
+                [0x1f, 0x8b, ..]
+                    | [b'B', b'Z', b'h', ..]
+                    | [0xfd, b'7', b'z', b'X', b'Z', 0, ..]
+                    | [0x28, 0xb5, 0x2f, 0xfd, ..]
+            );
+            let ctx = if compressed || crate::layer::is_tar(&head) {
+                Context::from_tar(std::io::Cursor::new(head).chain(stdin), &dir)
+                    .map_err(BuildError::context)?
+            } else {
+                // `docker build - < Dockerfile`: stdin is the Dockerfile itself and, as the docker
+                // CLI does, the context holds only that Dockerfile.
+                let mut text = head;
+                stdin
+                    .read_to_end(&mut text)
+                    .map_err(|e| BuildError::io(Path::new("-"), e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                let df = dir.join("Dockerfile");
+                std::fs::write(&df, text).map_err(|e| BuildError::io(&df, e))?;
+                Context::open(&dir, &df).map_err(BuildError::context)?
+            };
+            // As `docker build -f F -`: a relative F names a file inside the context tar.
             let df = match &opts.dockerfile {
+                DockerfileSource::Path(p) if p.is_relative() => Some(ctx.root().join(p)),
                 DockerfileSource::Path(p) => Some(p.clone()),
                 _ => Some(ctx.root().join("Dockerfile")),
             };
@@ -173,21 +261,34 @@ fn read_dockerfile(
             Ok((s, PathBuf::from("Dockerfile")))
         }
         Some(p) => {
-            let bytes = match (&opts.dockerfile, ctx) {
-                (DockerfileSource::Default, Some(ctx)) => {
-                    let in_ctx = |e: pathrs::error::Error| {
-                        BuildError::io(p, std::io::Error::other(e.to_string()))
-                    };
-                    let root = pathrs::Root::open(ctx.root()).map_err(in_ctx)?;
-                    let mut f = root
-                        .open_subpath("Dockerfile", pathrs::flags::OpenFlags::O_RDONLY)
-                        .map_err(in_ctx)?;
-                    let mut bytes = Vec::new();
-                    f.read_to_end(&mut bytes)
-                        .map_err(|e| BuildError::io(p, e))?;
-                    bytes
+            // A Dockerfile of the context (the default one, or any inside a context that came
+            // as a tar) is read inside that context: a symlink in it can never make rbuild read
+            // (and echo in errors) a host file (SECURITY C2).
+            let inside = match (&opts.context, &opts.dockerfile, ctx) {
+                (ContextSource::StdinTar, _, Some(c)) if p.starts_with(c.root()) => {
+                    Some((c, p.strip_prefix(c.root()).unwrap_or(p).to_path_buf()))
                 }
-                _ => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
+                (_, DockerfileSource::Default, Some(c)) => Some((c, PathBuf::from("Dockerfile"))),
+                _ => None,
+            };
+            let bytes = match inside {
+                Some((c, rel)) => {
+                    let root = pathrs::Root::open(c.root())
+                        .map_err(|e| BuildError::io(c.root(), std::io::Error::other(e)))?;
+                    let mut f = root
+                        .open_subpath(&rel, pathrs::flags::OpenFlags::O_RDONLY)
+                        .map_err(|e| {
+                            BuildError::Usage(format!(
+                                "{}: cannot open it inside the build context \
+                                 (symlinks are resolved inside the context): {e}",
+                                rel.display()
+                            ))
+                        })?;
+                    let mut b = Vec::new();
+                    f.read_to_end(&mut b).map_err(|e| BuildError::io(&rel, e))?;
+                    b
+                }
+                None => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
             };
             let text = String::from_utf8(bytes).map_err(|_| {
                 BuildError::Usage(format!(

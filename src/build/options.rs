@@ -43,6 +43,8 @@ pub struct OutputSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     Plain,
+    /// Plain lines plus byte bars for transfers (a terminal on stderr).
+    Tty,
     Quiet,
 }
 
@@ -67,6 +69,18 @@ pub struct BuildOptions {
     pub network_none: bool,
     pub progress: Progress,
     pub explain_cache: bool,
+    /// Registry access (insecure hosts, config.json location) for pulls, pushes and the cache.
+    pub registry: crate::registry::RegistryConfig,
+    /// References to push the result to (`--push`, `-o type=registry,name=...`).
+    pub push: Vec<String>,
+    /// `--cache-to` exports and `--cache-from` imports of the build cache.
+    pub cache_to: Vec<crate::registry::cache::CacheSpec>,
+    pub cache_from: Vec<crate::registry::cache::CacheSpec>,
+    /// How many independent stages may build at once (default: the number of cores).
+    pub jobs: Option<usize>,
+    /// Set from the CLI's SIGINT/SIGTERM handler: the build kills its containers, cleans up and returns
+    /// `BuildError::Interrupted`.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl BuildOptions {
@@ -89,6 +103,12 @@ impl BuildOptions {
             network_none: false,
             progress: Progress::Plain,
             explain_cache: false,
+            registry: crate::registry::RegistryConfig::default(),
+            push: Vec::new(),
+            cache_to: Vec::new(),
+            cache_from: Vec::new(),
+            jobs: None,
+            cancel: None,
         }
     }
 }

@@ -16,6 +16,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "RBUILD_ROOT")]
     pub root: Option<PathBuf>,
 
+    /// Reach this registry (host[:port]) over plain HTTP; repeatable (loopback always is)
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "RBUILD_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,8 +53,23 @@ pub enum Command {
     Df,
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
-    /// Verify the store: blobs against digests, layers against diffIDs; repair what is broken
-    Fsck,
+    /// Verify the store: blobs, layers, snapshots and references; --repair fixes what is broken
+    Fsck(FsckArgs),
+    /// Pull an image from a registry
+    Pull(PullArgs),
+    /// Push an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry (stores credentials in ~/.docker/config.json)
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Fix or remove what is broken, printing each action (default: only report)
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,6 +139,18 @@ pub struct BuildArgs {
     /// Build twice in separate scratch stores and compare the results; fails on any difference
     #[arg(long)]
     pub check_reproducible: bool,
+    /// Export the build cache: type=registry,ref=R[,mode=min|max], type=local,dest=DIR or type=inline; repeatable
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: type=registry,ref=R or type=local,src=DIR; repeatable
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
+    /// Push the image to its -t names after the build (same as -o type=registry)
+    #[arg(long)]
+    pub push: bool,
+    /// How many independent stages may build at once (default: the number of cores)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Build context: a directory, or `-` for a tar on stdin
     pub context: String,
 }
@@ -203,4 +239,47 @@ pub struct PruneArgs {
 pub struct DiffArgs {
     pub image_a: String,
     pub image_b: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Platform to pull from a multi-platform image (default: the host's)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress progress output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Suppress progress output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG] (an image in the store)
+    pub name: String,
+    /// Push under this name instead (like `docker tag NAME TARGET && docker push TARGET`)
+    pub target: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin: command lines are visible to other users)
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Registry host[:port] (default: docker.io)
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Registry host[:port] (default: docker.io)
+    pub server: Option<String>,
 }

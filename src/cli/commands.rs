@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// The store root: `--root`/`RBUILD_ROOT`, else `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild`.
 pub fn default_root(given: Option<PathBuf>) -> PathBuf {
@@ -30,12 +32,16 @@ pub fn default_root(given: Option<PathBuf>) -> PathBuf {
 
 pub fn run(cli: Cli) -> Result<i32> {
     let root = default_root(cli.root);
+    let registry = crate::registry::RegistryConfig {
+        insecure: cli.insecure_registry.clone(),
+        docker_config: None,
+    };
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()
         .context("entering a private mount namespace (rbuild needs root)")?;
     match cli.command {
-        Command::Build(args) => run_build(root, *args),
+        Command::Build(args) => run_build(root, *args, registry),
         Command::Images(a) => {
             let store = open_store(&root)?;
             let opts = crate::store::commands::ImagesOptions {
@@ -122,7 +128,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 id = Some(i);
             }
             let id = id.ok_or_else(|| anyhow!("no image given"))?;
-            let img = store.export_image(&id, &tags)?;
+            let img = {
+                // Leased: a concurrent `prune -a`/`rmi` keeps the blobs we are about to stream.
+                let _lock = store.lock()?;
+                if let Some(top) = store.image_top_layer(&id)? {
+                    store.lease_layer(&top)?;
+                }
+                store.export_image(&id, &tags)?
+            };
             let tmp = a.output.with_extension("rbuild-partial");
             let res = (|| -> Result<()> {
                 let f = std::fs::File::create(&tmp)
@@ -148,6 +161,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Load(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            store.recover(&snapshots)?;
             let loaded = crate::build::load::load(&store, &snapshots, &a.input)?;
             if !a.quiet {
                 for l in loaded {
@@ -159,9 +173,22 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Prune(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            store.recover(&snapshots)?;
             let freed =
                 crate::store::commands::prune(&store, &mut std::io::stdout().lock(), a.all)?;
             remove_snapshots(&snapshots, freed);
+            crate::store::commands::prune_snapshots(
+                &store,
+                &snapshots,
+                &mut std::io::stdout().lock(),
+            )?;
+            if a.all {
+                // Kept `ADD <url>` downloads are build cache too (BuildKit's prune drops them).
+                let freed = crate::context::remote::prune_cache(&root.join("cache").join("http"))?;
+                if freed > 0 {
+                    println!("Deleted kept downloads: {freed} bytes");
+                }
+            }
             Ok(0)
         }
         Command::Df => {
@@ -185,7 +212,18 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
-        Command::Fsck => bail!("rbuild fsck is not available in this build"),
+        Command::Fsck(a) => {
+            let store = open_store(&root)?;
+            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let opts = crate::store::FsckOptions { repair: a.repair };
+            let report = store.fsck(&snapshots, &opts, &mut std::io::stdout().lock())?;
+            // 0: verified; 1: problems remain (after repair, if asked).
+            Ok(if report.remaining.is_empty() { 0 } else { 1 })
+        }
+        Command::Pull(a) => super::registry::pull(&root, &registry, a),
+        Command::Push(a) => super::registry::push(&root, &registry, a),
+        Command::Login(a) => super::registry::login(&registry, a),
+        Command::Logout(a) => super::registry::logout(&registry, a),
     }
 }
 
@@ -208,7 +246,11 @@ fn open_store(root: &Path) -> Result<crate::store::Store> {
         .with_context(|| format!("opening the store at {}", root.display()))
 }
 
-fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
+fn run_build(
+    root: PathBuf,
+    a: BuildArgs,
+    registry: crate::registry::RegistryConfig,
+) -> Result<i32> {
     let context = if a.context == "-" {
         ContextSource::StdinTar
     } else {
@@ -228,6 +270,7 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         }
     }
     let mut opts = BuildOptions::new(root, context.clone());
+    opts.registry = registry;
     opts.dockerfile = match a.file.as_deref() {
         None => DockerfileSource::Default,
         Some("-") => DockerfileSource::Stdin,
@@ -259,6 +302,10 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     };
     opts.progress = match (a.progress, a.quiet) {
         (_, true) | (ProgressArg::Quiet, _) => Progress::Quiet,
+        (ProgressArg::Tty, _) => Progress::Tty,
+        (ProgressArg::Auto, _) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            Progress::Tty
+        }
         _ => Progress::Plain,
     };
     opts.explain_cache = a.explain_cache;
@@ -267,13 +314,46 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         "host" | "default" => false,
         other => bail!("unsupported --network {other:?} (host or none)"),
     };
+    // Secrets given as env=VAR are written to files in here (tmpfs when there is one), removed on return.
+    let secret_dir = if a.secret.iter().any(|s| s.contains("env=")) {
+        Some(
+            tempfile::Builder::new()
+                .prefix("rbuild-secrets-")
+                .tempdir_in(if Path::new("/dev/shm").is_dir() {
+                    PathBuf::from("/dev/shm")
+                } else {
+                    std::env::temp_dir()
+                })
+                .context("creating a directory for --secret env= values")?,
+        )
+    } else {
+        None
+    };
     for s in &a.secret {
-        let (id, path) = parse_secret(s)?;
+        let (id, path) = parse_secret(s, secret_dir.as_ref().map(|d| d.path()))?;
         opts.secrets.insert(id, path);
     }
     let mut compression: Option<Compression> = None;
     let mut level: Option<i64> = None;
+    if a.push {
+        opts.push.extend(a.tags.iter().cloned());
+    }
+    for c in &a.cache_to {
+        opts.cache_to.push(
+            crate::registry::cache::CacheSpec::parse(c).map_err(|e| anyhow!("--cache-to: {e}"))?,
+        );
+    }
+    for c in &a.cache_from {
+        opts.cache_from.push(
+            crate::registry::cache::CacheSpec::parse(c)
+                .map_err(|e| anyhow!("--cache-from: {e}"))?,
+        );
+    }
     for o in &a.outputs {
+        if let Some(names) = super::registry::registry_output(o, &a.tags)? {
+            opts.push.extend(names);
+            continue;
+        }
         let (spec, c, l, rewrite) = parse_output(o)?;
         if let Some(c) = c {
             compression = Some(c);
@@ -300,6 +380,8 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
         None | Some("") => None,
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
     };
+    opts.jobs = a.jobs.map(usize::from);
+    opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
         return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }
@@ -320,6 +402,21 @@ fn run_build(root: PathBuf, a: BuildArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// SIGINT/SIGTERM set the build's cancel flag: running containers are killed, snapshots unmounted and
+/// removed, and the build exits with 130. A second signal exits at once (the mounts die with rbuild's
+/// private mount namespace, the containers with their helper's PDEATHSIG).
+fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The shutdown must be registered first: it then only fires once the flag is already set.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .context("installing the SIGINT/SIGTERM handler")?;
+        signal_hook::flag::register(sig, flag.clone())
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    Ok(flag)
+}
+
 fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
     for a in raw {
@@ -338,18 +435,38 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(m)
 }
 
-fn parse_secret(s: &str) -> Result<(String, PathBuf)> {
+/// `--secret id=ID,src=PATH` or `id=ID,env=VAR` (as docker buildx). An env value is written to a 0600
+/// file in `env_dir`, since RUN mounts secrets from files.
+fn parse_secret(s: &str, env_dir: Option<&Path>) -> Result<(String, PathBuf)> {
     let mut id = None;
     let mut src = None;
+    let mut env = None;
     for part in s.split(',') {
         match part.split_once('=') {
             Some(("id", v)) => id = Some(v.to_string()),
             Some(("src", v)) | Some(("source", v)) => src = Some(PathBuf::from(v)),
-            Some(("type", "file")) => {}
-            _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH"),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file")) | Some(("type", "env")) => {}
+            _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH or id=ID,env=VAR"),
         }
     }
     let id = id.ok_or_else(|| anyhow!("invalid --secret {s:?}: missing id="))?;
+    if let Some(var) = env {
+        let value = std::env::var_os(&var)
+            .ok_or_else(|| anyhow!("secret {id}: environment variable {var} is not set"))?;
+        let dir = env_dir.ok_or_else(|| anyhow!("secret {id}: no directory for env secrets"))?;
+        let path = dir.join(crate::digest::Digest::of_bytes(id.as_bytes()).hex());
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("secret {id}: {}", path.display()))?;
+        f.write_all(std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()))
+            .with_context(|| format!("secret {id}: {}", path.display()))?;
+        return Ok((id, path));
+    }
     let src = src.ok_or_else(|| anyhow!("invalid --secret {s:?}: missing src="))?;
     if !src.is_file() {
         bail!("secret {id}: {} is not a file", src.display());

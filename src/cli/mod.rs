@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod registry;
 
 use std::ffi::OsString;
 
@@ -12,7 +13,7 @@ pub use args::{Cli, Command};
 /// Names of subcommands; anything else after the global options means `build`.
 const SUBCOMMANDS: &[&str] = &[
     "build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune", "df", "diff",
-    "fsck", "help",
+    "fsck", "help", "pull", "push", "login", "logout",
 ];
 
 /// Inserts `build` when the first non-global argument is not a subcommand (`rbuild -t x .`).
@@ -20,9 +21,12 @@ fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].to_string_lossy();
-        if a == "--root" || a == "--log-level" {
+        if a == "--root" || a == "--log-level" || a == "--insecure-registry" {
             i += 2;
-        } else if a.starts_with("--root=") || a.starts_with("--log-level=") {
+        } else if a.starts_with("--root=")
+            || a.starts_with("--log-level=")
+            || a.starts_with("--insecure-registry=")
+        {
             i += 1;
         } else {
             break;

@@ -9,8 +9,9 @@
 //!
 //! Integration: `main()` must call `helper_main_if_requested()` before anything else
 //! (before threads, before the CLI's own `unshare`); `src/main.rs` does. The CLI's
-//! SIGINT/SIGTERM handler should set `ExecConfig::cancel` (or simply let the terminal's
-//! SIGINT reach the helper, which kills the container and reports `Interrupted`).
+//! SIGINT/SIGTERM handler sets the build's cancel flag, which `build/` passes as
+//! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
+//! container and reports `Interrupted`.
 
 mod container;
 mod devices;
@@ -36,4 +37,4 @@ pub use privileges::DOCKER_DEFAULT_CAPS;
 pub use protocol::HELPER_ARG;
 pub use runner::{run, run_with};
 pub use spec::{ExecConfig, Mount, MountKind, Network, RunOutcome, RunSpec, Stream};
-pub use user::{resolve_group, resolve_user};
+pub use user::{resolve_chown, resolve_group, resolve_user};

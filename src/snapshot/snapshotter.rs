@@ -16,6 +16,8 @@
 //! dangles until then) and renamed to `<dir>/<id>` when complete; removal renames to
 //! `<dir>/.rm-<id>` before deleting. So `<dir>/<id>` is always complete, and
 //! [`Snapshotter::cleanup_incomplete`] deletes `.tmp-*`, `.rm-*` and dangling `l/` links.
+//! Run it only where no `create` runs concurrently (`Store::recover` and `Store::create_snapshot`
+//! both hold the store lock): an in-progress `.tmp-` dir looks exactly like an abandoned one.
 
 use crate::snapshot::error::SnapshotError;
 use crate::snapshot::ids;
@@ -252,7 +254,13 @@ impl Snapshotter {
             if other == id {
                 continue;
             }
-            if self.get(&other)?.lower.contains(&me) {
+            let child = match self.get(&other) {
+                Ok(c) => c,
+                // Removed by another process since `list`: it is no child of ours any more.
+                Err(SnapshotError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if child.lower.contains(&me) {
                 return Err(SnapshotError::InUse {
                     id: id.to_string(),
                     child: other,
@@ -285,8 +293,12 @@ impl Snapshotter {
             if name.starts_with(TMP_PREFIX) || name.starts_with(RM_PREFIX) {
                 let p = entry.path();
                 let _ = umount2(&p.join("merged"), MntFlags::MNT_DETACH);
-                fs::remove_dir_all(&p).map_err(|e| SnapshotError::io(&p, "remove", e))?;
-                removed += 1;
+                match fs::remove_dir_all(&p) {
+                    Ok(()) => removed += 1,
+                    // A concurrent `remove` finishing the same `.rm-` dir: it is gone either way.
+                    Err(_) if !p.exists() => {}
+                    Err(e) => return Err(SnapshotError::io(&p, "remove", e)),
+                }
             }
         }
         let links = self.dir.join("l");

@@ -9,12 +9,85 @@ use std::fmt;
 /// One inconsistency found by [`Store::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    BlobDigest { blob: Digest, actual: Digest },
-    BlobMissing { chain_id: Digest, blob: Digest },
-    ConfigDigest { image: Digest, actual: Digest },
-    ConfigInvalid { image: Digest, reason: String },
-    LayerMissing { image: Digest, chain_id: Digest },
-    LayerUnreadable { chain_id: Digest, reason: String },
+    BlobDigest {
+        blob: Digest,
+        actual: Digest,
+    },
+    BlobMissing {
+        chain_id: Digest,
+        blob: Digest,
+    },
+    ConfigDigest {
+        image: Digest,
+        actual: Digest,
+    },
+    ConfigInvalid {
+        image: Digest,
+        reason: String,
+    },
+    LayerMissing {
+        image: Digest,
+        chain_id: Digest,
+    },
+    LayerUnreadable {
+        chain_id: Digest,
+        reason: String,
+    },
+    /// The record's chainID is not sha256(parent + " " + diffID).
+    LayerChainId {
+        chain_id: Digest,
+        expected: Digest,
+    },
+    LayerParentMissing {
+        chain_id: Digest,
+        parent: Digest,
+    },
+    /// The blob decompresses to a tar whose digest is not the layer's diffID.
+    BlobDiffId {
+        chain_id: Digest,
+        blob: Digest,
+        actual: Digest,
+    },
+    SnapshotMissing {
+        chain_id: Digest,
+        cache_id: String,
+    },
+    SnapshotContent {
+        chain_id: Digest,
+        cache_id: String,
+        reason: String,
+    },
+    /// The snapshot does not sit on the parent layer's snapshot.
+    SnapshotParent {
+        chain_id: Digest,
+        cache_id: String,
+    },
+    /// A complete snapshot that no layer record and no running process owns.
+    SnapshotOrphan {
+        id: String,
+    },
+    RepositoriesCorrupt {
+        reason: String,
+    },
+    TagDangling {
+        reference: String,
+        image: Digest,
+    },
+    ImageParentMissing {
+        image: Digest,
+        parent: Digest,
+    },
+    ImageMetadataOrphan {
+        image: Digest,
+    },
+    CacheUnreadable {
+        key: Digest,
+        reason: String,
+    },
+    CacheDangling {
+        key: Digest,
+        chain_id: Digest,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -37,6 +110,54 @@ impl fmt::Display for Problem {
             }
             Problem::LayerUnreadable { chain_id, reason } => {
                 write!(f, "layer {chain_id}: {reason}")
+            }
+            Problem::LayerChainId { chain_id, expected } => write!(
+                f,
+                "layer {chain_id}: chainID of its parent and diffID is {expected}"
+            ),
+            Problem::LayerParentMissing { chain_id, parent } => {
+                write!(f, "layer {chain_id}: parent layer {parent} is missing")
+            }
+            Problem::BlobDiffId {
+                chain_id,
+                blob,
+                actual,
+            } => write!(
+                f,
+                "layer {chain_id}: blob {blob} decompresses to diffID {actual}"
+            ),
+            Problem::SnapshotMissing { chain_id, cache_id } => {
+                write!(f, "layer {chain_id}: snapshot {cache_id:?} is missing")
+            }
+            Problem::SnapshotContent {
+                chain_id,
+                cache_id,
+                reason,
+            } => write!(f, "layer {chain_id}: snapshot {cache_id}: {reason}"),
+            Problem::SnapshotParent { chain_id, cache_id } => write!(
+                f,
+                "layer {chain_id}: snapshot {cache_id} is not on its parent layer's snapshot"
+            ),
+            Problem::SnapshotOrphan { id } => {
+                write!(f, "snapshot {id} belongs to no layer and no running build")
+            }
+            Problem::RepositoriesCorrupt { reason } => {
+                write!(f, "repositories.json is unreadable: {reason}")
+            }
+            Problem::TagDangling { reference, image } => {
+                write!(f, "tag {reference} points to missing image {image}")
+            }
+            Problem::ImageParentMissing { image, parent } => {
+                write!(f, "image {image}: parent image {parent} is missing")
+            }
+            Problem::ImageMetadataOrphan { image } => {
+                write!(f, "image metadata of {image} has no image config")
+            }
+            Problem::CacheUnreadable { key, reason } => {
+                write!(f, "cache record {key}: {reason}")
+            }
+            Problem::CacheDangling { key, chain_id } => {
+                write!(f, "cache record {key}: layer {chain_id} is missing")
             }
         }
     }

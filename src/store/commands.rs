@@ -439,6 +439,19 @@ fn collect_garbage(
     candidates: &[Digest],
     keep: &BTreeSet<Digest>,
 ) -> Result<(Vec<LayerRecord>, usize, u64), StoreError> {
+    // Layers that running builds and loads hold (leases) stay, with their parents.
+    let (leased, _) = store.read_leases()?;
+    let leased_blobs = leased.blobs;
+    let mut keep = keep.clone();
+    for l in leased.layers {
+        let mut next = Some(l);
+        while let Some(id) = next {
+            if !keep.insert(id.clone()) {
+                break;
+            }
+            next = store.get_layer(&id)?.and_then(|l| l.parent);
+        }
+    }
     let mut removed = Vec::new();
     let mut freed = 0;
     for c in candidates {
@@ -461,7 +474,7 @@ fn collect_garbage(
     }
     let mut blobs = 0;
     for b in store.list_blobs()? {
-        if !live_blobs.contains(&b) {
+        if !live_blobs.contains(&b) && !leased_blobs.contains(&b) {
             freed += std::fs::metadata(store.blob_path(&b)).map_or(0, |m| m.len());
             store.remove_blob(&b)?;
             store.remove_distribution(Some(&b), None)?;
@@ -599,8 +612,8 @@ pub fn df(store: &Store, out: &mut dyn Write) -> Result<(), StoreError> {
 /// childless images), then every layer and blob nothing references. Returns the freed
 /// cache-ids; the caller removes those snapshots.
 ///
-/// Builds must hold `Store::lock()` around `put_layer` + `cache_put`/`put_image`, so a prune
-/// never sees a fresh layer before something references it.
+/// Layers a running build or load has written (or uses) but not yet referenced are in its
+/// lease (`store::lease`) and survive; [`prune_snapshots`] then removes unowned snapshots.
 pub fn prune(store: &Store, out: &mut dyn Write, all: bool) -> Result<Vec<String>, StoreError> {
     let _lock = store.lock()?;
     let mut deleted_images = Vec::new();
@@ -654,6 +667,22 @@ pub fn prune(store: &Store, out: &mut dyn Write, all: bool) -> Result<Vec<String
     .map_err(out_err)?;
     writeln!(out, "Total reclaimed space: {}", human_size(freed)).map_err(out_err)?;
     Ok(removed.into_iter().map(|r| r.cache_id).collect())
+}
+
+/// After [`prune`]/[`rmi`]: removes every snapshot that no layer record and no running
+/// process owns (what those freed, and what killed builds left), printing each one.
+pub fn prune_snapshots(
+    store: &Store,
+    snapshots: &crate::snapshot::Snapshotter,
+    out: &mut dyn Write,
+) -> Result<usize, StoreError> {
+    let _lock = store.lock()?;
+    let orphans = store.orphan_snapshots(snapshots)?;
+    let removed = crate::store::gc::remove_snapshots(snapshots, orphans);
+    for id in &removed {
+        writeln!(out, "Deleted snapshot: {id}").map_err(out_err)?;
+    }
+    Ok(removed.len())
 }
 
 #[cfg(test)]

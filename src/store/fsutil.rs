@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Prefix of every temp file/dir this process creates in `<root>/tmp`, so that `Store::open`
 /// can tell which ones belong to dead processes.
-pub(crate) fn tmp_prefix() -> String {
+pub fn tmp_prefix() -> String {
     format!("{}-", std::process::id())
 }
 

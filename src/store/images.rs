@@ -117,7 +117,7 @@ impl Store {
         }
     }
 
-    fn write_repositories(&self, repos: &Repositories) -> Result<(), StoreError> {
+    pub(crate) fn write_repositories(&self, repos: &Repositories) -> Result<(), StoreError> {
         let p = self.repositories_path();
         let bytes = serde_json::to_vec(repos).map_err(|e| StoreError::Corrupt {
             path: p.clone(),

@@ -468,9 +468,14 @@ impl Store {
         let mut parent: Option<Digest> = None;
         for ((file, desc), want_diff) in c.layers.iter().zip(&config.rootfs.diff_ids) {
             let chain = chain_id(parent.as_ref(), want_diff);
-            if self.get_layer(&chain)?.is_some() {
-                parent = Some(chain);
-                continue;
+            {
+                // Check and lease together: a concurrent prune must not take it in between.
+                let _lock = self.lock()?;
+                if self.get_layer(&chain)?.is_some() {
+                    self.lease_layer(&chain)?;
+                    parent = Some(chain);
+                    continue;
+                }
             }
             let comp = sniff(file)?;
             let (blob, blob_size, diff_id, tar_size) = hash_layer(file, comp)?;
@@ -494,7 +499,12 @@ impl Store {
                 (None, Compression::Zstd) => MEDIA_OCI_LAYER_ZSTD.to_string(),
                 (None, Compression::None) => MEDIA_OCI_LAYER.to_string(),
             };
-            self.put_blob_file(file, Some(&blob))?;
+            {
+                // The blob is unreferenced until put_layer below: lease it against prune.
+                let _lock = self.lock()?;
+                self.put_blob_file(file, Some(&blob))?;
+                self.lease_blob(&blob)?;
+            }
             let mut rec = LayerRecord {
                 chain_id: chain.clone(),
                 diff_id,
@@ -510,9 +520,14 @@ impl Store {
                     chain_id: chain.clone(),
                     message: e.to_string(),
                 })?;
-            self.put_layer(&rec)?;
+            {
+                let _lock = self.lock()?;
+                self.put_layer(&rec)?;
+                self.lease_layer(&chain)?;
+            }
             parent = Some(chain);
         }
+        let _lock = self.lock()?;
         let id = self.put_image(&c.config, None)?;
         let mut tags = Vec::new();
         for r in &c.tags {

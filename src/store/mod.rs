@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <root>/lock                                   store-wide flock (metadata updates only)
+//! <root>/leases/<pid>-…                        what running processes use but nothing references yet
 //! <root>/tmp/                                   temp files "<pid>-…" (stale ones removed on open)
 //! <root>/blobs/sha256/<hex>                     layer blobs as shipped (compressed), content-addressed
 //! <root>/image/overlay2/imagedb/content/sha256/<image id>          config bytes
@@ -21,9 +22,13 @@ pub mod blob;
 pub mod cache;
 pub mod check;
 pub mod commands;
+pub mod distribution;
+pub mod fsck;
 pub mod fsutil;
+pub mod gc;
 pub mod images;
 pub mod layers;
+pub mod lease;
 pub mod load;
 pub mod lock;
 
@@ -31,8 +36,10 @@ pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use check::Problem;
 pub use commands::{GraphDirs, ImagesOptions};
+pub use fsck::{FsckOptions, FsckReport};
 pub use images::ImageSummary;
 pub use layers::LayerRecord;
+pub use lease::Leased;
 pub use load::LoadedImage;
 pub use lock::LockGuard;
 
@@ -50,7 +57,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("corrupt store file {path}: {reason}")]
+    #[error("corrupt store file {path}: {reason} (`rbuild fsck --repair` repairs the store)")]
     Corrupt { path: PathBuf, reason: String },
     #[error("blob digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
@@ -70,6 +77,8 @@ pub enum StoreError {
     Extract { chain_id: Digest, message: String },
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -84,6 +93,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError +
 pub struct Store {
     root: PathBuf,
     lock_state: Arc<lock::LockState>,
+    /// This process's lease file, created on first use; removed when the last clone drops.
+    lease: Arc<std::sync::Mutex<Option<lease::LeaseFile>>>,
 }
 
 impl Store {
@@ -93,6 +104,7 @@ impl Store {
         let root = root.as_ref().to_path_buf();
         let store = Store {
             lock_state: Arc::new(lock::LockState::new(root.join("lock"))),
+            lease: Arc::default(),
             root,
         };
         for dir in [
@@ -111,6 +123,7 @@ impl Store {
                 .join("sha256"),
             store.cache_dir(),
             store.cache_by_parent_dir(),
+            store.leases_dir(),
         ] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }

@@ -1,0 +1,165 @@
+//! Pull and push with snapshots: `rbuild pull`, implicit pulls of `FROM`/`COPY --from` images that
+//! are not in the store, and `rbuild push` / `build --push`.
+
+use super::load::unpack_layer;
+use crate::digest::Digest;
+use crate::image::Reference;
+use crate::registry::{
+    self, Client, PullOptions, Pulled, PushOptions, RegistryConfig, RegistryError,
+};
+use crate::snapshot::Snapshotter;
+use crate::store::Store;
+use std::path::Path;
+
+/// Pulls `name` into the store, unpacking each new layer into a snapshot.
+pub fn pull(
+    store: &Store,
+    snapshots: &Snapshotter,
+    cfg: &RegistryConfig,
+    name: &str,
+    opts: &PullOptions,
+) -> Result<Pulled, RegistryError> {
+    let reference = Reference::parse(name)?;
+    let client = Client::new(reference.domain(), cfg)?;
+    let mut unpack =
+        |rec: &crate::store::LayerRecord, blob: &Path| unpack_layer(store, snapshots, rec, blob);
+    registry::pull(&client, store, &reference, opts, &mut unpack)
+}
+
+/// Pushes the image `source` (a store name or id) as `target` (default: `source`).
+pub fn push(
+    store: &Store,
+    cfg: &RegistryConfig,
+    source: &str,
+    target: Option<&str>,
+    opts: &PushOptions,
+) -> Result<Digest, RegistryError> {
+    let id = store
+        .resolve(source)?
+        .ok_or_else(|| RegistryError::Other(format!("no such image: {source}")))?;
+    let target = Reference::parse_tagged(target.unwrap_or(source))?;
+    let client = Client::new(target.domain(), cfg)?;
+    registry::push(&client, store, &id, &target, opts)
+}
+
+/// `--cache-from`: imports each cache's records and layers before the build. A cache that
+/// cannot be read is a warning, not a failure (the build just runs its steps), as in BuildKit.
+pub(super) fn import_cache(
+    opts: &super::BuildOptions,
+    store: &Store,
+    snapshots: &Snapshotter,
+    reporter: &super::progress::Reporter,
+) -> Result<(), super::BuildError> {
+    use crate::registry::cache::{self, CacheSpec};
+    for spec in &opts.cache_from {
+        let step = reporter.start(&format!("importing cache {}", describe(spec)));
+        let mut unpack = |rec: &crate::store::LayerRecord, blob: &Path| {
+            unpack_layer(store, snapshots, rec, blob)
+        };
+        let res = match spec {
+            CacheSpec::Registry { reference, .. } => Reference::parse_tagged(reference)
+                .map_err(RegistryError::from)
+                .and_then(|r| {
+                    let client = Client::new(r.domain(), &opts.registry)?;
+                    cache::import_registry(&client, store, &r, &mut unpack)
+                }),
+            CacheSpec::Local { dir, .. } => cache::import_local(store, dir, &mut unpack),
+            CacheSpec::Inline => Ok(0),
+        };
+        match res {
+            Ok(n) => reporter.message(&format!(
+                "imported {n} cache records from {}",
+                describe(spec)
+            )),
+            Err(e) => reporter.warn(&format!("cache {}: {e}", describe(spec))),
+        }
+        reporter.done(step);
+    }
+    Ok(())
+}
+
+/// `--cache-to type=inline`: the cache config (mode=min) to push with the image; warns when the
+/// build pushes nothing.
+pub(super) fn inline_cache(
+    opts: &super::BuildOptions,
+    store: &Store,
+    reporter: &super::progress::Reporter,
+    used: &[Digest],
+    result: &super::state::StageResult,
+) -> Result<Option<Vec<u8>>, super::BuildError> {
+    use crate::registry::cache::{self, CacheSpec};
+    if !opts.cache_to.contains(&CacheSpec::Inline) {
+        return Ok(None);
+    }
+    if opts.push.is_empty() {
+        reporter
+            .warn("--cache-to type=inline needs --push (or -o type=registry): nothing exported");
+        return Ok(None);
+    }
+    let keys = min_keys(store, used, result);
+    let (cfg, _) =
+        cache::collect(store, &keys).map_err(|e| super::BuildError::Export(Box::new(e)))?;
+    cache::config_bytes(&cfg)
+        .map(Some)
+        .map_err(|e| super::BuildError::Export(Box::new(e)))
+}
+
+/// The used keys whose layers are all in the final image (mode=min).
+fn min_keys(store: &Store, used: &[Digest], result: &super::state::StageResult) -> Vec<Digest> {
+    let in_image: std::collections::BTreeSet<&Digest> =
+        result.layers.iter().map(|l| &l.chain_id).collect();
+    used.iter()
+        .filter(|k| {
+            store
+                .cache_get(k)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.chain_id.as_ref().is_none_or(|c| in_image.contains(c)))
+        })
+        .cloned()
+        .collect()
+}
+
+/// `--cache-to`: exports the records this build used (mode=min: those whose layers are all in
+/// the final image).
+pub(super) fn export_cache(
+    opts: &super::BuildOptions,
+    store: &Store,
+    reporter: &super::progress::Reporter,
+    used: &[Digest],
+    result: &super::state::StageResult,
+) -> Result<(), super::BuildError> {
+    use crate::registry::cache::{self, CacheMode, CacheSpec};
+    for spec in &opts.cache_to {
+        let keys: Vec<Digest> = match spec.mode() {
+            CacheMode::Max => used.to_vec(),
+            CacheMode::Min => min_keys(store, used, result),
+        };
+        if *spec == CacheSpec::Inline {
+            continue;
+        }
+        let step = reporter.start(&format!("exporting cache to {}", describe(spec)));
+        let n = match spec {
+            CacheSpec::Registry { reference, .. } => Reference::parse_tagged(reference)
+                .map_err(RegistryError::from)
+                .and_then(|r| {
+                    let client = Client::new(r.domain(), &opts.registry)?;
+                    cache::export_registry(&client, store, &r, &keys)
+                }),
+            CacheSpec::Local { dir, .. } => cache::export_local(store, dir, &keys),
+            CacheSpec::Inline => Ok(0),
+        }
+        .map_err(|e| super::BuildError::Export(Box::new(e)))?;
+        reporter.message(&format!("exported {n} cache records"));
+        reporter.done(step);
+    }
+    Ok(())
+}
+
+fn describe(spec: &crate::registry::cache::CacheSpec) -> String {
+    match spec {
+        crate::registry::cache::CacheSpec::Registry { reference, .. } => reference.clone(),
+        crate::registry::cache::CacheSpec::Local { dir, .. } => dir.display().to_string(),
+        crate::registry::cache::CacheSpec::Inline => "inline".to_string(),
+    }
+}
