@@ -1,4 +1,5 @@
-//! SECURITY.md (a) cases that need a whole build (the real binary): C2, C7, D8, E1, E2, E4, E7.
+//! SECURITY.md (a) cases that need a whole build (the real binary): C2, C7, D8, E1, E2, E4, E7,
+//! F8.
 //! Each test is named after its case id. Host sentinels live in per-test temp dirs, plus the
 //! fixed paths the attacks aim at (`/BIND_BREAKOUT`, ...), which must never appear.
 
@@ -258,4 +259,47 @@ fn e07_workdir_and_copy_through_symlinked_parents_stay_in_the_step_root() {
         std::fs::read_to_string(inside.join("direct")).unwrap(),
         "file"
     );
+}
+
+#[test]
+fn f08_metadata_only_differences_never_reuse_a_cached_image() {
+    // CVE-2024-24557: images differing only in HEALTHCHECK or ONBUILD must not come from the
+    // cache of the other; the final config always holds this Dockerfile's values.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let build = |name: &str, meta: &str| -> (String, serde_json::Value) {
+        let df = format!("FROM scratch\nADD rootfs.tar /\n{meta}\nRUN echo a > /a\n");
+        let ctx = busybox_ctx(&t.path().join(name), &df, &[]);
+        let out = t.path().join(format!("{name}-oci"));
+        let iid = t.path().join(format!("{name}.iid"));
+        ok(rbuild(
+            &root,
+            &[
+                "--iidfile",
+                iid.to_str().unwrap(),
+                "-o",
+                &format!("type=oci,dest={},tar=false", out.display()),
+                ctx.to_str().unwrap(),
+            ],
+        ));
+        let blob = |d: &str| -> serde_json::Value {
+            let hex = d.trim_start_matches("sha256:");
+            serde_json::from_slice(&std::fs::read(out.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap()
+        };
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        (std::fs::read_to_string(iid).unwrap(), config)
+    };
+    let (id1, c1) = build("a", "HEALTHCHECK CMD true");
+    let (id2, c2) = build("b", "HEALTHCHECK CMD false");
+    let (id3, c3) = build("c", "HEALTHCHECK CMD false\nONBUILD RUN evil");
+    assert_ne!(id1, id2);
+    assert_ne!(id2, id3);
+    assert_eq!(c1["config"]["Healthcheck"]["Test"][1], "true");
+    assert_eq!(c2["config"]["Healthcheck"]["Test"][1], "false");
+    assert!(c2["config"]["OnBuild"].is_null(), "{}", c2["config"]);
+    assert_eq!(c3["config"]["OnBuild"][0], "RUN evil");
 }
