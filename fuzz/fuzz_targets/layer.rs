@@ -67,21 +67,23 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32, u64, i64)> {
     out
 }
 
-fn fresh_root(b: &Sandbox) -> PathBuf {
+/// A new scratch root with its pre-existing links; `None` when the machine cannot provide it
+/// (a full disk is the environment's failure, not a finding).
+fn fresh_root(b: &Sandbox) -> Option<PathBuf> {
     let root = b.dir.join("root");
     if fs::symlink_metadata(&root).is_ok() {
-        fs::remove_dir_all(&root).expect("clear root");
+        fs::remove_dir_all(&root).ok()?;
     }
-    fs::create_dir(&root).expect("root");
+    fs::create_dir(&root).ok()?;
     // Pre-existing hostile links (a lower layer's work): followed on the host they would lead
     // out of the root, resolved inside it they must not.
-    fs::create_dir(root.join("etc")).expect("etc");
-    fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").expect("passwd");
-    symlink("../victim", root.join("up")).expect("up");
-    symlink(b.dir.join("victim"), root.join("abs")).expect("abs");
-    symlink("/", root.join("app")).expect("app");
-    symlink("..", root.join("dotdot")).expect("dotdot");
-    root
+    fs::create_dir(root.join("etc")).ok()?;
+    fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").ok()?;
+    symlink("../victim", root.join("up")).ok()?;
+    symlink(b.dir.join("victim"), root.join("abs")).ok()?;
+    symlink("/", root.join("app")).ok()?;
+    symlink("..", root.join("dotdot")).ok()?;
+    Some(root)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -89,7 +91,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let b = the_box();
-    let root = fresh_root(b);
+    let Some(root) = fresh_root(b) else {
+        return;
+    };
     let before = (
         snapshot(&b.dir.join("victim")),
         snapshot(&b.dir.join("root-evil")),
@@ -110,7 +114,9 @@ fuzz_target!(|data: &[u8]| {
     match mode & 3 {
         3 => {
             let input = b.top.join("input");
-            fs::write(&input, &payload).expect("input file");
+            if fs::write(&input, &payload).is_err() {
+                return; // disk full: nothing to test
+            }
             let _ = extract_if_archive(&input, &root, Path::new("/app"), &opts(WhiteoutMode::None));
         }
         m => {
