@@ -323,14 +323,28 @@ impl<'a> Dispatcher<'a> {
         st.key = StepKey::new(&st.key, inputs).key;
     }
 
-    /// Compression and output profile: part of a layer step's cache key, so a build asking for
-    /// other blob bytes (another profile or codec) does not reuse a blob made with the old ones.
+    /// Compression, output profile and mtime clamp: part of a layer step's cache key, so a build
+    /// asking for other blob bytes (another profile, codec or SOURCE_DATE_EPOCH) does not reuse a
+    /// blob made with the old ones.
     fn layer_format(&self) -> String {
-        format!(
+        let mut f = format!(
             "{:?} profile {}",
             self.opts.compression,
             self.opts.repro_profile.number()
-        )
+        );
+        if let Some(t) = self.clamp_mtime() {
+            f.push_str(&format!(" clamp {t}"));
+        }
+        f
+    }
+
+    /// The time every file of a new layer is clamped to, if any (`rewrite-timestamp`).
+    fn clamp_mtime(&self) -> Option<i64> {
+        if self.opts.rewrite_timestamp {
+            self.epoch
+        } else {
+            None
+        }
     }
 
     fn shell(st: &StageState) -> Vec<String> {
@@ -584,11 +598,7 @@ impl<'a> Dispatcher<'a> {
         let opts = LayerOptions {
             compression: self.opts.compression,
             profile: self.opts.repro_profile,
-            clamp_mtime: if self.opts.rewrite_timestamp {
-                self.epoch
-            } else {
-                None
-            },
+            clamp_mtime: self.clamp_mtime(),
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
         let bar = self.reporter.bytes(step_id, "writing layer", None);
