@@ -634,6 +634,27 @@ fn classic_history_names_content_as_docker_does() {
         format!("/bin/sh -c #(nop) COPY --chown=1:2{dir} in /d/ ")
     );
     assert_eq!(h[2], format!("/bin/sh -c #(nop) COPY {multi} in /m/ "));
+
+    // The per-path sums are memoised by stat data: a poisoned entry for the unchanged a.txt is
+    // trusted (proving the memo is read), and a real change to a.txt replaces it.
+    let memo = t.path().join("root/cache/classic-tarsums.json");
+    let real = tarsum("a.txt", 0o644, 6, '0', b"hello\n");
+    let text = std::fs::read_to_string(&memo).unwrap();
+    assert!(text.contains(&real), "{text}");
+    std::fs::write(&memo, text.replace(&real, &"0".repeat(64))).unwrap();
+    let out2 = t.path().join("o2");
+    let classic = ["--history-format", "classic"];
+    build_oci(&t.path().join("root"), &ctx, &out2, &classic);
+    let poisoned = format!("file:{}", "0".repeat(64));
+    assert!(history(&out2)[0].contains(&poisoned));
+    std::fs::write(ctx.join("a.txt"), "hello!\n").unwrap();
+    let out3 = t.path().join("o3");
+    build_oci(&t.path().join("root"), &ctx, &out3, &classic);
+    let fresh = format!("file:{}", tarsum("a.txt", 0o644, 7, '0', b"hello!\n"));
+    assert_eq!(
+        history(&out3)[0],
+        format!("/bin/sh -c #(nop) COPY {fresh} in /a.txt ")
+    );
 }
 
 #[test]
