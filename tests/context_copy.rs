@@ -237,7 +237,7 @@ fn dockerignore_hides_files_from_copy() {
 }
 
 #[test]
-fn sources_never_leave_the_context() {
+fn c01_sources_never_leave_the_context() {
     let f = Fixture::new();
     let host = tempfile::tempdir().unwrap();
     write(&host.path().join("hostfile"), "HOST", 0o644);
@@ -279,7 +279,7 @@ fn sources_never_leave_the_context() {
 }
 
 #[test]
-fn destination_symlinks_resolve_inside_root() {
+fn c06_destination_symlinks_resolve_inside_root() {
     let f = Fixture::new();
     let host = tempfile::tempdir().unwrap();
     write(&f.c("a.txt"), "A", 0o644);
@@ -310,7 +310,7 @@ fn destination_symlinks_resolve_inside_root() {
 }
 
 #[test]
-fn copy_from_rootfs_does_not_write_through_image_symlinks() {
+fn c05_copy_from_rootfs_does_not_write_through_image_symlinks() {
     // SECURITY C5/C6: a source tree with a symlink to / and a destination where the same path
     // is a symlink: the copy replaces the symlink, never writes through it.
     let f = Fixture::new();

@@ -54,6 +54,12 @@ pub struct Dispatcher<'a> {
 enum SourceView {
     Mounted(Mounted),
     Empty(tempfile::TempDir),
+    /// A bind source resolved inside its root, held open by an O_PATH handle; the path is the
+    /// handle's `/proc/<pid>/fd/N`, so nothing resolves the source by name again.
+    Pinned {
+        _handle: pathrs::Handle,
+        path: PathBuf,
+    },
 }
 
 impl SourceView {
@@ -61,6 +67,7 @@ impl SourceView {
         match self {
             SourceView::Mounted(m) => m.path(),
             SourceView::Empty(d) => d.path(),
+            SourceView::Pinned { path, .. } => path,
         }
     }
 }
@@ -1166,13 +1173,22 @@ impl<'a> Dispatcher<'a> {
                         (ctx.root().to_path_buf(), "context".to_string())
                     }
                 };
-                let mut source =
+                let (handle, pinned) =
                     resolve_in(&root, &src_rel).map_err(|e| self.step_error(line, e))?;
-                if !m.readonly {
+                let source = if m.readonly {
+                    // The RUN helper has its own mount namespace, where a mount reached through
+                    // our fd cannot be bind-mounted (EINVAL); it gets the pinned object's own
+                    // path instead: symlink-free, inside a tree nothing writes to during the step.
+                    std::fs::read_link(&pinned).map_err(|e| BuildError::io(&pinned, e))?
+                } else {
                     // A writable bind gets a throwaway copy: as in BuildKit, RUN's writes to it are
                     // discarded and never reach the context or the source stage (SECURITY E6).
-                    source = self.scratch_copy(&source, line)?;
-                }
+                    self.scratch_copy(&pinned, line)?
+                };
+                views.push(SourceView::Pinned {
+                    _handle: handle,
+                    path: pinned,
+                });
                 let content = if m.from.is_none() {
                     let ctx = self
                         .context
@@ -1280,8 +1296,10 @@ impl<'a> Dispatcher<'a> {
             .map_err(|e| BuildError::io(&self.scratch, e))?
             .keep();
         let dest = dir.join("src");
+        // -H: the source is a pinned `/proc/<pid>/fd/N`; follow it, and nothing below it.
         let status = std::process::Command::new("cp")
             .arg("-a")
+            .arg("-H")
             .arg("--")
             .arg(source)
             .arg(&dest)
@@ -1555,19 +1573,22 @@ fn workdir_of(st: &StageState) -> String {
     }
 }
 
-/// Resolves `rel` inside `root` for a bind mount source, refusing anything that leaves it.
-fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let root_canon = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
-    let joined = root_canon.join(rel.trim_start_matches('/'));
-    let canon = joined
-        .canonicalize()
+/// Resolves `rel` inside `root` for a bind mount source: symlinks (absolute or `..`) are
+/// followed as if `root` were `/` (pathrs, openat2 `RESOLVE_IN_ROOT`), never on the host, and
+/// the result is held by an O_PATH handle; its `/proc/<pid>/fd/N` is what gets copied, and its
+/// symlink-free path what gets mounted (buildah CVE-2024-1753, BuildKit CVE-2024-23651).
+fn resolve_in(root: &Path, rel: &str) -> Result<(pathrs::Handle, PathBuf), String> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let r = pathrs::Root::open(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let h = r
+        .resolve(rel)
         .map_err(|e| format!("mount source {rel:?}: {e}"))?;
-    if !canon.starts_with(&root_canon) {
-        return Err(format!("mount source {rel:?} leaves its root"));
-    }
-    Ok(canon)
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        h.as_fd().as_raw_fd()
+    ));
+    Ok((h, path))
 }
 
 #[cfg(test)]

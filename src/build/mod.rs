@@ -245,7 +245,9 @@ fn open_context(
     }
 }
 
-/// Reads the Dockerfile text; refuses a Dockerfile that is a symlink leaving the context (SECURITY C).
+/// Reads the Dockerfile text. The default `Dockerfile` is a file of the context, so it is read
+/// inside the context: a symlink in it is followed as if the context were `/`, never to a host
+/// file (SECURITY C2). A `-f PATH` named by the user is read where it is.
 fn read_dockerfile(
     opts: &BuildOptions,
     path: &Option<PathBuf>,
@@ -260,15 +262,22 @@ fn read_dockerfile(
             Ok((s, PathBuf::from("Dockerfile")))
         }
         Some(p) => {
-            let bytes = match (&opts.context, ctx) {
-                // A Dockerfile inside a context that came as a tar is read inside that context: a
-                // symlink in the tar can never make rbuild read (and echo in errors) a host file.
-                (ContextSource::StdinTar, Some(c)) if p.starts_with(c.root()) => {
-                    let rel = p.strip_prefix(c.root()).unwrap_or(p);
+            // A Dockerfile of the context (the default one, or any inside a context that came
+            // as a tar) is read inside that context: a symlink in it can never make rbuild read
+            // (and echo in errors) a host file (SECURITY C2).
+            let inside = match (&opts.context, &opts.dockerfile, ctx) {
+                (ContextSource::StdinTar, _, Some(c)) if p.starts_with(c.root()) => {
+                    Some((c, p.strip_prefix(c.root()).unwrap_or(p).to_path_buf()))
+                }
+                (_, DockerfileSource::Default, Some(c)) => Some((c, PathBuf::from("Dockerfile"))),
+                _ => None,
+            };
+            let bytes = match inside {
+                Some((c, rel)) => {
                     let root = pathrs::Root::open(c.root())
                         .map_err(|e| BuildError::io(c.root(), std::io::Error::other(e)))?;
                     let mut f = root
-                        .open_subpath(rel, pathrs::flags::OpenFlags::O_RDONLY)
+                        .open_subpath(&rel, pathrs::flags::OpenFlags::O_RDONLY)
                         .map_err(|e| {
                             BuildError::Usage(format!(
                                 "{}: cannot open it inside the build context \
@@ -277,10 +286,10 @@ fn read_dockerfile(
                             ))
                         })?;
                     let mut b = Vec::new();
-                    f.read_to_end(&mut b).map_err(|e| BuildError::io(rel, e))?;
+                    f.read_to_end(&mut b).map_err(|e| BuildError::io(&rel, e))?;
                     b
                 }
-                _ => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
+                None => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
             };
             let text = String::from_utf8(bytes).map_err(|_| {
                 BuildError::Usage(format!(

@@ -26,6 +26,7 @@ mod protocol;
 mod rootfs;
 mod runner;
 mod sealed_exe;
+mod seccomp;
 mod spec;
 mod stubs;
 mod user;
