@@ -13,7 +13,8 @@ fn hash(dir: &Path, srcs: &[&str], memo: Option<&Path>) -> rbuild::digest::Diges
         srcs.iter().map(|s| s.to_string()).collect(),
         "/app/",
     );
-    hash_sources(&req, memo).unwrap()
+    let memo = memo.map(rbuild::context::MemoPath::beside);
+    hash_sources(&req, memo.as_ref()).unwrap()
 }
 
 fn touch(p: &Path) {

@@ -516,3 +516,159 @@ fn another_source_date_epoch_is_a_cache_miss() {
         "another epoch reused a layer clamped to the old one"
     );
 }
+
+/// Splits a table line at runs of 2+ spaces (docker's tabwriter pads with at least 3).
+fn cells(line: &str) -> Vec<String> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn history_columns_flags_and_formats_match_docker() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let env = [("SOURCE_DATE_EPOCH", "1700000000"), ("TZ", "UTC")];
+    let base = context(
+        &t.path().join("base"),
+        "FROM scratch\nCOPY a.txt /a.txt\nCMD [\"sh\"]\n",
+        &[("a.txt", "a\n")],
+    );
+    let iid = |name: &str| t.path().join(format!("{name}.iid"));
+    let base_iid = iid("base");
+    ok(rbuild_env(
+        &root,
+        &[
+            "-t",
+            "base:1",
+            "--iidfile",
+            base_iid.to_str().unwrap(),
+            base.to_str().unwrap(),
+        ],
+        &env,
+    ));
+    let long = "a label value that is long enough to pass forty-five characters";
+    let app = context(
+        &t.path().join("app"),
+        &format!("FROM base:1\nCOPY b.txt /b.txt\nLABEL description=\"{long}\"\n"),
+        &[("b.txt", "b\n")],
+    );
+    let app_iid = iid("app");
+    ok(rbuild_env(
+        &root,
+        &[
+            "-t",
+            "app:1",
+            "--iidfile",
+            app_iid.to_str().unwrap(),
+            app.to_str().unwrap(),
+        ],
+        &env,
+    ));
+    let id_of = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let (app_id, base_id) = (id_of(&app_iid), id_of(&base_iid));
+    assert!(app_id.starts_with("sha256:") && base_id.starts_with("sha256:"));
+    let short = |id: &str| id["sha256:".len().."sha256:".len() + 12].to_string();
+    let history = |args: &[&str]| {
+        let mut a = vec!["history"];
+        a.extend_from_slice(args);
+        a.push("app:1");
+        ok(rbuild_env(&root, &a, &env)).stdout
+    };
+
+    // Default table: docker's five columns; the image's own row and its base's row carry ids.
+    let out = history(&[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(
+        cells(lines[0]),
+        ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+    );
+    let row0 = cells(lines[1]);
+    assert_eq!(row0[0], short(&app_id), "{out}");
+    assert!(row0[1].ends_with(" ago"), "{out}");
+    assert_eq!(row0[2].chars().count(), 45, "{out}");
+    assert!(row0[2].ends_with('…'), "{out}");
+    assert_eq!(row0[3], "0B", "{out}");
+    assert_eq!(row0[4], "buildkit.dockerfile.v0", "{out}");
+    assert!(lines[2].starts_with("<missing>") && lines[2].contains("COPY b.txt /b.txt"));
+    assert!(lines[3].starts_with(&short(&base_id)) && lines[3].contains("CMD [\"sh\"]"));
+    assert!(lines[4].starts_with("<missing>") && lines[4].contains("COPY a.txt /a.txt"));
+
+    // -q: one id per row, as `{{.ID}}`; --no-trunc gives full ids.
+    assert_eq!(
+        history(&["-q"]),
+        format!(
+            "{}\n<missing>\n{}\n<missing>\n",
+            short(&app_id),
+            short(&base_id)
+        )
+    );
+    assert_eq!(
+        history(&["-q", "--no-trunc"]),
+        format!("{app_id}\n<missing>\n{base_id}\n<missing>\n")
+    );
+
+    // --human=false: CREATED AT in RFC 3339 and sizes in bytes.
+    let out = history(&["--human=false"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        cells(lines[0]),
+        ["IMAGE", "CREATED AT", "CREATED BY", "SIZE", "COMMENT"]
+    );
+    let row1 = cells(lines[2]);
+    assert_eq!(row1[1], "2023-11-14T22:13:20Z", "{out}");
+    let bytes: u64 = row1[3].parse().unwrap_or_else(|_| panic!("{out}"));
+    assert!(bytes >= 1024, "{out}");
+
+    // --format json: docker's keys; --no-trunc keeps CREATED BY whole.
+    let out = history(&["--format", "json", "--no-trunc"]);
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "Comment",
+            "CreatedAt",
+            "CreatedBy",
+            "CreatedSince",
+            "ID",
+            "Size"
+        ]
+    );
+    assert_eq!(rows[0]["ID"], app_id.as_str());
+    assert!(rows[0]["CreatedBy"].as_str().unwrap().contains(long));
+    assert_eq!(rows[1]["CreatedAt"], "2023-11-14T22:13:20Z");
+
+    // Templates: bare and table, with docker's `\t` escape.
+    let raw = history(&["--format", "{{.ID}}|{{.Size}}"]);
+    let lines: Vec<&str> = raw.lines().collect();
+    assert_eq!(lines[0], format!("{}|0B", short(&app_id)));
+    assert!(
+        lines[1].starts_with("<missing>|") && lines[1].ends_with("kB"),
+        "{raw}"
+    );
+    let raw = history(&["--format", "{{.ID}}|{{json .Comment}}"]);
+    assert_eq!(
+        raw.lines().next().unwrap(),
+        format!("{}|\"buildkit.dockerfile.v0\"", short(&app_id))
+    );
+    let out = history(&["--format", "table {{.ID}}\\t{{.Size}}"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(cells(lines[0]), ["IMAGE", "SIZE"]);
+    assert_eq!(cells(lines[1]), [short(&app_id), "0B".to_string()]);
+    // An unknown field is an error naming it.
+    let r = rbuild(&root, &["history", "--format", "{{.Nope}}", "app:1"]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains("can't evaluate field Nope"),
+        "{}",
+        r.stderr
+    );
+}

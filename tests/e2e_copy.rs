@@ -634,6 +634,27 @@ fn classic_history_names_content_as_docker_does() {
         format!("/bin/sh -c #(nop) COPY --chown=1:2{dir} in /d/ ")
     );
     assert_eq!(h[2], format!("/bin/sh -c #(nop) COPY {multi} in /m/ "));
+
+    // The per-path sums are memoised by stat data: a poisoned entry for the unchanged a.txt is
+    // trusted (proving the memo is read), and a real change to a.txt replaces it.
+    let memo = t.path().join("root/cache/classic-tarsums.json");
+    let real = tarsum("a.txt", 0o644, 6, '0', b"hello\n");
+    let text = std::fs::read_to_string(&memo).unwrap();
+    assert!(text.contains(&real), "{text}");
+    std::fs::write(&memo, text.replace(&real, &"0".repeat(64))).unwrap();
+    let out2 = t.path().join("o2");
+    let classic = ["--history-format", "classic"];
+    build_oci(&t.path().join("root"), &ctx, &out2, &classic);
+    let poisoned = format!("file:{}", "0".repeat(64));
+    assert!(history(&out2)[0].contains(&poisoned));
+    std::fs::write(ctx.join("a.txt"), "hello!\n").unwrap();
+    let out3 = t.path().join("o3");
+    build_oci(&t.path().join("root"), &ctx, &out3, &classic);
+    let fresh = format!("file:{}", tarsum("a.txt", 0o644, 7, '0', b"hello!\n"));
+    assert_eq!(
+        history(&out3)[0],
+        format!("/bin/sh -c #(nop) COPY {fresh} in /a.txt ")
+    );
 }
 
 #[test]
@@ -758,4 +779,104 @@ fn chown_names_come_from_the_image_and_from_image_keeps_owners() {
     assert!(has(&layer(&o2, 0), "-rw-r--r-- 1000/50 copied"));
     assert!(has(&layer(&o2, 1), "-rw-r--r-- 7/8 rechowned"));
     assert_eq!(layer_file(&o2, 0, "copied"), "owned\n");
+}
+
+/// The step number (`#N`) of the plain-progress step whose title contains `title`.
+fn step_id(stderr: &str, title: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.contains(title) && l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no step {title:?} in\n{stderr}"))
+        .to_string()
+}
+
+fn step_lines<'a>(stderr: &'a str, id: &str) -> Vec<&'a str> {
+    let prefix = format!("{id} ");
+    stderr.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+fn blob_names(out: &Path) -> Vec<String> {
+    oci_layer_blobs(out)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn link_layer_is_reused_when_the_layers_below_change() {
+    let t = tempfile::tempdir().unwrap();
+    let df = |word: &str| {
+        format!(
+            "FROM scratch\nADD rootfs.tar /\nRUN echo {word} > /base.txt\nCOPY --link app/ /app/\n\
+             COPY plain.txt /plain.txt\nRUN cat /app/a.txt /app/sub/b.txt /base.txt > /check\n"
+        )
+    };
+    let ctx = context(
+        &t.path().join("ctx"),
+        &df("one"),
+        &[
+            ("app/a.txt", "alpha\n"),
+            ("app/sub/b.txt", "beta\n"),
+            ("plain.txt", "plain\n"),
+        ],
+    );
+    rootfs_archive(&ctx, "rootfs.tar");
+    let root = t.path().join("root");
+    let (o1, o2, o3) = (
+        t.path().join("o1"),
+        t.path().join("o2"),
+        t.path().join("o3"),
+    );
+    build_oci(&root, &ctx, &o1, &[]);
+
+    // An earlier RUN changes: every layer above it is on a new parent.
+    std::fs::write(ctx.join("Dockerfile"), df("two")).unwrap();
+    let r = build_oci(&root, &ctx, &o2, &["--explain-cache"]);
+    let (b1, b2) = (blob_names(&o1), blob_names(&o2));
+    assert_eq!(b1.len(), 5);
+    assert_ne!(b1[1], b2[1], "the RUN layer must differ");
+    // The --link layer: same blob (so same diffID) on the new parent, marked CACHED, not copied.
+    assert_eq!(b1[2], b2[2], "--link layer was not reused");
+    let link = step_id(&r.stderr, "COPY --link app/ /app/");
+    let lines = step_lines(&r.stderr, &link);
+    assert!(
+        lines.contains(&format!("{link} CACHED").as_str()),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("via --link")), "{lines:#?}");
+    // A plain COPY on the new parent is a miss that says why, and runs.
+    let plain = step_id(&r.stderr, "COPY plain.txt /plain.txt");
+    let lines = step_lines(&r.stderr, &plain);
+    assert!(
+        lines.iter().any(|l| l.contains("cache miss")) && lines.iter().any(|l| l.contains("DONE")),
+        "{lines:#?}"
+    );
+    // The relinked layer is a real snapshot under the new base: the RUN above reads both.
+    assert_eq!(layer_file(&o2, 4, "check"), "alpha\nbeta\ntwo\n");
+    assert_eq!(layer_file(&o1, 4, "check"), "alpha\nbeta\none\n");
+    let l = layer(&o2, 2);
+    assert!(has(&l, "-rw-r--r-- 0/0 app/sub/b.txt"), "{l:#?}");
+
+    // A real change to what --link copies makes a new layer.
+    std::fs::write(ctx.join("app/a.txt"), "ALPHA\n").unwrap();
+    let r = build_oci(&root, &ctx, &o3, &[]);
+    let b3 = blob_names(&o3);
+    assert_eq!(b3[1], b2[1]);
+    assert_ne!(b3[2], b2[2]);
+    let link = step_id(&r.stderr, "COPY --link app/ /app/");
+    assert!(
+        !step_lines(&r.stderr, &link)
+            .iter()
+            .any(|l| l.ends_with("CACHED")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(layer_file(&o3, 4, "check"), "ALPHA\nbeta\ntwo\n");
+    // Going back to the first base reuses every layer of the first build.
+    std::fs::write(ctx.join("app/a.txt"), "alpha\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), df("one")).unwrap();
+    let o4 = t.path().join("o4");
+    build_oci(&root, &ctx, &o4, &[]);
+    assert_eq!(blob_names(&o4), b1);
 }

@@ -396,6 +396,27 @@ fn commands_images_history_inspect_rmi_prune() {
     let i = &v[0];
     assert_eq!(i["Id"], app.to_string());
     assert_eq!(i["Parent"], base.to_string());
+    // Every key docker image inspect prints is there.
+    let keys: Vec<&str> = i.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in [
+        "Id",
+        "RepoTags",
+        "RepoDigests",
+        "Parent",
+        "Comment",
+        "Created",
+        "DockerVersion",
+        "Author",
+        "Config",
+        "Architecture",
+        "Os",
+        "Size",
+        "GraphDriver",
+        "RootFS",
+        "Metadata",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
     assert_eq!(i["RepoTags"].as_array().unwrap().len(), 2);
     assert_eq!(i["RootFS"]["Layers"][1], l2.diff_id.to_string());
     assert_eq!(i["GraphDriver"]["Name"], "overlay2");

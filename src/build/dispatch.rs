@@ -740,13 +740,19 @@ impl<'a> Dispatcher<'a> {
             link: c.link,
             source,
         };
-        let memo = self.opts.root.join("cache").join("context-hashes.json");
+        let memo = context::MemoPath::in_root(&self.opts.root, "context-hashes.json");
         let content = context::hash_sources(&req, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
         // Classic history names content as Docker's classic builder does (file:/dir:/multi:<tarsum>).
         let source_hash = match self.opts.history_format {
-            HistoryFormat::Classic => context::tarsum::classic_source_id(&req)
-                .map_err(|e| self.step_error(line, e.to_string()))?,
+            HistoryFormat::Classic => context::tarsum::classic_source_id(
+                &req,
+                Some(&context::MemoPath::in_root(
+                    &self.opts.root,
+                    "classic-tarsums.json",
+                )),
+            )
+            .map_err(|e| self.step_error(line, e.to_string()))?,
             HistoryFormat::Buildkit => String::new(),
         };
         let mut shown_sources: Vec<String> =
@@ -779,6 +785,14 @@ impl<'a> Dispatcher<'a> {
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
+        }
+        let link_key = c.link.then(|| super::link::content_key(&key.inputs));
+        if let (Some(lk), false) = (&link_key, no_cache) {
+            if let Some(layer) = self.relink_step(st, lk, step)? {
+                return self
+                    .finish_layer_step(st, key, Some(layer), created_by)
+                    .map(|_| true);
+            }
         }
         let bars = self.reporter.bar_factory();
         let step_id = step.id();
@@ -816,7 +830,45 @@ impl<'a> Dispatcher<'a> {
                 .map_err(|e| self.step_error(line, e.to_string()))
         })?;
         drop(view);
-        self.finish_layer_step(st, key, layer, created_by)
+        let made = layer.clone();
+        let cached = self.finish_layer_step(st, key, layer, created_by)?;
+        if let (Some(lk), Some(l)) = (&link_key, &made) {
+            let config = st.config.to_bytes().map_err(BuildError::store)?;
+            super::link::record(self.store, lk, l, config)?;
+        }
+        Ok(cached)
+    }
+
+    /// `--link` after a cache miss: the layer made earlier for the same content (on any parent),
+    /// stacked on this stage as a new layer record of the same blob.
+    fn relink_step(
+        &self,
+        st: &StageState,
+        lk: &StepKey,
+        step: &StepHandle,
+    ) -> Result<Option<LayerRecord>, BuildError> {
+        let relinked = match super::link::relink(self.store, self.snapshots, st.layers.last(), lk) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            // The earlier layer cannot be used (e.g. its blob is damaged): copy afresh.
+            Err(e) => {
+                self.reporter
+                    .detail(step, &format!("--link layer not reused: {e}"));
+                return Ok(None);
+            }
+        };
+        if self.opts.explain_cache || self.opts.progress != super::options::Progress::Quiet {
+            self.reporter.detail(
+                step,
+                &format!(
+                    "reused layer {} via --link (content unchanged; taken from layer {}, \
+                     stacked on the new parent without copying)",
+                    relinked.layer.diff_id,
+                    relinked.from.short()
+                ),
+            );
+        }
+        Ok(Some(relinked.layer))
     }
 
     #[allow(clippy::too_many_arguments)]

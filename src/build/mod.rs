@@ -5,6 +5,7 @@
 mod cache;
 mod dispatch;
 mod error;
+mod link;
 pub mod load;
 pub mod options;
 mod output;

@@ -188,6 +188,14 @@ pub struct HistoryArgs {
     /// Only show image ids
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Print sizes and dates in human readable format (`--human=false`: bytes and RFC 3339)
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub human: bool,
+    /// `table`, `table TEMPLATE`, `json` or a template (`{{.ID}}`, `{{.CreatedSince}}`,
+    /// `{{.CreatedAt}}`, `{{.CreatedBy}}`, `{{.Size}}`, `{{.Comment}}`, `{{json .}}`)
+    #[arg(long)]
+    pub format: Option<String>,
     pub image: String,
 }
 

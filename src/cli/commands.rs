@@ -69,26 +69,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::History(a) => {
             let store = open_store(&root)?;
-            if a.quiet {
-                let id = store
-                    .resolve(&a.image)?
-                    .ok_or_else(|| anyhow!("no such image: {}", a.image))?;
-                println!(
-                    "{}",
-                    if a.no_trunc {
-                        id.to_string()
-                    } else {
-                        id.short().to_string()
-                    }
-                );
-            } else {
-                crate::store::commands::history(
-                    &store,
-                    &mut std::io::stdout().lock(),
-                    &a.image,
-                    a.no_trunc,
-                )?;
-            }
+            let opts = crate::store::commands::HistoryOptions {
+                no_trunc: a.no_trunc,
+                quiet: a.quiet,
+                human: a.human,
+                format: a.format,
+            };
+            crate::store::commands::history_with(
+                &store,
+                &mut std::io::stdout().lock(),
+                &a.image,
+                &opts,
+            )?;
             Ok(0)
         }
         Command::Tag(a) => {

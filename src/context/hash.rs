@@ -13,13 +13,14 @@
 use super::copy::{dest_path, resolve_items, validate, CopyRequest, Item};
 use super::error::ContextError;
 use super::ignore::PatternMatcher;
+use super::memo::MemoPath;
 use super::source::{inode_key, SourceFs};
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,7 +65,7 @@ impl MemoEntry {
 }
 
 /// The cache-key digest of `req`'s sources. `memo` is a cache file (created if missing).
-pub fn hash_sources(req: &CopyRequest, memo: Option<&Path>) -> Result<Digest, ContextError> {
+pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest, ContextError> {
     validate(req)?;
     let exclude = if req.exclude.is_empty() {
         None
@@ -196,7 +197,7 @@ fn field(h: &mut Sha256, s: &[u8]) {
 /// Digests of regular files, from the memo when the stat key matches, else by reading them.
 fn file_digests(
     files: &[(PathBuf, Metadata)],
-    memo: Option<&Path>,
+    memo: Option<&MemoPath>,
 ) -> Result<HashMap<PathBuf, Digest>, ContextError> {
     let mut memo_file = match memo {
         Some(p) => load_memo(p),
@@ -251,7 +252,7 @@ fn file_digests(
     }
     // A no-op rebuild (all hits) does not rewrite the memo.
     if let (Some(p), false) = (memo, misses.is_empty()) {
-        save_memo(p, &memo_file)?;
+        p.save(&memo_file)?;
     }
     Ok(out)
 }
@@ -275,33 +276,11 @@ fn digest_file(path: &Path) -> Result<Digest, ContextError> {
 }
 
 /// A missing, unreadable or other-version memo is an empty memo: it is only a cache.
-fn load_memo(path: &Path) -> MemoFile {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<MemoFile>(&b).ok())
+fn load_memo(path: &MemoPath) -> MemoFile {
+    Some(path.load::<MemoFile>())
         .filter(|m| m.version == MEMO_VERSION)
         .unwrap_or(MemoFile {
             version: MEMO_VERSION,
             entries: BTreeMap::new(),
         })
-}
-
-/// Written to a temp file and renamed, so a crash never leaves a torn memo.
-fn save_memo(path: &Path, memo: &MemoFile) -> Result<(), ContextError> {
-    let fail = |reason: String| ContextError::HashCache {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    // Buffered: unbuffered serde_json writes cost one syscall per token (~0.7 s for 20k entries).
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut tmp);
-    serde_json::to_writer(&mut w, memo).map_err(|e| fail(e.to_string()))?;
-    w.flush().map_err(|e| fail(e.to_string()))?;
-    drop(w);
-    tmp.persist(path).map_err(|e| fail(e.to_string()))?;
-    Ok(())
 }

@@ -20,17 +20,45 @@
 use super::copy::{resolve_items, validate, CopyRequest, Item};
 use super::error::ContextError;
 use super::ignore::PatternMatcher;
+use super::memo::{MemoPath, StatKey};
 use super::source::SourceFs;
 use crate::digest::Digest;
 use crate::image::history::{
     source_hash_dir, source_hash_file, source_hash_multi, tarsum_file, TarsumHeader,
 };
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+/// Version of the tarsum memo's format; another version reads as an empty memo.
+const MEMO_VERSION: u32 = 1;
+
+/// Per-path tarsums by host path, valid while the stat data, the name and the owner rule match.
+#[derive(Serialize, Deserialize, Default)]
+struct TarsumMemo {
+    version: u32,
+    entries: BTreeMap<String, TarsumEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct TarsumEntry {
+    /// The name the sum was made for (it is part of the tarsum header).
+    name: String,
+    /// Whether owners were hashed as they are (`--from`) or as 0:0 (context).
+    owners: bool,
+    stat: StatKey,
+    sum: String,
+}
+
 /// The classic builder's id of what `req` copies: `file:<hex>`, `dir:<hex>` or `multi:<hex>`.
-pub fn classic_source_id(req: &CopyRequest) -> Result<String, ContextError> {
+/// With `memo`, per-path sums are kept on disk keyed by stat data (as the content hashes of
+/// [`super::hash_sources`]), so a rebuild only re-reads files that changed.
+pub fn classic_source_id(
+    req: &CopyRequest,
+    memo: Option<&MemoPath>,
+) -> Result<String, ContextError> {
     validate(req)?;
     let exclude = if req.exclude.is_empty() {
         None
@@ -48,6 +76,37 @@ pub fn classic_source_id(req: &CopyRequest) -> Result<String, ContextError> {
     };
     let keep_owners = fs.as_ref().is_some_and(|f| f.keep_owners);
     let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+    let mut memo_data = memo
+        .map(|m| m.load::<TarsumMemo>())
+        .filter(|m| m.version == MEMO_VERSION)
+        .unwrap_or(TarsumMemo {
+            version: MEMO_VERSION,
+            entries: BTreeMap::new(),
+        });
+    let mut dirty = false;
+    let mut path_sum = |name: &str,
+                        host: &Path,
+                        meta: &Metadata,
+                        keep_owners: bool|
+     -> Result<String, ContextError> {
+        let key = host.to_string_lossy();
+        let stat = StatKey::of(meta);
+        if let Some(e) = memo_data.entries.get(key.as_ref()) {
+            if e.name == name && e.owners == keep_owners && e.stat == stat {
+                return Ok(e.sum.clone());
+            }
+        }
+        let sum = path_sum(name, host, meta, keep_owners)?;
+        let entry = TarsumEntry {
+            name: name.to_string(),
+            owners: keep_owners,
+            stat,
+            sum: sum.clone(),
+        };
+        memo_data.entries.insert(key.into_owned(), entry);
+        dirty = true;
+        Ok(sum)
+    };
     let mut ids = Vec::new();
     for item in &items {
         ids.push(match item {
@@ -97,6 +156,10 @@ pub fn classic_source_id(req: &CopyRequest) -> Result<String, ContextError> {
             )),
             Item::Git(g) => format!("dir:{}", hex_sha256(format!("{g:?}").as_bytes())),
         });
+    }
+    // A no-op rebuild (all hits) does not rewrite the memo.
+    if let (Some(m), true) = (memo, dirty) {
+        m.save(&memo_data)?;
     }
     Ok(source_hash_multi(&ids))
 }

@@ -251,6 +251,8 @@ struct InspectImage {
     parent: String,
     comment: String,
     created: String,
+    /// Docker fills it with the engine version that built the image; "" for BuildKit builds.
+    docker_version: String,
     author: String,
     config: crate::image::ContainerConfig,
     architecture: String,
@@ -310,6 +312,7 @@ pub fn inspect(
             parent: summary.parent.map(|p| p.to_string()).unwrap_or_default(),
             comment: String::new(),
             created: config.created.clone().unwrap_or_default(),
+            docker_version: String::new(),
             author: config.author.clone().unwrap_or_default(),
             config: config.config.clone(),
             architecture: config.architecture.clone(),
@@ -340,14 +343,21 @@ pub fn inspect(
     writeln!(out).map_err(out_err)
 }
 
-/// `history`: newest entry first; CREATED BY truncated to 45 columns unless `no_trunc`.
-pub fn history(
-    store: &Store,
-    out: &mut dyn Write,
-    name: &str,
-    no_trunc: bool,
-) -> Result<(), StoreError> {
-    let now = jiff::Timestamp::now();
+/// One row of `history` (newest first), as the engine's image history API gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// The image this entry completes: the image itself for the newest row, a stored ancestor
+    /// (its base image) for the row its history ends at, else None (`<missing>`).
+    pub id: Option<Digest>,
+    pub created: Option<String>,
+    pub created_by: String,
+    /// Uncompressed size of the entry's layer (0 for `empty_layer` entries).
+    pub size: u64,
+    pub comment: String,
+}
+
+/// The history rows of image `name`, newest first.
+pub fn history_rows(store: &Store, name: &str) -> Result<Vec<HistoryRow>, StoreError> {
     let id = store
         .resolve(name)?
         .ok_or_else(|| StoreError::ImageNotFound(name.to_string()))?;
@@ -357,10 +367,17 @@ pub fn history(
         None => Vec::new(),
     };
     let mut sizes = layers.iter().map(|l| l.size);
-    let mut rows: Vec<(Option<String>, String, u64, String)> = Vec::new();
+    let mut rows: Vec<HistoryRow> = Vec::new();
+    let row = |created, created_by, size, comment| HistoryRow {
+        id: None,
+        created,
+        created_by,
+        size,
+        comment,
+    };
     if config.history.is_empty() {
         for l in &layers {
-            rows.push((None, String::new(), l.size, String::new()));
+            rows.push(row(None, String::new(), l.size, String::new()));
         }
     } else {
         for h in &config.history {
@@ -369,7 +386,7 @@ pub fn history(
             } else {
                 sizes.next().unwrap_or(0)
             };
-            rows.push((
+            rows.push(row(
                 h.created.clone(),
                 h.created_by.clone(),
                 size,
@@ -377,31 +394,177 @@ pub fn history(
             ));
         }
     }
-    let mut table = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-        .map(String::from)
-        .to_vec()];
-    for (i, (created, by, size, comment)) in rows.iter().rev().enumerate() {
-        let image = if i == 0 {
-            short_id(&id, no_trunc)
+    // Ancestors in the store name the row their own history ends at (Docker walks the parent
+    // chain the same way; matching by history keeps a base image on its own row).
+    let mut next = Some(id.clone());
+    let mut seen = BTreeSet::new();
+    while let Some(img) = next.filter(|i| seen.insert(i.clone())) {
+        let cfg = ImageConfig::from_bytes(&store.image_config(&img)?)?;
+        let n = if cfg.history.is_empty() {
+            cfg.rootfs.diff_ids.len()
         } else {
-            "<missing>".to_string()
+            cfg.history.len()
         };
-        let by = by.replace('\t', " ");
-        let by = if no_trunc || by.chars().count() <= 45 {
-            by
-        } else {
-            let cut: String = by.chars().take(44).collect();
-            format!("{cut}…")
-        };
-        table.push(vec![
-            image,
-            since(created.as_deref(), now),
-            by,
-            human_size(*size),
-            comment.clone(),
-        ]);
+        let prefix = config
+            .history
+            .iter()
+            .zip(&cfg.history)
+            .all(|(a, b)| a.created_by == b.created_by);
+        if n > 0 && n <= rows.len() && prefix && rows[n - 1].id.is_none() {
+            rows[n - 1].id = Some(img.clone());
+        }
+        next = store.image_parent(&img)?;
     }
-    write_table(out, &table)
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Options of `history`, as `docker history`'s flags.
+#[derive(Debug, Clone)]
+pub struct HistoryOptions {
+    /// `--no-trunc`: full ids and CREATED BY.
+    pub no_trunc: bool,
+    /// `-q`: ids only (with the table format).
+    pub quiet: bool,
+    /// `-H/--human` (default true): sizes and dates for humans, else bytes and RFC 3339.
+    pub human: bool,
+    /// `--format`: `table`, `table TEMPLATE`, `json` or `TEMPLATE`.
+    pub format: Option<String>,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        HistoryOptions {
+            no_trunc: false,
+            quiet: false,
+            human: true,
+            format: None,
+        }
+    }
+}
+
+/// Go's `time.Format(time.RFC3339)` in the local zone (as the docker CLI prints CreatedAt).
+fn rfc3339_local(created: Option<&str>) -> String {
+    let t = parse_time(created).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let z = t.to_zoned_datetime(jiff::tz::TimeZone::system());
+    let s = z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    match s.strip_suffix("+00:00") {
+        Some(utc) => format!("{utc}Z"),
+        None => s,
+    }
+}
+
+/// A history row's template fields, as the docker CLI's history formatter computes them.
+fn history_fields(
+    r: &HistoryRow,
+    opts: &HistoryOptions,
+    now: jiff::Timestamp,
+) -> BTreeMap<&'static str, String> {
+    let id = match &r.id {
+        Some(id) => short_id(id, opts.no_trunc),
+        None => "<missing>".to_string(),
+    };
+    let created_at = rfc3339_local(r.created.as_deref());
+    // Dates before 2000 (e.g. SOURCE_DATE_EPOCH=0) are left blank rather than "55 years ago".
+    let y2k = 946_684_800;
+    let created_since = if !opts.human {
+        created_at.clone()
+    } else {
+        match parse_time(r.created.as_deref()) {
+            Some(t) if t.as_second() > y2k => since(r.created.as_deref(), now),
+            _ => String::new(),
+        }
+    };
+    let by = r.created_by.replace('\t', " ");
+    let by = if opts.no_trunc || by.chars().count() <= 45 {
+        by
+    } else {
+        let cut: String = by.chars().take(44).collect();
+        format!("{cut}…")
+    };
+    let size = if opts.human {
+        human_size(r.size)
+    } else {
+        r.size.to_string()
+    };
+    BTreeMap::from([
+        ("ID", id),
+        ("CreatedSince", created_since),
+        ("CreatedAt", created_at),
+        ("CreatedBy", by),
+        ("Size", size),
+        ("Comment", r.comment.clone()),
+    ])
+}
+
+/// `history`: newest entry first; CREATED BY truncated to 45 columns unless `no_trunc`.
+pub fn history(
+    store: &Store,
+    out: &mut dyn Write,
+    name: &str,
+    no_trunc: bool,
+) -> Result<(), StoreError> {
+    let opts = HistoryOptions {
+        no_trunc,
+        ..Default::default()
+    };
+    history_with(store, out, name, &opts)
+}
+
+/// `history` with all of `docker history`'s flags.
+pub fn history_with(
+    store: &Store,
+    out: &mut dyn Write,
+    name: &str,
+    opts: &HistoryOptions,
+) -> Result<(), StoreError> {
+    use super::format::{json_object, Format, Template};
+    let split_cells = |line: &str| line.split('\t').map(String::from).collect::<Vec<_>>();
+    let now = jiff::Timestamp::now();
+    let rows = history_rows(store, name)?;
+    let bad = StoreError::Format;
+    let mut format = Format::parse(opts.format.as_deref().unwrap_or("")).map_err(bad)?;
+    if format == Format::Table(None) {
+        let default = if opts.quiet {
+            "{{.ID}}"
+        } else if opts.human {
+            "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+        } else {
+            "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+        };
+        format = Format::parse(default).map_err(bad)?;
+    }
+    let fields: Vec<_> = rows.iter().map(|r| history_fields(r, opts, now)).collect();
+    match format {
+        Format::Json => {
+            for f in &fields {
+                writeln!(out, "{}", json_object(f)).map_err(out_err)?;
+            }
+        }
+        Format::Raw(t) => {
+            for f in &fields {
+                writeln!(out, "{}", t.render(f).map_err(bad)?).map_err(out_err)?;
+            }
+        }
+        Format::Table(t) => {
+            // (A bare `table` was replaced by the default columns above.)
+            let t: Template = t.unwrap_or_default();
+            let header = BTreeMap::from([
+                ("ID", "IMAGE".to_string()),
+                ("CreatedSince", "CREATED".to_string()),
+                ("CreatedAt", "CREATED AT".to_string()),
+                ("CreatedBy", "CREATED BY".to_string()),
+                ("Size", "SIZE".to_string()),
+                ("Comment", "COMMENT".to_string()),
+            ]);
+            let mut table = vec![split_cells(&t.render(&header).map_err(bad)?)];
+            for f in &fields {
+                table.push(split_cells(&t.render(f).map_err(bad)?));
+            }
+            write_table(out, &table)?;
+        }
+    }
+    Ok(())
 }
 
 /// Chains (layer ids) referenced by images and, unless `ignore_cache`, cache records.

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod check;
 pub mod commands;
 pub mod distribution;
+pub mod format;
 pub mod fsck;
 pub mod fsutil;
 pub mod gc;
@@ -77,6 +78,9 @@ pub enum StoreError {
     Extract { chain_id: Digest, message: String },
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// A `--format` template rbuild cannot render.
+    #[error("--format: {0}")]
+    Format(String),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
 }
