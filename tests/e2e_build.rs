@@ -448,7 +448,7 @@ fn diff_names_a_byte_a_mode_and_an_mtime() {
 }
 
 #[test]
-fn writable_bind_mount_never_changes_the_context() {
+fn e06_writable_bind_mount_never_changes_the_context() {
     let t = tempfile::tempdir().unwrap();
     let ctx = context(
         &t.path().join("ctx"),
@@ -479,4 +479,40 @@ fn writable_bind_mount_never_changes_the_context() {
         "a read-only bind mount was writable"
     );
     assert!(out.join("bin/busybox").is_file());
+}
+
+/// SOURCE_DATE_EPOCH clamps the mtimes in every new layer, so it is part of a layer step's cache
+/// key: a rebuild with another epoch in the same root must not reuse the first layer.
+#[test]
+fn another_source_date_epoch_is_a_cache_miss() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY a /a\n",
+        &[("a", "x\n")],
+    );
+    let root = t.path().join("root");
+    let diff_ids = |epoch: &str| {
+        ok(rbuild(
+            &root,
+            &[
+                "build",
+                "--source-date-epoch",
+                epoch,
+                "-t",
+                "clamped",
+                ctx.to_str().unwrap(),
+            ],
+        ));
+        let out = ok(rbuild(&root, &["inspect", "clamped"])).stdout;
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v[0]["RootFS"]["Layers"].clone()
+    };
+    let first = diff_ids("1000");
+    assert_eq!(diff_ids("1000"), first, "same epoch: same layer");
+    assert_ne!(
+        diff_ids("2000"),
+        first,
+        "another epoch reused a layer clamped to the old one"
+    );
 }

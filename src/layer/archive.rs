@@ -23,6 +23,16 @@ pub fn extract_if_archive(
     opts: &ApplyOptions,
 ) -> Result<bool, LayerError> {
     let f = File::open(file).map_err(|e| LayerError::io(file, "open", e))?;
+    extract_reader_if_archive(f, root, dest_in_root, opts)
+}
+
+/// [`extract_if_archive`] on an open reader (e.g. one that reports progress as it is read).
+pub fn extract_reader_if_archive<R: Read + Send + 'static>(
+    f: R,
+    root: &Path,
+    dest_in_root: &Path,
+    opts: &ApplyOptions,
+) -> Result<bool, LayerError> {
     let Ok((mut reader, _)) = decompress(f) else {
         return Ok(false);
     };
