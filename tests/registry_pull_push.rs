@@ -496,4 +496,63 @@ fn g_htpasswd_auth_with_right_and_wrong_credentials() {
     );
     let cfg = std::fs::read_to_string(cfgdir.join("config.json")).unwrap();
     assert!(!cfg.contains(&reg.addr()), "{cfg}");
+
+    // With `credsStore` set, login stores through the helper (a file-backed script here) and
+    // config.json gets an empty entry, as docker does; pull reads the secret back from it.
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let vault = t.path().join("vault.json");
+    let helper = bin.join("docker-credential-rbfile");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nv={v}\ncase \"$1\" in\n store) cat > $v ;;\n get) read s; [ -f $v ] && cat $v || {{ echo 'credentials not found in native keychain'; exit 1; }} ;;\n erase) read s; echo \"$s\" > {v}.erased; rm -f $v ;;\nesac\n",
+            v = vault.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(cfgdir.join("config.json"), r#"{"credsStore":"rbfile"}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = Command::new(rbuild_bin());
+    cmd.args(["login", "-u", "alice", "--password-stdin", &reg.addr()])
+        .env("DOCKER_CONFIG", &cfgdir)
+        .env("PATH", &path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"s3cret-pw").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&vault).unwrap()).unwrap();
+    assert_eq!(stored["ServerURL"], reg.addr().as_str());
+    assert_eq!(stored["Username"], "alice");
+    assert_eq!(stored["Secret"], "s3cret-pw");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfgdir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["auths"][reg.addr()], serde_json::json!({}), "{cfg}");
+    assert_eq!(cfg["credsStore"], "rbfile");
+    let env2 = [
+        ("DOCKER_CONFIG", cfgdir.to_str().unwrap()),
+        ("PATH", path.as_str()),
+    ];
+    ok(rbuild_env(&t.path().join("root4"), &["pull", &name], &env2));
+    ok(rbuild_env(&root1, &["logout", &reg.addr()], &env2));
+    assert!(!vault.exists(), "logout did not erase through the helper");
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.erased", vault.display()))
+            .unwrap()
+            .trim(),
+        reg.addr()
+    );
 }

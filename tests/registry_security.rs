@@ -16,13 +16,15 @@ struct Seen {
     path: String,
     auth: Option<String>,
     range: Option<String>,
+    content_range: Option<String>,
+    body: Vec<u8>,
 }
 
 struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
-    /// Send only this many body bytes, then drop the connection.
+    /// Send only this many body bytes, then drop the connection. Status 0: drop it at once.
     cut_at: Option<usize>,
 }
 
@@ -71,6 +73,7 @@ impl Fake {
                     let path = parts.next().unwrap_or("").to_string();
                     let mut auth = None;
                     let mut range = None;
+                    let mut content_range = None;
                     let mut len = 0usize;
                     loop {
                         let mut h = String::new();
@@ -82,6 +85,7 @@ impl Fake {
                         match k.to_ascii_lowercase().as_str() {
                             "authorization" => auth = Some(v),
                             "range" => range = Some(v),
+                            "content-range" => content_range = Some(v),
                             "content-length" => len = v.parse().unwrap_or(0),
                             _ => {}
                         }
@@ -93,6 +97,8 @@ impl Fake {
                         path,
                         auth,
                         range,
+                        content_range,
+                        body,
                     };
                     let n = {
                         let mut l = log.lock().unwrap();
@@ -100,6 +106,9 @@ impl Fake {
                         l.iter().filter(|s| s.path == seen.path).count()
                     };
                     let r = handler(&seen, n);
+                    if r.status == 0 {
+                        return;
+                    }
                     let mut out = stream;
                     let mut head = format!(
                         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -500,4 +509,232 @@ fn g04_credential_helpers_are_asked_for_the_exact_host() {
     assert_ne!(r.status, 0);
     assert!(r.stderr.contains("anonymous"), "{}", r.stderr);
     assert!(evil.seen().iter().all(|s| s.auth.is_none()));
+}
+
+#[test]
+fn r12_pull_survives_drops_500s_and_a_server_that_ignores_range() {
+    // The layer: 503, then cut at a third, then 500, then Range ignored and cut at two thirds,
+    // then Range ignored again with the whole body. The client must end with the right bytes.
+    let img = Arc::new(image(None));
+    let i2 = img.clone();
+    let layer_path = format!("/v2/t/img/blobs/{}", Digest::of_bytes(&img.layer));
+    let lp = layer_path.clone();
+    let reg = Fake::start(move |s, n| {
+        if s.path == lp {
+            let len = i2.layer.len();
+            return match n {
+                1 => resp(503, ""),
+                2 => Resp {
+                    cut_at: Some(len / 3),
+                    ..resp(200, i2.layer.clone())
+                },
+                3 => resp(500, ""),
+                4 => Resp {
+                    cut_at: Some(2 * len / 3),
+                    ..resp(200, i2.layer.clone())
+                },
+                _ => resp(200, i2.layer.clone()),
+            };
+        }
+        serve_image(&i2, s).unwrap_or_else(|| resp(404, ""))
+    });
+    let t = tempfile::tempdir().unwrap();
+    let cfg = docker_config(t.path(), "elsewhere.example");
+    let r = pull(t.path(), &cfg, &format!("{}/t/img:1", reg.addr()));
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let len = img.layer.len();
+    let ranges: Vec<_> = reg
+        .seen()
+        .iter()
+        .filter(|s| s.path == layer_path)
+        .map(|s| s.range.clone())
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![
+            None,
+            None,
+            Some(format!("bytes={}-", len / 3)),
+            Some(format!("bytes={}-", len / 3)),
+            Some(format!("bytes={}-", 2 * len / 3)),
+        ]
+    );
+    // The layer really is in the store and whole: a second pull fetches nothing.
+    let before = reg.seen().len();
+    let r = pull(t.path(), &cfg, &format!("{}/t/img:1", reg.addr()));
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(reg.seen()[before..].iter().all(|s| s.path != layer_path));
+
+    // Always cut short: bounded retries, then an error naming the blob URL.
+    let i3 = img.clone();
+    let reg = Fake::start(move |s, _| {
+        if s.path.contains(&Digest::of_bytes(&i3.layer).hex()[..12]) {
+            return Resp {
+                cut_at: Some(10),
+                ..resp(200, i3.layer.clone())
+            };
+        }
+        serve_image(&i3, s).unwrap_or_else(|| resp(404, ""))
+    });
+    let t = tempfile::tempdir().unwrap();
+    let r = pull(t.path(), &cfg, &format!("{}/t/img:1", reg.addr()));
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("/blobs/sha256:"), "{}", r.stderr);
+    let tries = reg.seen().iter().filter(|s| s.path == layer_path).count();
+    assert_eq!(tries, 5, "{:?}", reg.seen());
+}
+
+/// A registry's upload sessions, scripted: which PATCH fails how.
+#[derive(Default)]
+struct Uploads {
+    data: Vec<u8>,
+    session: u32,
+    patches: u32,
+    purged: bool,
+    put_digest: Option<String>,
+}
+
+#[test]
+fn r13_interrupted_chunked_push_resumes_from_the_registry_offset() {
+    use rbuild::registry::push::{push_blob, BlobOutcome, BlobSource};
+    let blob: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let digest = Digest::of_bytes(&blob);
+    let st = Arc::new(Mutex::new(Uploads::default()));
+    let st2 = st.clone();
+    let reg = Fake::start(move |s, _| {
+        let mut st = st2.lock().unwrap();
+        let (path, query) = s.path.split_once('?').unwrap_or((&s.path, ""));
+        let session = format!("/v2/t/up/blobs/uploads/s{}", st.session);
+        match s.method.as_str() {
+            "HEAD" => resp(404, ""),
+            "POST" => {
+                st.session += 1;
+                st.data.clear();
+                st.purged = false;
+                resp(202, "").header(
+                    "Location",
+                    &format!("/v2/t/up/blobs/uploads/s{}?_state=0", st.session),
+                )
+            }
+            _ if path != session || st.purged => {
+                resp(404, r#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN"}]}"#)
+            }
+            "GET" => {
+                let end = st.data.len().saturating_sub(1);
+                resp(204, "")
+                    .header("Range", &format!("0-{end}"))
+                    .header("Location", &format!("{session}?_state=get"))
+            }
+            "PATCH" => {
+                st.patches += 1;
+                let start: usize = s
+                    .content_range
+                    .as_deref()
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap();
+                if start != st.data.len() {
+                    return resp(416, "");
+                }
+                match st.patches {
+                    // The connection drops after the registry stored half the chunk.
+                    3 => {
+                        let half = s.body.len() / 2;
+                        st.data.extend_from_slice(&s.body[..half]);
+                        return resp(0, "");
+                    }
+                    5 => return resp(500, ""),
+                    // Stored, but answered 503: the client's retry of the same chunk gets 416.
+                    7 => {
+                        let body = s.body.clone();
+                        st.data.extend_from_slice(&body);
+                        return resp(503, "");
+                    }
+                    // The session is purged: the upload must start over.
+                    9 => {
+                        st.purged = true;
+                        return resp(404, "");
+                    }
+                    _ => {}
+                }
+                st.data.extend_from_slice(&s.body);
+                // Every answer moves the session to a new state; the client must follow it.
+                resp(202, "").header("Location", &format!("{session}?_state={}", st.patches))
+            }
+            "PUT" => {
+                let d = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("digest="))
+                    .unwrap_or("")
+                    .replace("%3A", ":");
+                st.put_digest = Some(d.clone());
+                if d == Digest::of_bytes(&st.data).to_string() && s.body.is_empty() {
+                    resp(201, "")
+                } else {
+                    resp(400, r#"{"errors":[{"code":"DIGEST_INVALID"}]}"#)
+                }
+            }
+            _ => resp(405, ""),
+        }
+    });
+    let client = rbuild::registry::Client::new(&reg.addr(), &Default::default()).unwrap();
+    let opts = rbuild::registry::PushOptions {
+        chunk_size: 1000,
+        quiet: true,
+        ..Default::default()
+    };
+    let out = push_blob(
+        &client,
+        "t/up",
+        &digest,
+        blob.len() as u64,
+        BlobSource::Bytes(&blob),
+        &[],
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(out, BlobOutcome::Uploaded);
+    let st = st.lock().unwrap();
+    assert_eq!(st.data, blob, "the registry assembled other bytes");
+    assert_eq!(st.put_digest.as_deref(), Some(digest.to_string().as_str()));
+    assert_eq!(st.session, 2, "the purged session was not restarted");
+    let seen = reg.seen();
+    let gets = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/uploads/"))
+        .count();
+    assert!(gets >= 3, "no upload status asked: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "PATCH" && s.content_range.as_deref() == Some("2500-3499")),
+        "did not resume at the offset the registry reported: {seen:?}"
+    );
+    // Every request after the first went to the latest Location the registry gave.
+    assert!(seen
+        .iter()
+        .filter(|s| s.method == "PATCH")
+        .all(|s| s.path.contains("?_state=")));
+
+    // A registry that keeps failing: bounded, and the error is the registry's.
+    let reg = Fake::start(|s, _| match s.method.as_str() {
+        "HEAD" => resp(404, ""),
+        "POST" => resp(202, "").header("Location", "/v2/t/up/blobs/uploads/x"),
+        "GET" => resp(204, "").header("Range", "0-0"),
+        _ => resp(500, ""),
+    });
+    let client = rbuild::registry::Client::new(&reg.addr(), &Default::default()).unwrap();
+    let e = push_blob(
+        &client,
+        "t/up",
+        &digest,
+        blob.len() as u64,
+        BlobSource::Bytes(&blob),
+        &[],
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("HTTP 500"), "{e}");
+    let patches = reg.seen().iter().filter(|s| s.method == "PATCH").count();
+    assert_eq!(patches, 5);
 }

@@ -5,7 +5,9 @@
 
 use super::client::Client;
 use super::pull::{diff_id_of, fetch_blob_bytes, fetch_blob_to_store, fetch_manifest, Doc};
-use super::push::{mount_sources, push_blob, push_manifest, BlobSource, PushOptions};
+use super::push::{
+    mount_sources, push_blob, push_blobs, push_manifest, BlobJob, BlobSource, PushOptions,
+};
 use super::RegistryError;
 use crate::digest::{chain_id, Digest};
 use crate::image::manifest::{Descriptor, Manifest, MEDIA_OCI_MANIFEST};
@@ -239,18 +241,18 @@ pub fn export_registry(
         quiet: true,
         ..Default::default()
     };
-    for (l, p) in cfg.layers.iter().zip(&paths) {
-        let from = mount_sources(store, client, &l.diff_id, &l.digest);
-        push_blob(
-            client,
-            repo,
-            &l.digest,
-            l.size,
-            BlobSource::File(p),
-            &from,
-            &opts,
-        )?;
-    }
+    let jobs: Vec<BlobJob<'_>> = cfg
+        .layers
+        .iter()
+        .zip(&paths)
+        .map(|(l, p)| BlobJob {
+            digest: &l.digest,
+            size: l.size,
+            path: p,
+            mount_from: mount_sources(store, client, &l.diff_id, &l.digest),
+        })
+        .collect();
+    push_blobs(client, repo, &jobs, &opts)?;
     let cb = config_bytes(&cfg)?;
     let cd = Digest::of_bytes(&cb);
     push_blob(

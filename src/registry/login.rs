@@ -1,6 +1,8 @@
 //! `rbuild login` / `logout`: verify credentials against the registry, then write or remove the
 //! `auths` entry of `config.json` as docker does (base64 `user:password`, file mode 0600). Other
-//! keys of the file are kept as they are.
+//! keys of the file are kept as they are. With `credHelpers[host]` or `credsStore` set, the secret
+//! goes to `docker-credential-<name> store` (removed with `erase`) and `auths` gets an empty entry
+//! for the host, as docker's `configfile.GetCredentialsStore` does.
 
 use super::auth::{Credential, Lookup, Secret};
 use super::client::{Client, Req};
@@ -96,6 +98,7 @@ pub fn login(
     let key = Host::new(domain, cfg).credential_key();
     let path = config_file(cfg)?;
     let mut map = read_config(&path)?;
+    let helper = helper_for(&map, &key);
     let auths = map
         .entry("auths")
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
@@ -105,11 +108,58 @@ pub fn login(
             path.display()
         )));
     };
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    auths.insert(key, serde_json::json!({ "auth": encoded }));
+    match helper {
+        Some(h) => {
+            let input =
+                serde_json::json!({ "ServerURL": key, "Username": username, "Secret": password });
+            run_helper(&h, "store", input.to_string().as_bytes())?;
+            auths.insert(key, serde_json::json!({}));
+        }
+        None => {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            auths.insert(key, serde_json::json!({ "auth": encoded }));
+        }
+    }
     write_config(&path, &map)?;
     Ok(path)
+}
+
+/// The credential helper docker would use for `key`: `credHelpers[key]`, else `credsStore`.
+fn helper_for(map: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
+    map.get("credHelpers")
+        .and_then(|h| h.get(key))
+        .or_else(|| map.get("credsStore"))
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Runs `docker-credential-<name> <action>` with `input` on stdin. Its output is not shown: a
+/// helper may echo what it was given.
+fn run_helper(name: &str, action: &str, input: &[u8]) -> Result<(), RegistryError> {
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{name}");
+    let fail = |why: String| RegistryError::Credentials(format!("{program} {action}: {why}"));
+    let mut child = Command::new(&program)
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        // Helpers print their error message on stdout; it names no secret for store/erase
+        // failures, but is kept short.
+        let msg = String::from_utf8_lossy(&out.stdout);
+        let msg: String = msg.trim().chars().take(200).collect();
+        return Err(fail(format!("{} {msg}", out.status)));
+    }
+    Ok(())
 }
 
 /// Removes the stored credentials of `domain`; false if there were none.
@@ -117,6 +167,10 @@ pub fn logout(domain: &str, cfg: &RegistryConfig) -> Result<bool, RegistryError>
     let key = Host::new(domain, cfg).credential_key();
     let path = config_file(cfg)?;
     let mut map = read_config(&path)?;
+    if let Some(h) = helper_for(&map, &key) {
+        // Erasing what the helper does not have is not an error (docker ignores it too).
+        let _ = run_helper(&h, "erase", key.as_bytes());
+    }
     let removed = map
         .get_mut("auths")
         .and_then(|a| a.as_object_mut())

@@ -223,31 +223,44 @@ fn variant_of(arch: &str, v: Option<&str>) -> String {
     }
 }
 
-/// The index entry for `want`: same os and architecture, the same variant preferred.
+/// How well an image for `have` runs on `want` (same os/arch assumed): `Some(0)` exact, a
+/// larger rank for an older compatible variant, `None` when it cannot run. As containerd's
+/// platform matcher: arm/v7 runs v6 and v5 images, amd64/v3 runs v2 and v1; never the other way.
+fn variant_rank(arch: &str, want: &str, have: &str) -> Option<u32> {
+    if want == have {
+        return Some(0);
+    }
+    let num = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
+    match arch {
+        "arm" | "amd64" => match (num(want), num(have)) {
+            (Some(w), Some(h)) if h < w => Some(w - h),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The index entry for `want`: same os and architecture, the exact variant, else the newest
+/// older variant the platform can run. Attestation manifests (`unknown/unknown`) never match.
 pub fn select_platform<'a>(
     index: &'a Index,
     want: &Platform,
     reference: &str,
 ) -> Result<&'a Descriptor, RegistryError> {
-    let candidates: Vec<&Descriptor> = index
+    let want_v = variant_of(&want.architecture, want.variant.as_deref());
+    index
         .manifests
         .iter()
-        .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
+        .filter_map(|d| {
+            let p = d.platform.as_ref()?;
+            if p.os != want.os || p.architecture != want.architecture {
+                return None;
+            }
+            let have = variant_of(&p.architecture, p.variant.as_deref());
+            variant_rank(&want.architecture, &want_v, &have).map(|r| (r, d))
         })
-        .collect();
-    let want_v = variant_of(&want.architecture, want.variant.as_deref());
-    candidates
-        .iter()
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| variant_of(&p.architecture, p.variant.as_deref()) == want_v)
-        })
-        .or_else(|| candidates.first())
-        .copied()
+        .min_by_key(|(r, _)| *r)
+        .map(|(_, d)| d)
         .ok_or_else(|| RegistryError::NoPlatform {
             reference: reference.to_string(),
             platform: want.to_string(),
@@ -255,6 +268,7 @@ pub fn select_platform<'a>(
                 .manifests
                 .iter()
                 .filter_map(|d| d.platform.as_ref())
+                .filter(|p| p.os != "unknown")
                 .map(|p| match &p.variant {
                     Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
                     None => format!("{}/{}", p.os, p.architecture),
@@ -397,6 +411,13 @@ pub fn fetch_blob_to_store(
         }
         let resp = client.send(&req)?;
         let status = resp.status().as_u16();
+        // `send` already retried 429/502/503/504; a 500 or 408 gets the download loop's bounded
+        // retries too (containerd retries a 500 once), then surfaces as the registry's error.
+        if matches!(status, 408 | 500) && failures + 1 < MAX_ATTEMPTS {
+            failures += 1;
+            std::thread::sleep(std::time::Duration::from_millis(200 * failures as u64));
+            continue;
+        }
         let resp = client.expect(resp, &url, &[200, 206])?;
         let range_start = resp
             .headers()
@@ -794,8 +815,62 @@ mod tests {
         assert_eq!(pick("linux/arm/v7").unwrap(), "b");
         assert_eq!(pick("linux/arm/v6").unwrap(), "a");
         assert_eq!(pick("linux/arm64").unwrap(), "c");
+        assert_eq!(pick("linux/arm64/v8").unwrap(), "c");
         let e = pick("linux/amd64").unwrap_err().to_string();
         assert!(e.contains("no manifest for platform linux/amd64"), "{e}");
         assert!(e.contains("linux/arm64/v8"), "{e}");
+        // The attestation entry is not offered as a platform.
+        assert!(!e.contains("unknown"), "{e}");
+    }
+
+    /// R15: variants. Only v6 available: a v7 host takes it; only v7: a v6 host cannot.
+    #[test]
+    fn r15_variant_compatibility() {
+        let entry = |h: char, arch: &str, variant: Option<&str>| {
+            let v = variant
+                .map(|v| format!(r#","variant":"{v}""#))
+                .unwrap_or_default();
+            format!(
+                r#"{{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{}","size":1,"platform":{{"architecture":"{arch}","os":"linux"{v}}}}}"#,
+                h.to_string().repeat(64)
+            )
+        };
+        let idx = |entries: &[String]| -> Index {
+            serde_json::from_str(&format!(
+                r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+                entries.join(",")
+            ))
+            .unwrap()
+        };
+        let pick = |i: &Index, p: &str| {
+            select_platform(i, &Platform::parse(p).unwrap(), "x")
+                .map(|d| d.digest.hex()[..1].to_string())
+        };
+        let v6_only = idx(&[entry('a', "arm", Some("v6"))]);
+        assert_eq!(pick(&v6_only, "linux/arm/v7").unwrap(), "a");
+        assert_eq!(pick(&v6_only, "linux/arm").unwrap(), "a");
+        let v7_only = idx(&[entry('b', "arm", Some("v7"))]);
+        let e = pick(&v7_only, "linux/arm/v6").unwrap_err().to_string();
+        assert!(
+            e.contains("linux/arm/v6") && e.contains("linux/arm/v7"),
+            "{e}"
+        );
+        // v5, v6 and v7: a v7 host takes v7, a v6 host v6 (not v5).
+        let all = idx(&[
+            entry('c', "arm", Some("v5")),
+            entry('a', "arm", Some("v6")),
+            entry('b', "arm", Some("v7")),
+        ]);
+        assert_eq!(pick(&all, "linux/arm/v7").unwrap(), "b");
+        assert_eq!(pick(&all, "linux/arm/v6").unwrap(), "a");
+        // arm64 without a variant is arm64/v8, both ways.
+        let plain = idx(&[entry('d', "arm64", None)]);
+        assert_eq!(pick(&plain, "linux/arm64/v8").unwrap(), "d");
+        // amd64/v3 images do not run on a plain amd64 (v1) host; v1 runs everywhere.
+        let v3 = idx(&[entry('e', "amd64", Some("v3"))]);
+        assert!(pick(&v3, "linux/amd64").is_err());
+        let both = idx(&[entry('f', "amd64", None), entry('e', "amd64", Some("v3"))]);
+        assert_eq!(pick(&both, "linux/amd64").unwrap(), "f");
+        assert_eq!(pick(&both, "linux/amd64/v3").unwrap(), "e");
     }
 }

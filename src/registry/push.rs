@@ -2,14 +2,18 @@
 //! has are skipped (HEAD), blobs known to be in another repository of the same registry are
 //! cross-repo mounted, the rest are uploaded monolithically or in chunks; the manifest goes last.
 
-use super::client::{error_detail, resolve_location, scope, with_query, Client, Payload, Req};
+use super::client::{
+    error_detail, resolve_location, scope, with_query, Client, Payload, Req, MAX_ATTEMPTS,
+};
 use super::{redact_url, RegistryError};
 use crate::digest::Digest;
 use crate::image::manifest::{self, ManifestKind, MEDIA_OCI_MANIFEST};
 use crate::image::Reference;
 use crate::store::Store;
+use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -18,6 +22,8 @@ pub struct PushOptions {
     pub inline_cache: Option<Vec<u8>>,
     /// Blobs larger than this go up in chunks of this size (PATCH); smaller ones in one PUT.
     pub chunk_size: u64,
+    /// Blobs uploaded at once.
+    pub jobs: usize,
     pub quiet: bool,
 }
 
@@ -26,6 +32,7 @@ impl Default for PushOptions {
         PushOptions {
             inline_cache: None,
             chunk_size: 32 << 20,
+            jobs: 3,
             quiet: false,
         }
     }
@@ -68,6 +75,21 @@ pub fn push_blob(
     mount_from: &[String],
     opts: &PushOptions,
 ) -> Result<BlobOutcome, RegistryError> {
+    push_blob_progress(client, repo, digest, size, src, mount_from, opts, &|_| {})
+}
+
+/// `push_blob`, reporting the bytes the registry has acknowledged so far.
+#[allow(clippy::too_many_arguments)]
+pub fn push_blob_progress(
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    src: BlobSource<'_>,
+    mount_from: &[String],
+    opts: &PushOptions,
+    progress: &dyn Fn(u64),
+) -> Result<BlobOutcome, RegistryError> {
     let blob_url = client.url(&format!("{repo}/blobs/{digest}"));
     let push_scope = scope(repo, "pull,push");
     let head = client.send(&Req::new(
@@ -98,26 +120,130 @@ pub fn push_blob(
             _ => {}
         }
     }
+    let up = Upload {
+        client,
+        scope: push_scope,
+        uploads,
+        digest,
+        size,
+        src,
+    };
     let mut loc = match upload_url {
         Some(u) => u,
-        None => {
-            let resp = client.send_expect(
-                &Req::new("POST", uploads.clone(), vec![push_scope.clone()]),
-                &[202],
-            )?;
-            location(&resp, &uploads)?
-        }
+        None => up.start()?,
     };
     if size > opts.chunk_size && opts.chunk_size > 0 {
+        up.chunked(loc, opts.chunk_size, progress)?;
+        return Ok(BlobOutcome::Uploaded);
+    }
+    // Monolithic: a failed PUT leaves nothing worth resuming, so the upload starts over
+    // (bounded); 4xx answers other than 408/429 are final.
+    let mut failures = 0;
+    loop {
+        let put = with_query(&loc, &[("digest", &digest.to_string())]);
+        let payload = match src {
+            BlobSource::File(p) => Payload::File(p),
+            BlobSource::Bytes(b) => Payload::Bytes(b),
+        };
+        let req = Req::new("PUT", put.clone(), vec![up.scope.clone()])
+            .header("Content-Type", "application/octet-stream")
+            .payload(payload);
+        let err = match client.send(&req) {
+            Ok(resp) if resp.status().as_u16() == 201 => break,
+            Ok(resp) if retryable(resp.status().as_u16()) => client
+                .expect(resp, &put, &[201])
+                .err()
+                .unwrap_or_else(|| RegistryError::Other("unreachable".into())),
+            Ok(resp) => {
+                return client
+                    .expect(resp, &put, &[201])
+                    .map(|_| BlobOutcome::Uploaded)
+            }
+            Err(e @ RegistryError::Transport { .. }) => e,
+            Err(e) => return Err(e),
+        };
+        failures += 1;
+        if failures >= MAX_ATTEMPTS {
+            return Err(err);
+        }
+        std::thread::sleep(retry_wait(failures));
+        loc = up.start()?;
+    }
+    progress(size);
+    Ok(BlobOutcome::Uploaded)
+}
+
+/// Statuses after which an upload is retried: the request may not have been processed.
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 416 | 429 | 500 | 502 | 503 | 504)
+}
+
+fn retry_wait(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(200 * u64::from(failures))
+}
+
+/// One blob upload session and what it needs to start over.
+struct Upload<'a> {
+    client: &'a Client,
+    scope: String,
+    uploads: String,
+    digest: &'a Digest,
+    size: u64,
+    src: BlobSource<'a>,
+}
+
+impl Upload<'_> {
+    /// POSTs a new upload session; returns its URL.
+    fn start(&self) -> Result<String, RegistryError> {
+        let resp = self.client.send_expect(
+            &Req::new("POST", self.uploads.clone(), vec![self.scope.clone()]),
+            &[202],
+        )?;
+        location(&resp, &self.uploads)
+    }
+
+    /// Asks the registry how much of the upload at `loc` it has (GET: 204 + `Range: 0-N`).
+    /// `None` when the session is gone (404 `BLOB_UPLOAD_UNKNOWN`): the upload must restart.
+    fn status(&self, loc: &str) -> Result<Option<(String, u64)>, RegistryError> {
+        let resp = self
+            .client
+            .send(&Req::new("GET", loc.to_string(), vec![self.scope.clone()]))?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let resp = self.client.expect(resp, loc, &[204])?;
+        let next = match resp.headers().get("location") {
+            Some(_) => location(&resp, loc)?,
+            None => loc.to_string(),
+        };
+        let committed = resp
+            .headers()
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .map(committed_from_range)
+            .unwrap_or(0);
+        Ok(Some((next, committed.min(self.size))))
+    }
+
+    /// PATCHes the blob in chunks from `loc`, then PUTs `?digest=`. A chunk that fails (dropped
+    /// connection, 416, 5xx) is followed by a status GET and the upload continues from the
+    /// offset the registry reports, or starts over if the session is gone; bounded retries.
+    fn chunked(
+        &self,
+        mut loc: String,
+        chunk_size: u64,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), RegistryError> {
         let mut offset = 0u64;
         let mut chunk = Vec::new();
-        let mut file = match src {
+        let mut file = match self.src {
             BlobSource::File(p) => Some(std::fs::File::open(p).map_err(RegistryError::io(p))?),
             BlobSource::Bytes(_) => None,
         };
-        while offset < size {
-            let n = opts.chunk_size.min(size - offset);
-            let body: &[u8] = match (&mut file, src) {
+        let mut failures = 0u32;
+        while offset < self.size {
+            let n = chunk_size.min(self.size - offset);
+            let body: &[u8] = match (&mut file, self.src) {
                 (Some(f), BlobSource::File(p)) => {
                     chunk.resize(n as usize, 0);
                     f.seek(SeekFrom::Start(offset))
@@ -128,28 +254,187 @@ pub fn push_blob(
                 (_, BlobSource::Bytes(b)) => &b[offset as usize..(offset + n) as usize],
                 _ => return Err(RegistryError::Other("blob source mismatch".into())),
             };
-            let req = Req::new("PATCH", loc.clone(), vec![push_scope.clone()])
+            let req = Req::new("PATCH", loc.clone(), vec![self.scope.clone()])
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Range", format!("{}-{}", offset, offset + n - 1))
                 .payload(Payload::Bytes(body));
-            let resp = client.send_expect(&req, &[202])?;
-            loc = location(&resp, &loc)?;
-            offset += n;
+            let err = match self.client.send(&req) {
+                Ok(resp) if resp.status().as_u16() == 202 => {
+                    loc = location(&resp, &loc)?;
+                    offset += n;
+                    progress(offset);
+                    // The bound is on failures in a row: a long upload over a flaky link that
+                    // keeps progressing is not given up.
+                    failures = 0;
+                    continue;
+                }
+                Ok(resp) if retryable(resp.status().as_u16()) => {
+                    match self.client.expect(resp, &loc, &[202]) {
+                        Err(e) => e,
+                        Ok(_) => continue,
+                    }
+                }
+                // 404: the session was purged; anything else is final.
+                Ok(resp) if resp.status().as_u16() != 404 => {
+                    self.client.expect(resp, &loc, &[202])?;
+                    continue;
+                }
+                Ok(_) => RegistryError::NotFound {
+                    url: redact_url(&loc),
+                },
+                Err(e @ RegistryError::Transport { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            failures += 1;
+            if failures >= MAX_ATTEMPTS {
+                return Err(err);
+            }
+            std::thread::sleep(retry_wait(failures));
+            match self.status(&loc)? {
+                Some((next, committed)) => {
+                    loc = next;
+                    offset = committed;
+                }
+                None => {
+                    loc = self.start()?;
+                    offset = 0;
+                }
+            }
+            progress(offset);
         }
-        let put = with_query(&loc, &[("digest", &digest.to_string())]);
-        client.send_expect(&Req::new("PUT", put, vec![push_scope]), &[201])?;
-    } else {
-        let put = with_query(&loc, &[("digest", &digest.to_string())]);
-        let payload = match src {
-            BlobSource::File(p) => Payload::File(p),
-            BlobSource::Bytes(b) => Payload::Bytes(b),
-        };
-        let req = Req::new("PUT", put, vec![push_scope])
-            .header("Content-Type", "application/octet-stream")
-            .payload(payload);
-        client.send_expect(&req, &[201])?;
+        let put = with_query(&loc, &[("digest", &self.digest.to_string())]);
+        self.client
+            .send_expect(&Req::new("PUT", put, vec![self.scope.clone()]), &[201])?;
+        Ok(())
     }
-    Ok(BlobOutcome::Uploaded)
+}
+
+/// Bytes committed from an upload status `Range: 0-N` (N inclusive). distribution answers
+/// `0-0` for an empty upload too, so `0-0` counts as nothing: resending one byte is harmless,
+/// skipping one is not.
+fn committed_from_range(v: &str) -> u64 {
+    let end = v
+        .trim()
+        .trim_start_matches("bytes=")
+        .split_once('-')
+        .and_then(|(_, e)| e.trim().parse::<u64>().ok());
+    match end {
+        Some(0) | None => 0,
+        Some(e) => e + 1,
+    }
+}
+
+/// One file blob to push, with the repositories of the same registry it can be mounted from.
+pub struct BlobJob<'a> {
+    pub digest: &'a Digest,
+    pub size: u64,
+    pub path: &'a Path,
+    pub mount_from: Vec<String>,
+}
+
+/// Pushes `jobs` with `opts.jobs` threads (as pull downloads): a progress bar per blob on a
+/// terminal, one line per blob otherwise. Blobs listed twice go up once. Returns each job's
+/// outcome in order; after a failure no new blob is started.
+pub fn push_blobs(
+    client: &Client,
+    repo: &str,
+    jobs: &[BlobJob<'_>],
+    opts: &PushOptions,
+) -> Result<Vec<BlobOutcome>, RegistryError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut unique: Vec<usize> = Vec::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if !unique.iter().any(|&u| jobs[u].digest == j.digest) {
+            unique.push(i);
+        }
+    }
+    let queue = Mutex::new(unique.iter().copied().collect::<VecDeque<usize>>());
+    type Slot = Option<Result<BlobOutcome, RegistryError>>;
+    let results: Mutex<Vec<Slot>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let failed = AtomicBool::new(false);
+    let multi = indicatif::MultiProgress::new();
+    let quiet = opts.quiet;
+    if quiet {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style =
+        indicatif::ProgressStyle::with_template("{prefix}: {msg} {bar:30} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let threads = opts.jobs.max(1).min(unique.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some(i) = next else { return };
+                let j = &jobs[i];
+                let bar = multi.add(indicatif::ProgressBar::new(j.size));
+                bar.set_style(style.clone());
+                bar.set_prefix(j.digest.short().to_string());
+                bar.set_message("Pushing");
+                let r = push_blob_progress(
+                    client,
+                    repo,
+                    j.digest,
+                    j.size,
+                    BlobSource::File(j.path),
+                    &j.mount_from,
+                    opts,
+                    &|n| bar.set_position(n),
+                );
+                bar.finish_and_clear();
+                match &r {
+                    Ok(outcome) if !quiet => {
+                        let what = match outcome {
+                            BlobOutcome::Exists => "Layer already exists".to_string(),
+                            BlobOutcome::Mounted => {
+                                format!("Mounted from {}", j.mount_from.join(", "))
+                            }
+                            BlobOutcome::Uploaded => "Pushed".to_string(),
+                        };
+                        // Printed above the live bars on a terminal; a plain line otherwise.
+                        multi.suspend(|| eprintln!("{}: {what}", j.digest.short()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => failed.store(true, Ordering::Relaxed),
+                }
+                if let Ok(mut res) = results.lock() {
+                    res[i] = Some(r);
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .map_err(|_| RegistryError::Other("upload thread panicked".into()))?;
+    // Duplicates share the outcome of their first occurrence.
+    for i in 0..jobs.len() {
+        if results[i].is_none() {
+            if let Some(u) = unique.iter().find(|&&u| jobs[u].digest == jobs[i].digest) {
+                if let Some(Ok(o)) = &results[*u] {
+                    results[i] = Some(Ok(*o));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Some(Ok(o)) => out.push(o),
+            Some(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None if out.len() == jobs.len() => Ok(out),
+        None => Err(RegistryError::Other("a blob upload was cancelled".into())),
+    }
 }
 
 /// PUTs a manifest under a tag or digest; returns its digest (checked against the registry's).
@@ -234,25 +519,18 @@ pub fn push(
         eprintln!("The push refers to repository [{}]", target.name());
     }
     let source = target.name();
-    for (layer, path) in &img.layers {
-        let from = mount_sources(store, client, &layer.diff_id, &layer.digest);
-        let outcome = push_blob(
-            client,
-            repo,
-            &layer.digest,
-            layer.size,
-            BlobSource::File(path),
-            &from,
-            opts,
-        )?;
-        if !opts.quiet {
-            let what = match outcome {
-                BlobOutcome::Exists => "Layer already exists".to_string(),
-                BlobOutcome::Mounted => format!("Mounted from {}", from.join(", ")),
-                BlobOutcome::Uploaded => "Pushed".to_string(),
-            };
-            eprintln!("{}: {what}", layer.digest.short());
-        }
+    let jobs: Vec<BlobJob<'_>> = img
+        .layers
+        .iter()
+        .map(|(layer, path)| BlobJob {
+            digest: &layer.digest,
+            size: layer.size,
+            path,
+            mount_from: mount_sources(store, client, &layer.diff_id, &layer.digest),
+        })
+        .collect();
+    push_blobs(client, repo, &jobs, opts)?;
+    for (layer, _) in &img.layers {
         store.add_v2_metadata(&layer.diff_id, &layer.digest, &source)?;
     }
     let config_digest = Digest::of_bytes(&img.config_bytes);
