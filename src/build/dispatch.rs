@@ -556,12 +556,24 @@ impl<'a> Dispatcher<'a> {
             snapshots: self.snapshots,
             id: Some(snap.id.clone()),
         };
+        // An error after Ctrl-C is only the symptom of the cancel (a copy or extraction stopped
+        // half-way): report the interruption.
+        let interrupted = |e: BuildError| {
+            if self.cancelled() {
+                BuildError::Interrupted
+            } else {
+                e
+            }
+        };
         if mount {
             let mounted = self.snapshots.mount(&snap).map_err(BuildError::snapshot)?;
-            f(mounted.path())?;
+            f(mounted.path()).map_err(interrupted)?;
             drop(mounted);
         } else {
-            f(&snap.diff_dir())?;
+            f(&snap.diff_dir()).map_err(interrupted)?;
+        }
+        if self.cancelled() {
+            return Err(BuildError::Interrupted);
         }
         let opts = LayerOptions {
             compression: self.opts.compression,
@@ -572,8 +584,10 @@ impl<'a> Dispatcher<'a> {
             },
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
-        let (writer, info) =
-            layer::diff::write_layer(&snap.diff_dir(), writer, &opts).map_err(BuildError::layer)?;
+        let writer = crate::cancel::Writer::new(writer, Some(&*self.cancel));
+        let (writer, info) = layer::diff::write_layer(&snap.diff_dir(), writer, &opts)
+            .map_err(|e| interrupted(BuildError::layer(e)))?;
+        let writer = writer.into_inner();
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
@@ -751,18 +765,23 @@ impl<'a> Dispatcher<'a> {
                 max_bytes: None,
                 same_owner: true,
             };
-            layer::archive::extract_if_archive(file, root, dest, &opts).map_err(|e| e.to_string())
+            layer::archive::extract_if_archive_with(file, root, dest, &opts, Some(&*self.cancel))
+                .map_err(|e| e.to_string())
         };
         // --link: the layer is made in an empty root, independent of the layers below it.
         let layer = self.layer_step(st, !c.link, |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
+                cancel: Some(&*self.cancel),
                 ..Default::default()
             };
             context::copy(&req, root, &env)
                 .map(|_| ())
-                .map_err(|e| self.step_error(line, e.to_string()))
+                .map_err(|e| match e {
+                    context::ContextError::Cancelled(_) => BuildError::Interrupted,
+                    e => self.step_error(line, e.to_string()),
+                })
         })?;
         drop(view);
         self.finish_layer_step(st, key, layer, created_by)

@@ -7,6 +7,7 @@ use pathrs::Root;
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 /// If `file` is a tar (plain, gzip, bzip2, xz or zstd), extracts it under `dest_in_root` and
 /// returns `true`; otherwise returns `false` and the caller copies the file as it is.
@@ -21,6 +22,18 @@ pub fn extract_if_archive(
     root: &Path,
     dest_in_root: &Path,
     opts: &ApplyOptions,
+) -> Result<bool, LayerError> {
+    extract_if_archive_with(file, root, dest_in_root, opts, None)
+}
+
+/// [`extract_if_archive`] that stops (with a read error carrying [`crate::cancel::Cancelled`])
+/// once `cancel` is set.
+pub fn extract_if_archive_with(
+    file: &Path,
+    root: &Path,
+    dest_in_root: &Path,
+    opts: &ApplyOptions,
+    cancel: Option<&AtomicBool>,
 ) -> Result<bool, LayerError> {
     let f = File::open(file).map_err(|e| LayerError::io(file, "open", e))?;
     let Ok((mut reader, _)) = decompress(f) else {
@@ -54,7 +67,7 @@ pub fn extract_if_archive(
     };
     // The joined path only names the destination in error messages; nothing resolves it.
     apply_in(
-        Cursor::new(head).chain(reader),
+        Cursor::new(head).chain(crate::cancel::Reader::new(reader, cancel)),
         &dest_root,
         &root.join(dest_in_root.strip_prefix("/").unwrap_or(dest_in_root)),
         &opts,

@@ -15,7 +15,7 @@ pub mod error;
 pub mod whiteout;
 
 pub use apply::{apply, ApplyOptions, ApplyStats, WhiteoutMode};
-pub use archive::extract_if_archive;
+pub use archive::{extract_if_archive, extract_if_archive_with};
 pub use compress::{decompress, is_tar, Detected};
 pub use compression::Compression;
 pub use diff::{write_layer, LayerInfo, LayerOptions};
