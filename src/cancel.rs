@@ -6,6 +6,7 @@
 //! [`is_cancelled`] and clean up as on any other error.
 
 use std::io::{self, Read, Write};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The operation stopped because the build was cancelled.
@@ -44,21 +45,22 @@ pub fn is_cancelled(e: &io::Error) -> bool {
     false
 }
 
-/// A reader that fails with [`Cancelled`] once the flag is set (checked before every read).
-pub struct Reader<'a, R> {
+/// A reader that fails with [`Cancelled`] once the flag is set (checked before every read). The
+/// flag is borrowed (`&AtomicBool`) or shared (`Arc<AtomicBool>`, for readers that must be 'static).
+pub struct Reader<R, F> {
     inner: R,
-    flag: Option<&'a AtomicBool>,
+    flag: Option<F>,
 }
 
-impl<'a, R> Reader<'a, R> {
-    pub fn new(inner: R, flag: Option<&'a AtomicBool>) -> Self {
+impl<R, F: Deref<Target = AtomicBool>> Reader<R, F> {
+    pub fn new(inner: R, flag: Option<F>) -> Self {
         Reader { inner, flag }
     }
 }
 
-impl<R: Read> Read for Reader<'_, R> {
+impl<R: Read, F: Deref<Target = AtomicBool>> Read for Reader<R, F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        check_io(self.flag)?;
+        check_io(self.flag.as_deref())?;
         self.inner.read(buf)
     }
 }

@@ -237,7 +237,7 @@ fn dockerignore_hides_files_from_copy() {
 }
 
 #[test]
-fn sources_never_leave_the_context() {
+fn c01_sources_never_leave_the_context() {
     let f = Fixture::new();
     let host = tempfile::tempdir().unwrap();
     write(&host.path().join("hostfile"), "HOST", 0o644);
@@ -247,8 +247,12 @@ fn sources_never_leave_the_context() {
     symlink(host.path(), f.c("dir-link")).unwrap();
     symlink("x", f.c("good-link")).unwrap();
     let ctx = f.context();
-    // `../x` is cleaned to `/x` inside the context, as BuildKit does.
-    f.run(&ctx, &["../x"], "/clamped", |_| {}).unwrap();
+    // `../x` climbs out of the context: an error (classic builder rule; BuildKit clamps it).
+    let e = f.run(&ctx, &["../x"], "/clamped", |_| {}).unwrap_err();
+    assert!(matches!(e, ContextError::OutsideContext(_)), "{e}");
+    assert!(f.run(&ctx, &["a/../../x"], "/clamped", |_| {}).is_err());
+    // An absolute source names a path from the context root, never the host's.
+    f.run(&ctx, &["/x"], "/clamped", |_| {}).unwrap();
     assert_eq!(read(&f.r("clamped")), "ctx-x");
     // Symlinks are resolved as if the context were `/`: the host file is unreachable.
     assert!(f.run(&ctx, &["abs-link"], "/o1", |_| {}).is_err());
@@ -275,7 +279,7 @@ fn sources_never_leave_the_context() {
 }
 
 #[test]
-fn destination_symlinks_resolve_inside_root() {
+fn c06_destination_symlinks_resolve_inside_root() {
     let f = Fixture::new();
     let host = tempfile::tempdir().unwrap();
     write(&f.c("a.txt"), "A", 0o644);
@@ -306,7 +310,7 @@ fn destination_symlinks_resolve_inside_root() {
 }
 
 #[test]
-fn copy_from_rootfs_does_not_write_through_image_symlinks() {
+fn c05_copy_from_rootfs_does_not_write_through_image_symlinks() {
     // SECURITY C5/C6: a source tree with a symlink to / and a destination where the same path
     // is a symlink: the copy replaces the symlink, never writes through it.
     let f = Fixture::new();

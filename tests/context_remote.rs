@@ -180,3 +180,112 @@ fn git_fetch_ref_subdir_checksum_keep_git_dir() {
         "v2"
     );
 }
+
+#[test]
+fn c03_git_subdir_through_a_symlink_is_refused() {
+    // buildah "ADD with git repository source escape directory" / BuildKit CVE-2026-33748: the
+    // repo has `proj -> /` (and `rel -> ../../..`); `#main:proj<hostdir>` must copy nothing.
+    if Command::new("git").arg("--version").output().is_err() {
+        return; // git is optional at runtime; nothing to test without it
+    }
+    let base = tempfile::tempdir().unwrap();
+    let host = base.path().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("secret"), "host").unwrap();
+    let repo = base.path().join("srv/r.git");
+    std::fs::create_dir_all(&repo).unwrap();
+    sh(&repo, &["init", "-q", "-b", "main"]);
+    std::os::unix::fs::symlink("/", repo.join("proj")).unwrap();
+    std::os::unix::fs::symlink("../../..", repo.join("rel")).unwrap();
+    std::fs::create_dir(repo.join("real")).unwrap();
+    std::fs::write(repo.join("real/f"), "in repo").unwrap();
+    sh(&repo, &["add", "."]);
+    sh(&repo, &["commit", "-q", "-m", "one"]);
+    // A git daemon on loopback only, on a port picked by binding first.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // git-daemon itself (not the `git daemon` wrapper, whose child would outlive kill()).
+    let exec_path = String::from_utf8(
+        Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mut daemon = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+        .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.path().join("srv").display()))
+        .arg(base.path().join("srv"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = |sub: &str| format!("git://127.0.0.1:{port}/r.git#main:{sub}");
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "git daemon did not start");
+        let root = tempfile::tempdir().unwrap();
+        // The control: a real subdir is copied.
+        add(&url("real"), "/ok/", root.path(), |_| {}).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("ok/f")).unwrap(),
+            "in repo"
+        );
+        let hostdir = host.display().to_string();
+        for sub in [
+            format!("proj{hostdir}"),
+            "proj".into(),
+            format!("rel{hostdir}"),
+        ] {
+            let e = add(&url(&sub), "/x/", root.path(), |_| {}).unwrap_err();
+            assert!(
+                e.to_string().contains("symlink") || e.to_string().contains("not"),
+                "{sub}: {e}"
+            );
+            assert!(!root.path().join("x/secret").exists(), "{sub}");
+        }
+        assert_eq!(std::fs::read_dir(&host).unwrap().count(), 1);
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn c04_download_names_never_leave_the_destination() {
+    // BuildKit TestSafeFileName shapes, through a real download: the file always lands as a
+    // single name directly in the destination directory.
+    let base = serve(b"payload".to_vec());
+    let root = tempfile::tempdir().unwrap();
+    let cases = [
+        ("/a/b/c.txt", "c.txt"),
+        ("/..", "__unnamed__"),
+        ("/a/.", "__unnamed__"),
+        ("/a%2F..%2F..%2F..%2Fescaped", "escaped"),
+        ("/a%2f..", "__unnamed__"),
+        ("/a%00b", "__unnamed__"),
+        ("/a%0Ab", "__unnamed__"),
+        ("", "__unnamed__"),
+    ];
+    for (i, (path, name)) in cases.iter().enumerate() {
+        let dest = format!("/d{i}/");
+        add(&format!("{base}{path}"), &dest, root.path(), |_| {}).unwrap();
+        let got: Vec<_> = std::fs::read_dir(root.path().join(&dest[1..]))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(got, vec![name.to_string()], "{path}");
+    }
+    assert!(!root.path().join("escaped").exists());
+    assert!(!root.path().parent().unwrap().join("escaped").exists());
+}

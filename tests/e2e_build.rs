@@ -448,7 +448,7 @@ fn diff_names_a_byte_a_mode_and_an_mtime() {
 }
 
 #[test]
-fn writable_bind_mount_never_changes_the_context() {
+fn e06_writable_bind_mount_never_changes_the_context() {
     let t = tempfile::tempdir().unwrap();
     let ctx = context(
         &t.path().join("ctx"),

@@ -183,3 +183,40 @@ fn e5_mount_target_through_image_symlink_stays_inside() {
     assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
     assert!(!root.join(host.path().strip_prefix("/").unwrap()).exists());
 }
+
+#[test]
+fn e03_mount_options_are_an_allow_list() {
+    // CVE-2024-9407: option text that would smuggle mount flags is rejected by the parser.
+    use rbuild::dockerfile::parse_mount;
+    for bad in [
+        "type=bind,source=x,target=/t,bind-propagation=shared",
+        "type=bind,target=/t,rw,suid",
+        "type=bind,target=/t,shared,bind=/",
+        "type=bind,target=/t,options=rw,suid",
+        "type=cache,target=/t,sharing=shared,dev",
+        "type=tmpfs,target=/t,size=1k,exec",
+        "type=overlay,target=/t",
+    ] {
+        assert!(parse_mount(bad).is_err(), "{bad} must be rejected");
+    }
+    assert!(parse_mount("type=bind,source=x,target=/t,rw").is_ok());
+}
+
+#[test]
+fn d05_seccomp_blocks_dockers_denied_syscalls_with_eperm() {
+    // Docker's default seccomp profile: namespace creation, keyrings, bpf, perf, ... are
+    // refused with EPERM; the process is not killed and ordinary commands still work.
+    let (_t, root) = busybox_rootfs();
+    let out = run_ok(&spec(
+        &root,
+        "grep -E '^Seccomp:' /proc/self/status; \
+         unshare -U true 2>&1 && echo unshare-U-allowed; \
+         unshare -n true 2>&1 && echo unshare-n-allowed; \
+         unshare -m true 2>&1 && echo unshare-m-allowed; \
+         echo still-running; ls / >/dev/null && echo ls-works",
+    ));
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(!out.contains("-allowed"), "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("still-running\nls-works\n"), "{out}");
+}

@@ -82,6 +82,24 @@ impl T {
     }
 }
 
+/// `scripts/fuzz` seeds the `layer` fuzz target with these hostile archives: with
+/// `RBUILD_FUZZ_SEEDS=DIR`, every tar applied here is also written to DIR in the target's input
+/// format (one mode byte, then the tar).
+fn dump_fuzz_seed(tar: &[u8], mode: WhiteoutMode) {
+    let Some(dir) = std::env::var_os("RBUILD_FUZZ_SEEDS") else {
+        return;
+    };
+    let mode_byte = match mode {
+        WhiteoutMode::Apply => 0u8,
+        WhiteoutMode::Overlay => 1,
+        WhiteoutMode::None => 2,
+    };
+    let mut input = vec![mode_byte];
+    input.extend_from_slice(tar);
+    let name = rbuild::digest::Digest::of_bytes(&input);
+    fs::write(Path::new(&dir).join(&name.hex()[..16]), input).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // fixture: tmp/{root, victim/hello}
 
@@ -115,6 +133,7 @@ impl Fx {
     }
 
     fn apply(&self, tar: &[u8], mode: WhiteoutMode) -> Result<ApplyStats, LayerError> {
+        dump_fuzz_seed(tar, mode);
         apply(
             Cursor::new(tar.to_vec()),
             &self.root,
@@ -1008,4 +1027,44 @@ fn apply_keeps_owners_modes_times_xattrs_and_special_files() {
         1_234_567_890,
         "dir mtime set after its children"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// C5: the extractor behind `COPY --from=<image>` (base layers are applied with `apply`)
+
+#[test]
+fn c05_image_layer_cannot_reach_the_builders_own_files() {
+    // kaniko #586: an image layer entry `../../../../<builder binary>`.
+    let fx = Fx::new();
+    let helper = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+    let before = fs::read(helper).unwrap();
+    let links = fs::metadata(helper).unwrap().nlink();
+    let rel = helper.strip_prefix("/").unwrap().to_str().unwrap();
+    let climb = format!("{}{rel}", "../".repeat(10));
+    let r = fx.apply(
+        &T::new().file(&climb, b"pwned").bytes(),
+        WhiteoutMode::Apply,
+    );
+    assert!(is_escape(&r), "{r:?}");
+    // An absolute name is re-rooted; a hardlink to the binary is refused or stays inside.
+    fx.apply(
+        &T::new().file(helper.to_str().unwrap(), b"inside").bytes(),
+        WhiteoutMode::Apply,
+    )
+    .unwrap();
+    assert_eq!(fs::read(fx.p(rel)).unwrap(), b"inside");
+    let _ = fx.apply(
+        &T::new()
+            .hardlink("grab", &climb)
+            .hardlink("grab2", helper.to_str().unwrap())
+            .bytes(),
+        WhiteoutMode::Apply,
+    );
+    assert_eq!(
+        fs::read(helper).unwrap(),
+        before,
+        "the builder binary changed"
+    );
+    assert_eq!(fs::metadata(helper).unwrap().nlink(), links);
+    fx.assert_safe();
 }

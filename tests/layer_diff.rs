@@ -122,6 +122,7 @@ fn layer(dir: &Path, compression: Compression, clamp: Option<i64>) -> (Vec<u8>, 
         &LayerOptions {
             compression,
             clamp_mtime: clamp,
+            ..Default::default()
         },
     )
     .unwrap()

@@ -4,7 +4,7 @@
 use super::cache::{explain_miss, StepKey};
 use super::error::BuildError;
 use super::options::BuildOptions;
-use super::progress::{Reporter, StepHandle};
+use super::progress::{BarReader, BarWriter, DownloadBars, Reporter, StepHandle};
 use super::state::{StageResult, StageState};
 use crate::context::{self, Context, CopyRequest, SourceRoot};
 use crate::digest::{chain_id, Digest};
@@ -54,6 +54,12 @@ pub struct Dispatcher<'a> {
 enum SourceView {
     Mounted(Mounted),
     Empty(tempfile::TempDir),
+    /// A bind source resolved inside its root, held open by an O_PATH handle; the path is the
+    /// handle's `/proc/<pid>/fd/N`, so nothing resolves the source by name again.
+    Pinned {
+        _handle: pathrs::Handle,
+        path: PathBuf,
+    },
 }
 
 impl SourceView {
@@ -61,6 +67,7 @@ impl SourceView {
         match self {
             SourceView::Mounted(m) => m.path(),
             SourceView::Empty(d) => d.path(),
+            SourceView::Pinned { path, .. } => path,
         }
     }
 }
@@ -316,6 +323,16 @@ impl<'a> Dispatcher<'a> {
         st.key = StepKey::new(&st.key, inputs).key;
     }
 
+    /// Compression and output profile: part of a layer step's cache key, so a build asking for
+    /// other blob bytes (another profile or codec) does not reuse a blob made with the old ones.
+    fn layer_format(&self) -> String {
+        format!(
+            "{:?} profile {}",
+            self.opts.compression,
+            self.opts.repro_profile.number()
+        )
+    }
+
     fn shell(st: &StageState) -> Vec<String> {
         if st.config.config.shell.is_empty() {
             DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
@@ -503,7 +520,7 @@ impl<'a> Dispatcher<'a> {
             }
         }
         drop(lock);
-        if self.opts.explain_cache || self.opts.progress == super::options::Progress::Plain {
+        if self.opts.explain_cache || self.opts.progress != super::options::Progress::Quiet {
             self.reporter.detail(
                 step,
                 &format!("cache miss: {}", explain_miss(self.store, key)),
@@ -545,6 +562,7 @@ impl<'a> Dispatcher<'a> {
         &self,
         st: &StageState,
         mount: bool,
+        step_id: usize,
         f: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<Option<LayerRecord>, BuildError> {
         // Leased: until its layer record exists, only the lease keeps GC off this snapshot.
@@ -577,6 +595,7 @@ impl<'a> Dispatcher<'a> {
         }
         let opts = LayerOptions {
             compression: self.opts.compression,
+            profile: self.opts.repro_profile,
             clamp_mtime: if self.opts.rewrite_timestamp {
                 self.epoch
             } else {
@@ -584,10 +603,15 @@ impl<'a> Dispatcher<'a> {
             },
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
-        let writer = crate::cancel::Writer::new(writer, Some(&*self.cancel));
+        let bar = self.reporter.bytes(step_id, "writing layer", None);
+        let writer = BarWriter::new(
+            crate::cancel::Writer::new(writer, Some(&*self.cancel)),
+            bar.clone(),
+        );
         let (writer, info) = layer::diff::write_layer(&snap.diff_dir(), writer, &opts)
             .map_err(|e| interrupted(BuildError::layer(e)))?;
-        let writer = writer.into_inner();
+        bar.finish();
+        let writer = writer.inner.into_inner();
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
@@ -684,7 +708,17 @@ impl<'a> Dispatcher<'a> {
             (None, Some(ctx)) => SourceRoot::Context(ctx),
             (None, None) => return Err(self.step_error(line, "no build context")),
         };
+        let downloads = DownloadBars {
+            bars: self.reporter.bar_factory(),
+            step_id: step.id(),
+        };
+        let remote = context::remote::RemoteCache::new(
+            &self.opts.root.join("cache").join("http"),
+            context::CopyEnv::default().max_download,
+        )
+        .with_progress(&downloads);
         let req = CopyRequest {
+            remote: Some(&remote),
             sources: c.sources.clone(),
             inline: c
                 .heredocs
@@ -714,21 +748,12 @@ impl<'a> Dispatcher<'a> {
         let memo = self.opts.root.join("cache").join("context-hashes.json");
         let content = context::hash_sources(&req, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
-        // Classic history names content as file:/dir:/multi:<hex>; rbuild's hex is its own content hash
-        // (not Docker's tarsum), so the strings have Docker's shape but not its values.
-        let kind = if c.sources.len() + c.heredocs.len() > 1 {
-            "multi"
-        } else if c
-            .sources
-            .first()
-            .map(|s| s.ends_with('/') || !s.contains('.'))
-            .unwrap_or(false)
-        {
-            "dir"
-        } else {
-            "file"
+        // Classic history names content as Docker's classic builder does (file:/dir:/multi:<tarsum>).
+        let source_hash = match self.opts.history_format {
+            HistoryFormat::Classic => context::tarsum::classic_source_id(&req)
+                .map_err(|e| self.step_error(line, e.to_string()))?,
+            HistoryFormat::Buildkit => String::new(),
         };
-        let source_hash = format!("{kind}:{}", content.hex());
         let mut shown_sources: Vec<String> =
             c.heredocs.iter().map(|(n, _)| format!("<<{n}")).collect();
         shown_sources.extend(c.sources.iter().cloned());
@@ -755,21 +780,40 @@ impl<'a> Dispatcher<'a> {
         if c.link {
             inputs.insert("link".to_string(), "true".into());
         }
+        inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
         }
+        let bars = self.reporter.bar_factory();
+        let step_id = step.id();
         let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
             let opts = layer::ApplyOptions {
                 whiteouts: layer::WhiteoutMode::None,
                 max_bytes: None,
                 same_owner: true,
             };
-            layer::archive::extract_if_archive_with(file, root, dest, &opts, Some(&*self.cancel))
-                .map_err(|e| e.to_string())
+            let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let size = f.metadata().map(|m| m.len()).ok();
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let bar = bars.bytes(step_id, &format!("extracting {name}"), size);
+            let done = layer::archive::extract_reader_if_archive(
+                BarReader::new(
+                    crate::cancel::Reader::new(f, Some(self.cancel.clone())),
+                    bar.clone(),
+                ),
+                root,
+                dest,
+                &opts,
+            )
+            .map_err(|e| e.to_string())?;
+            if done {
+                bar.finish();
+            }
+            Ok(done)
         };
         // --link: the layer is made in an empty root, independent of the layers below it.
-        let layer = self.layer_step(st, !c.link, |root| {
+        let layer = self.layer_step(st, !c.link, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
@@ -890,6 +934,7 @@ impl<'a> Dispatcher<'a> {
         inputs.insert("user".to_string(), st.config.config.user.clone());
         inputs.insert("workdir".to_string(), workdir_of(st));
         inputs.insert("network".to_string(), format!("{network:?}"));
+        inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
             return Ok(true);
@@ -930,7 +975,8 @@ impl<'a> Dispatcher<'a> {
             extra_hosts: Vec::new(),
         };
         let reporter = self.reporter;
-        let layer = self.layer_step(st, true, |root| {
+        let step_id = step.id();
+        let layer = self.layer_step(st, true, step_id, |root| {
             let mut spec = spec_base;
             spec.rootfs = root.to_path_buf();
             let mut tail: Vec<u8> = Vec::new();
@@ -1110,13 +1156,22 @@ impl<'a> Dispatcher<'a> {
                         (ctx.root().to_path_buf(), "context".to_string())
                     }
                 };
-                let mut source =
+                let (handle, pinned) =
                     resolve_in(&root, &src_rel).map_err(|e| self.step_error(line, e))?;
-                if !m.readonly {
+                let source = if m.readonly {
+                    // The RUN helper has its own mount namespace, where a mount reached through
+                    // our fd cannot be bind-mounted (EINVAL); it gets the pinned object's own
+                    // path instead: symlink-free, inside a tree nothing writes to during the step.
+                    std::fs::read_link(&pinned).map_err(|e| BuildError::io(&pinned, e))?
+                } else {
                     // A writable bind gets a throwaway copy: as in BuildKit, RUN's writes to it are
                     // discarded and never reach the context or the source stage (SECURITY E6).
-                    source = self.scratch_copy(&source, line)?;
-                }
+                    self.scratch_copy(&pinned, line)?
+                };
+                views.push(SourceView::Pinned {
+                    _handle: handle,
+                    path: pinned,
+                });
                 let content = if m.from.is_none() {
                     let ctx = self
                         .context
@@ -1224,8 +1279,10 @@ impl<'a> Dispatcher<'a> {
             .map_err(|e| BuildError::io(&self.scratch, e))?
             .keep();
         let dest = dir.join("src");
+        // -H: the source is a pinned `/proc/<pid>/fd/N`; follow it, and nothing below it.
         let status = std::process::Command::new("cp")
             .arg("-a")
+            .arg("-H")
             .arg("--")
             .arg(source)
             .arg(&dest)
@@ -1499,19 +1556,22 @@ fn workdir_of(st: &StageState) -> String {
     }
 }
 
-/// Resolves `rel` inside `root` for a bind mount source, refusing anything that leaves it.
-fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let root_canon = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
-    let joined = root_canon.join(rel.trim_start_matches('/'));
-    let canon = joined
-        .canonicalize()
+/// Resolves `rel` inside `root` for a bind mount source: symlinks (absolute or `..`) are
+/// followed as if `root` were `/` (pathrs, openat2 `RESOLVE_IN_ROOT`), never on the host, and
+/// the result is held by an O_PATH handle; its `/proc/<pid>/fd/N` is what gets copied, and its
+/// symlink-free path what gets mounted (buildah CVE-2024-1753, BuildKit CVE-2024-23651).
+fn resolve_in(root: &Path, rel: &str) -> Result<(pathrs::Handle, PathBuf), String> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let r = pathrs::Root::open(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let h = r
+        .resolve(rel)
         .map_err(|e| format!("mount source {rel:?}: {e}"))?;
-    if !canon.starts_with(&root_canon) {
-        return Err(format!("mount source {rel:?} leaves its root"));
-    }
-    Ok(canon)
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        h.as_fd().as_raw_fd()
+    ));
+    Ok((h, path))
 }
 
 #[cfg(test)]

@@ -204,9 +204,38 @@ fn open_context(
                     "the context and the Dockerfile cannot both come from stdin".into(),
                 ));
             }
-            let ctx = Context::from_tar(std::io::stdin().lock(), &scratch.join("context"))
-                .map_err(BuildError::context)?;
+            let dir = scratch.join("context");
+            let mut stdin = std::io::stdin().lock();
+            let mut head = Vec::with_capacity(512);
+            (&mut stdin)
+                .take(512)
+                .read_to_end(&mut head)
+                .map_err(|e| BuildError::io(Path::new("-"), e))?;
+            let compressed = matches!(
+                head.as_slice(),
+                [0x1f, 0x8b, ..]
+                    | [b'B', b'Z', b'h', ..]
+                    | [0xfd, b'7', b'z', b'X', b'Z', 0, ..]
+                    | [0x28, 0xb5, 0x2f, 0xfd, ..]
+            );
+            let ctx = if compressed || crate::layer::is_tar(&head) {
+                Context::from_tar(std::io::Cursor::new(head).chain(stdin), &dir)
+                    .map_err(BuildError::context)?
+            } else {
+                // `docker build - < Dockerfile`: stdin is the Dockerfile itself and, as the docker
+                // CLI does, the context holds only that Dockerfile.
+                let mut text = head;
+                stdin
+                    .read_to_end(&mut text)
+                    .map_err(|e| BuildError::io(Path::new("-"), e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                let df = dir.join("Dockerfile");
+                std::fs::write(&df, text).map_err(|e| BuildError::io(&df, e))?;
+                Context::open(&dir, &df).map_err(BuildError::context)?
+            };
+            // As `docker build -f F -`: a relative F names a file inside the context tar.
             let df = match &opts.dockerfile {
+                DockerfileSource::Path(p) if p.is_relative() => Some(ctx.root().join(p)),
                 DockerfileSource::Path(p) => Some(p.clone()),
                 _ => Some(ctx.root().join("Dockerfile")),
             };
@@ -215,11 +244,13 @@ fn open_context(
     }
 }
 
-/// Reads the Dockerfile text; refuses a Dockerfile that is a symlink leaving the context (SECURITY C).
+/// Reads the Dockerfile text. The default `Dockerfile` is a file of the context, so it is read
+/// inside the context: a symlink in it is followed as if the context were `/`, never to a host
+/// file (SECURITY C2). A `-f PATH` named by the user is read where it is.
 fn read_dockerfile(
     opts: &BuildOptions,
     path: &Option<PathBuf>,
-    _ctx: Option<&Context>,
+    ctx: Option<&Context>,
 ) -> Result<(String, PathBuf), BuildError> {
     match path {
         None => {
@@ -230,7 +261,35 @@ fn read_dockerfile(
             Ok((s, PathBuf::from("Dockerfile")))
         }
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| BuildError::io(p, e))?;
+            // A Dockerfile of the context (the default one, or any inside a context that came
+            // as a tar) is read inside that context: a symlink in it can never make rbuild read
+            // (and echo in errors) a host file (SECURITY C2).
+            let inside = match (&opts.context, &opts.dockerfile, ctx) {
+                (ContextSource::StdinTar, _, Some(c)) if p.starts_with(c.root()) => {
+                    Some((c, p.strip_prefix(c.root()).unwrap_or(p).to_path_buf()))
+                }
+                (_, DockerfileSource::Default, Some(c)) => Some((c, PathBuf::from("Dockerfile"))),
+                _ => None,
+            };
+            let bytes = match inside {
+                Some((c, rel)) => {
+                    let root = pathrs::Root::open(c.root())
+                        .map_err(|e| BuildError::io(c.root(), std::io::Error::other(e)))?;
+                    let mut f = root
+                        .open_subpath(&rel, pathrs::flags::OpenFlags::O_RDONLY)
+                        .map_err(|e| {
+                            BuildError::Usage(format!(
+                                "{}: cannot open it inside the build context \
+                                 (symlinks are resolved inside the context): {e}",
+                                rel.display()
+                            ))
+                        })?;
+                    let mut b = Vec::new();
+                    f.read_to_end(&mut b).map_err(|e| BuildError::io(&rel, e))?;
+                    b
+                }
+                None => std::fs::read(p).map_err(|e| BuildError::io(p, e))?,
+            };
             let text = String::from_utf8(bytes).map_err(|_| {
                 BuildError::Usage(format!(
                     "{}: the Dockerfile is not valid UTF-8",

@@ -1,7 +1,7 @@
 //! What a build is asked to do: parsed from the CLI, independent of clap.
 
 use crate::image::history::HistoryFormat;
-use crate::layer::Compression;
+use crate::layer::{Compression, Profile};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -43,6 +43,8 @@ pub struct OutputSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     Plain,
+    /// Plain lines plus byte bars for transfers (a terminal on stderr).
+    Tty,
     Quiet,
 }
 
@@ -58,6 +60,8 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     pub outputs: Vec<OutputSpec>,
     pub compression: Compression,
+    /// `--repro-profile=N`: the versioned output profile (compressor scheme) layers are written with.
+    pub repro_profile: Profile,
     pub history_format: HistoryFormat,
     /// SOURCE_DATE_EPOCH: `created` of new history entries and the config, and the mtime clamp.
     pub source_date_epoch: Option<i64>,
@@ -94,6 +98,7 @@ impl BuildOptions {
             no_cache_filter: Vec::new(),
             outputs: Vec::new(),
             compression: Compression::default(),
+            repro_profile: Profile::LATEST,
             history_format: HistoryFormat::Buildkit,
             source_date_epoch: None,
             rewrite_timestamp: true,

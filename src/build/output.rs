@@ -103,6 +103,7 @@ fn flatten_rootfs(
     let opts = LayerOptions {
         compression: Compression::Uncompressed,
         clamp_mtime: None,
+        profile: ctx.opts.repro_profile,
     };
     match result.layers.last() {
         Some(top) => {

@@ -124,6 +124,9 @@ pub struct BuildArgs {
     /// Format of history `created_by` strings
     #[arg(long, value_enum, default_value = "buildkit")]
     pub history_format: HistoryFormatArg,
+    /// Output profile to write layers with (docs/reproducibility.md); default: the newest (2)
+    #[arg(long, value_name = "N")]
+    pub repro_profile: Option<u32>,
     /// Timestamp for `created` and clamped file mtimes (seconds since the epoch, `git` or `context`)
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<String>,

@@ -182,6 +182,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &snapshots,
                 &mut std::io::stdout().lock(),
             )?;
+            if a.all {
+                // Kept `ADD <url>` downloads are build cache too (BuildKit's prune drops them).
+                let freed = crate::context::remote::prune_cache(&root.join("cache").join("http"))?;
+                if freed > 0 {
+                    println!("Deleted kept downloads: {freed} bytes");
+                }
+            }
             Ok(0)
         }
         Command::Df => {
@@ -295,6 +302,10 @@ fn run_build(
     };
     opts.progress = match (a.progress, a.quiet) {
         (_, true) | (ProgressArg::Quiet, _) => Progress::Quiet,
+        (ProgressArg::Tty, _) => Progress::Tty,
+        (ProgressArg::Auto, _) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            Progress::Tty
+        }
         _ => Progress::Plain,
     };
     opts.explain_cache = a.explain_cache;
@@ -365,6 +376,10 @@ fn run_build(
         opts.outputs.push(spec);
     }
     opts.compression = with_level(compression.unwrap_or_default(), level)?;
+    if let Some(n) = a.repro_profile {
+        opts.repro_profile = crate::layer::Profile::from_number(n)
+            .ok_or_else(|| anyhow!("--repro-profile {n}: unknown profile (1 or 2)"))?;
+    }
     opts.source_date_epoch = match a.source_date_epoch.as_deref() {
         None | Some("") => None,
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),

@@ -80,6 +80,7 @@ impl Context {
     /// compressed, extracted safely into `scratch` (which must exist). Uses `scratch/Dockerfile`
     /// for the Dockerfile-specific ignore file.
     pub fn from_tar(reader: impl Read, scratch: &Path) -> Result<Context, ContextError> {
+        std::fs::create_dir_all(scratch).map_err(|e| ContextError::io(scratch, e))?;
         super::stdin_tar::extract_context_tar(reader, scratch)?;
         Context::open(scratch, &scratch.join("Dockerfile"))
     }

@@ -15,7 +15,6 @@
 //! directory is an error (classic builder rule); BuildKit silently overwrites one file with the next.
 
 use super::chmod::Chmod;
-use super::chown::resolve_chown;
 use super::dest_root::{apply_fd_meta, DestRoot, DirHandle, Meta};
 use super::error::ContextError;
 use super::git::{self, GitRef};
@@ -57,6 +56,8 @@ pub struct CopyRequest<'a> {
     /// `--link`: carried for the integrator (which builds the layer independently).
     pub link: bool,
     pub source: SourceRoot<'a>,
+    /// Where URL sources are kept and revalidated; `None` downloads them afresh, keyed by URL.
+    pub remote: Option<&'a remote::RemoteCache<'a>>,
 }
 
 impl<'a> CopyRequest<'a> {
@@ -78,6 +79,7 @@ impl<'a> CopyRequest<'a> {
             unpack: None,
             link: false,
             source,
+            remote: None,
         }
     }
 
@@ -194,6 +196,11 @@ pub(crate) fn resolve_items(
         } else if is_http_source(src) {
             items.push(Item::Remote(src.clone()));
         } else {
+            // Deviation: BuildKit clamps `../x` to `/x`; a relative source that climbs out of the
+            // context is an error here, as in the classic builder ("Forbidden path outside ...").
+            if matches!(req.source, SourceRoot::Context(_)) && leaves_root(src) {
+                return Err(ContextError::OutsideContext(src.clone()));
+            }
             let fs = fs.ok_or_else(|| ContextError::NotFound(src.clone()))?;
             if req.parents {
                 items.extend(
@@ -210,6 +217,14 @@ pub(crate) fn resolve_items(
         items.push(Item::Inline(name.clone(), content.clone()));
     }
     Ok(items)
+}
+
+/// Whether a relative path climbs above its root lexically (`../x`, `a/../../x`).
+fn leaves_root(src: &str) -> bool {
+    !src.starts_with('/') && {
+        let c = super::path_clean::clean(src);
+        c == ".." || c.starts_with("../")
+    }
 }
 
 /// `--parents`: the part after an optional `/./` pivot keeps its directories in the destination
@@ -264,6 +279,24 @@ fn keep_with_ancestors(entries: Vec<Entry>, mut keep: Vec<bool>) -> Vec<Entry> {
         .filter(|(_, k)| *k)
         .map(|(e, _)| e)
         .collect()
+}
+
+/// `--chown` against the destination image's own /etc/passwd and /etc/group (the same user
+/// database code as RUN's USER, with BuildKit's --chown rules).
+fn resolve_chown(dest_root: &Path, spec: &str) -> Result<(u32, u32), ContextError> {
+    use crate::exec::ExecError;
+    crate::exec::resolve_chown(dest_root, spec).map_err(|e| ContextError::Chown {
+        spec: spec.to_string(),
+        reason: match e {
+            ExecError::UserNotFound { user, .. } => {
+                format!("no user {user:?} in the image's /etc/passwd")
+            }
+            ExecError::GroupNotFound { group, .. } => {
+                format!("no group {group:?} in the image's /etc/group")
+            }
+            other => other.to_string(),
+        },
+    })
 }
 
 /// Executes a COPY/ADD into the rootfs at `dest_root` (a writable, merged directory).
@@ -334,29 +367,38 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
                 w.bytes_file(&dest, dir_syntax, &name, &content, 0o644, None)?;
             }
             Item::Remote(url) => {
-                let dl = remote::download(
-                    &url,
-                    req.checksum.as_deref(),
-                    &scratch,
-                    env.max_download,
-                    env.cancel,
-                )?;
+                // Kept in the remote cache when the caller gave one, else a one-off download
+                // (`_dl` holds its temp file until the copy is done).
+                let (_dl, path, file_name, mtime) = match req.remote {
+                    Some(cache) => {
+                        let f = cache.fetch(&url, req.checksum.as_deref())?;
+                        (None, f.path, f.name, f.mtime)
+                    }
+                    None => {
+                        let dl = remote::download(
+                            &url,
+                            req.checksum.as_deref(),
+                            &scratch,
+                            env.max_download,
+                            env.cancel,
+                        )?;
+                        let path = dl.path().to_path_buf();
+                        let (name, mtime) = (dl.name.clone(), dl.mtime);
+                        (Some(dl), path, name, mtime)
+                    }
+                };
                 if req.unpack == Some(true) {
                     if let Some(ex) = env.extract {
-                        if w.try_extract(ex, dl.path(), &dest)? {
+                        if w.try_extract(ex, &path, &dest)? {
                             continue;
                         }
                     }
                 }
-                let mtime = dl.mtime.map(|t| (t, 0));
-                let meta = dl
-                    .file
-                    .as_file()
-                    .metadata()
-                    .map_err(|e| ContextError::io(dl.path(), e))?;
-                let (dir, name) = w.file_target(&dest, dir_syntax, &dl.name)?;
+                let mtime = mtime.map(|t| (t, 0));
+                let meta = std::fs::metadata(&path).map_err(|e| ContextError::io(&path, e))?;
+                let (dir, name) = w.file_target(&dest, dir_syntax, &file_name)?;
                 let m = w.meta_for(&meta, false, Some(0o600), mtime);
-                w.write_file(&dir, &name, dl.path(), &meta, m)?;
+                w.write_file(&dir, &name, &path, &meta, m)?;
             }
             Item::Git(gitref) => {
                 let checkout =

@@ -26,6 +26,8 @@ pub enum ContextError {
     SourcePattern(String),
     #[error("{0:?}: not found (or excluded by .dockerignore)")]
     NotFound(String),
+    #[error("{0:?}: forbidden path outside the build context")]
+    OutsideContext(String),
     #[error(
         "when using {cmd} with more than one source file, the destination must be a directory and end with a / (destination {dest:?}, {count} sources)"
     )]

@@ -3,8 +3,9 @@
 //! Covers names, types, modes, owners (only where they are copied: `--from` sources), link
 //! targets, hardlink structure, device numbers and file bytes of exactly the entries `copy` would
 //! write (after .dockerignore and `--exclude`), plus the flags that shape the result. mtimes are
-//! never hashed, so `touch` changes nothing while any real edit does. Remote sources hash as their
-//! URL and checksum (their bytes are only known after downloading); git sources as URL and ref.
+//! never hashed, so `touch` changes nothing while any real edit does. Remote sources hash as the
+//! digest of their content when the request has a remote cache (fetched or revalidated first), else
+//! as their URL and checksum; git sources as URL and ref.
 //!
 //! File digests are memoised on disk keyed by (path, dev, inode, size, mtime, ctime), so a no-op
 //! rebuild costs a stat per file; misses are hashed on two threads (the build machine's cores).
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,10 +158,21 @@ pub fn hash_sources(req: &CopyRequest, memo: Option<&Path>) -> Result<Digest, Co
                     entry(&mut h, &e.rel.to_string_lossy(), &e.host, &e.meta);
                 }
             }
-            Item::Remote(url) => {
-                field(&mut h, b"R");
-                field(&mut h, url.as_bytes());
-            }
+            Item::Remote(url) => match req.remote {
+                // BuildKit keys an HTTP source by the digest of its content, and what the copy
+                // writes from it (file name, Last-Modified mtime).
+                Some(cache) => {
+                    let f = cache.fetch(url, req.checksum.as_deref())?;
+                    field(&mut h, b"RC");
+                    field(&mut h, f.digest.hex().as_bytes());
+                    field(&mut h, f.name.as_bytes());
+                    field(&mut h, format!("{:?}", f.mtime).as_bytes());
+                }
+                None => {
+                    field(&mut h, b"R");
+                    field(&mut h, url.as_bytes());
+                }
+            },
             Item::Git(g) => {
                 field(&mut h, b"G");
                 field(&mut h, format!("{g:?}").as_bytes());
@@ -285,7 +297,11 @@ fn save_memo(path: &Path, memo: &MemoFile) -> Result<(), ContextError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    serde_json::to_writer(&mut tmp, memo).map_err(|e| fail(e.to_string()))?;
+    // Buffered: unbuffered serde_json writes cost one syscall per token (~0.7 s for 20k entries).
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut tmp);
+    serde_json::to_writer(&mut w, memo).map_err(|e| fail(e.to_string()))?;
+    w.flush().map_err(|e| fail(e.to_string()))?;
+    drop(w);
     tmp.persist(path).map_err(|e| fail(e.to_string()))?;
     Ok(())
 }

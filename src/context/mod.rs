@@ -6,7 +6,6 @@
 
 pub mod build_context;
 pub mod chmod;
-pub mod chown;
 pub mod copy;
 pub mod dest_root;
 pub mod error;
@@ -18,6 +17,7 @@ pub mod path_clean;
 pub mod remote;
 pub mod source;
 pub mod stdin_tar;
+pub mod tarsum;
 
 pub use build_context::Context;
 pub use copy::{copy, CopyEnv, CopyRequest, CopyStats, Extractor, SourceRoot};

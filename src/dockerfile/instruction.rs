@@ -682,6 +682,18 @@ impl Instruction {
                 .map(|(k, val)| Ok((w(k)?, w(val)?)))
                 .collect::<Result<Vec<_>, ExpandError>>()
         };
+        // `COPY x $EMPTY`: a destination that expands to nothing is an error (buildkit #679,
+        // SECURITY H5), not a copy to the working directory.
+        let dest = |d: &str| {
+            let out = w(d)?;
+            if out.is_empty() {
+                return Err(ExpandError {
+                    source_text: d.to_string(),
+                    message: "destination path cannot be empty".into(),
+                });
+            }
+            Ok(out)
+        };
         Ok(match self {
             Instruction::From(f) => Instruction::From(FromInst {
                 image: w(&f.image)?,
@@ -719,7 +731,7 @@ impl Instruction {
             Instruction::Copy(c) => Instruction::Copy(CopyInst {
                 sources: all(&c.sources)?,
                 heredoc_sources: c.heredoc_sources.clone(),
-                dest: w(&c.dest)?,
+                dest: dest(&c.dest)?,
                 from: ow(&c.from)?,
                 chown: ow(&c.chown)?,
                 chmod: ow(&c.chmod)?,
@@ -731,7 +743,7 @@ impl Instruction {
             Instruction::Add(a) => Instruction::Add(AddInst {
                 sources: all(&a.sources)?,
                 heredoc_sources: a.heredoc_sources.clone(),
-                dest: w(&a.dest)?,
+                dest: dest(&a.dest)?,
                 chown: ow(&a.chown)?,
                 chmod: ow(&a.chmod)?,
                 link: a.link,

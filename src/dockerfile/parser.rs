@@ -107,6 +107,9 @@ pub(crate) struct ParsedFile {
     pub warnings: Vec<String>,
 }
 
+/// Longest physical line, in bytes (BuildKit's `bufio.Scanner` token limit).
+const MAX_LINE: usize = 65535;
+
 fn trim_newline(s: &str) -> &str {
     s.trim_end_matches(['\r', '\n'])
 }
@@ -161,6 +164,14 @@ pub(crate) fn parse_file(text: &str, path: &Path) -> Result<ParsedFile, ParseErr
     let lines: Vec<&str> = text_no_bom.split_inclusive('\n').collect();
     let err =
         |start: usize, end: usize, msg: String| ParseError::at(path, text_no_bom, start, end, msg);
+    // BuildKit's scanner refuses longer lines (parser_test.go TestParseReturnsScannerErrors).
+    if let Some(i) = lines.iter().position(|l| trim_newline(l).len() > MAX_LINE) {
+        return Err(err(
+            i + 1,
+            i + 1,
+            format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
+        ));
+    }
 
     let mut d = Directives::new();
     let mut nodes = Vec::new();

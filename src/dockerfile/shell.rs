@@ -146,6 +146,7 @@ impl LexOptions {
             pos: 0,
             env,
             raw_escapes: self.raw_escapes,
+            depth: 0,
         };
         let raw = self.raw_escapes;
         sw.process_stop_on(None, raw)
@@ -156,12 +157,21 @@ impl LexOptions {
     }
 }
 
+/// Longest word an expansion may produce: far beyond any real Dockerfile value, small enough
+/// that doubling `ARG`s or `${x//a/bbbb}` cannot eat the machine (SECURITY H8; BuildKit has no
+/// limit, Docker then fails later on its own message or layer size limits).
+pub const MAX_EXPANSION: usize = 16 << 20;
+
+/// Deepest `${a:-${b:-...}}` nesting: recursion is bounded so no input overflows the stack.
+pub const MAX_NESTING: usize = 100;
+
 struct ShellWord<'a> {
     opts: LexOptions,
     chars: Vec<char>,
     pos: usize,
     env: &'a dyn Env,
     raw_escapes: bool,
+    depth: usize,
 }
 
 #[derive(Default)]
@@ -226,9 +236,16 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> LexResult<(String, Vec<String>)> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "variable expansion nested deeper than {MAX_NESTING} levels"
+            ));
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let r = self.process_stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         r
     }
@@ -249,6 +266,9 @@ impl ShellWord<'_> {
                     '\'' => self.process_single_quote()?,
                     _ => self.process_double_quote()?,
                 };
+                if result.len() + tmp.len() > MAX_EXPANSION {
+                    return Err(format!("variable expansion exceeds {MAX_EXPANSION} bytes"));
+                }
                 result.push_str(&tmp);
                 if ch == '$' {
                     words.add_string(&tmp);
@@ -499,6 +519,11 @@ impl ShellWord<'_> {
         let re = shell_pattern_to_regex(&pattern, true, false)
             .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
         if all {
+            // Bound the result before building it: every match adds at most the replacement.
+            let matches = re.find_iter(&value).count();
+            if value.len() + matches.saturating_mul(replacement.len()) > MAX_EXPANSION {
+                return Err(format!("variable expansion exceeds {MAX_EXPANSION} bytes"));
+            }
             Ok(re
                 .replace_all(&value, regex::NoExpand(&replacement))
                 .into_owned())

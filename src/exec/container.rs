@@ -13,6 +13,7 @@ use super::launch;
 use super::privileges;
 use super::protocol::{HelperRequest, Status, StatusPipe, STATUS_FD};
 use super::rootfs;
+use super::seccomp;
 
 pub(crate) fn init(req: &HelperRequest, status: &StatusPipe) -> ! {
     // A panic here must not look like the command's own exit status (101).
@@ -35,10 +36,13 @@ fn start(req: &HelperRequest) -> Result<Infallible, ExecError> {
     close_fds_from(STATUS_FD as u32 + 1, 0)?;
     stdin_from_dev_null()?;
     enter_workdir(&req.spec.workdir)?;
+    let filters = seccomp::programs()?;
     privileges::drop_to(req.uid, req.gid, &req.groups)?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| ExecError::io("unblock signals", e))?;
     rustix::process::umask(Mode::from_raw_mode(0o022));
+    // Last, after no_new_privs (drop_to) and before exec: Docker's default profile (D5).
+    seccomp::install(&filters)?;
     // The status pipe stays open until execve succeeds, so a failed exec is reported.
     close_fds_from(STATUS_FD as u32, libc::CLOSE_RANGE_CLOEXEC)?;
     launch::exec(&req.spec.argv, &req.spec.env)

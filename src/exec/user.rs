@@ -66,6 +66,41 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), E
     Ok((uid, gid, supplementary))
 }
 
+/// Resolves a `COPY/ADD --chown=user[:group]` spec inside `rootfs` to `(uid, gid)`, with BuildKit's
+/// rules (`solver/llbsolver/file/user.go`), which differ from USER's: a numeric user is taken as is
+/// (no passwd lookup) and alone gives gid = uid; a named user alone gives its primary gid; a group is
+/// a name from /etc/group or a number.
+pub fn resolve_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32), ExecError> {
+    let (user_part, group_part) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user_part.is_empty() || group_part == Some("") {
+        return Err(ExecError::InvalidSpec(format!("invalid --chown {spec:?}")));
+    }
+    let root = open_root(rootfs)?;
+    let (uid, primary_gid) = match parse_id(user_part) {
+        Some(uid) => (uid, uid),
+        None => {
+            let passwd = read_db(&root, rootfs, "/etc/passwd")?.unwrap_or_default();
+            passwd
+                .lines()
+                .filter_map(PasswdEntry::parse)
+                .find(|e| e.name == user_part)
+                .map(|e| (e.uid, e.gid))
+                .ok_or_else(|| ExecError::UserNotFound {
+                    user: user_part.to_string(),
+                    rootfs: rootfs.to_path_buf(),
+                })?
+        }
+    };
+    let gid = match group_part {
+        None => primary_gid,
+        Some(g) => lookup_group(&root, rootfs, g)?,
+    };
+    Ok((uid, gid))
+}
+
 /// Resolves a group name or numeric gid inside `rootfs` (for `COPY --chown=user:group`).
 pub fn resolve_group(rootfs: &Path, group: &str) -> Result<u32, ExecError> {
     let root = open_root(rootfs)?;
@@ -186,6 +221,45 @@ mod tests {
         )
         .unwrap();
         dir
+    }
+
+    #[test]
+    fn chown_numeric_user_alone_gives_gid_uid_and_names_use_primary_gid() {
+        let r = rootfs();
+        assert_eq!(resolve_chown(r.path(), "app").unwrap(), (1000, 1000));
+        assert_eq!(resolve_chown(r.path(), "app:staff").unwrap(), (1000, 50));
+        assert_eq!(resolve_chown(r.path(), "1500").unwrap(), (1500, 1500));
+        // A numeric user is not looked up (BuildKit ByID), unlike USER.
+        assert_eq!(resolve_chown(r.path(), "65534").unwrap(), (65534, 65534));
+        assert_eq!(resolve_chown(r.path(), "1500:7").unwrap(), (1500, 7));
+        assert_eq!(resolve_chown(r.path(), "0:staff").unwrap(), (0, 50));
+    }
+
+    #[test]
+    fn chown_unknown_names_and_empty_parts_are_errors() {
+        let r = rootfs();
+        let e = resolve_chown(r.path(), "ghost").unwrap_err().to_string();
+        assert!(e.contains("ghost") && e.contains("/etc/passwd"), "{e}");
+        let e = resolve_chown(r.path(), "app:ghosts")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ghosts"), "{e}");
+        assert!(resolve_chown(r.path(), ":1").is_err());
+        assert!(resolve_chown(r.path(), "1:").is_err());
+    }
+
+    #[test]
+    fn chown_passwd_symlink_is_resolved_inside_root() {
+        let r = tempfile::tempdir().unwrap();
+        fs::create_dir_all(r.path().join("etc")).unwrap();
+        fs::create_dir_all(r.path().join("data")).unwrap();
+        fs::write(r.path().join("data/pw"), "u:x:42:43::/:/bin/sh\n").unwrap();
+        // An absolute link means <root>/data/pw, never the host's file.
+        std::os::unix::fs::symlink("/data/pw", r.path().join("etc/passwd")).unwrap();
+        assert_eq!(resolve_chown(r.path(), "u").unwrap(), (42, 43));
+        fs::remove_file(r.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow-not-in-root", r.path().join("etc/passwd")).unwrap();
+        assert!(resolve_chown(r.path(), "root").is_err());
     }
 
     #[test]

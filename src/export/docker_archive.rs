@@ -7,8 +7,8 @@
 //! against the config's diffIDs.
 
 use crate::digest::Digest;
-use crate::export::oci_layout::{index_descriptors, OCI_LAYOUT_DOCKER};
-use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
+use crate::export::oci_layout::{blob_entries, index_descriptors, OCI_LAYOUT_DOCKER};
+use crate::export::tar_writer::{write_tar, Entry, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
 use crate::image::manifest::{self, Descriptor, ManifestKind};
 use serde::{Deserialize, Serialize};
@@ -50,32 +50,10 @@ pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
     let config_digest = Digest::of_bytes(&image.config_bytes);
     let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
 
-    let mut entries = vec![
-        Entry::dir("blobs/"),
-        Entry::dir("blobs/sha256/"),
-        Entry::bytes(
-            &blob_name(&config_digest),
-            MODE_BLOB,
-            mtime,
-            image.config_bytes.clone(),
-        ),
-        Entry::bytes(
-            &blob_name(&built.descriptor.digest),
-            MODE_BLOB,
-            0,
-            built.bytes.clone(),
-        ),
-    ];
+    let mut entries = blob_entries(image, &config_digest, &built, mtime);
     let mut layer_paths = Vec::new();
     let mut layer_sources = BTreeMap::new();
-    for (desc, path) in &image.layers {
-        entries.push(Entry::blob(
-            &blob_name(&desc.digest),
-            mtime,
-            path.clone(),
-            desc.digest.clone(),
-            desc.size,
-        ));
+    for (desc, _) in &image.layers {
         layer_paths.push(blob_name(&desc.digest));
         // Docker 25 writes LayerSources for its (uncompressed) layers; `docker load` registers
         // the descriptor with the layer. A compressed blob's descriptor would then describe

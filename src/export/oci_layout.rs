@@ -45,11 +45,35 @@ pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
     let mtime = created_mtime(&config);
     let config_digest = Digest::of_bytes(&image.config_bytes);
     let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+    let mut entries = blob_entries(image, &config_digest, &built, mtime);
+    entries.push(Entry::bytes(
+        "index.json",
+        MODE_FILE,
+        0,
+        manifest::build_index(&index_descriptors(&built.descriptor, &refs))?,
+    ));
+    entries.push(Entry::bytes(
+        "oci-layout",
+        MODE_BLOB,
+        0,
+        OCI_LAYOUT.as_bytes().to_vec(),
+    ));
+    write_tar(out, entries)
+}
+
+/// The `blobs/sha256/` part of both tar outputs (OCI layout and docker-archive): the directories,
+/// the config, the manifest and every layer blob as stored.
+pub(crate) fn blob_entries(
+    image: &ExportImage,
+    config_digest: &Digest,
+    built: &manifest::BuiltManifest,
+    mtime: u64,
+) -> Vec<Entry> {
     let mut entries = vec![
         Entry::dir("blobs/"),
         Entry::dir("blobs/sha256/"),
         Entry::bytes(
-            &blob_name(&config_digest),
+            &blob_name(config_digest),
             MODE_BLOB,
             mtime,
             image.config_bytes.clone(),
@@ -60,13 +84,6 @@ pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
             0,
             built.bytes.clone(),
         ),
-        Entry::bytes(
-            "index.json",
-            MODE_FILE,
-            0,
-            manifest::build_index(&index_descriptors(&built.descriptor, &refs))?,
-        ),
-        Entry::bytes("oci-layout", MODE_BLOB, 0, OCI_LAYOUT.as_bytes().to_vec()),
     ];
     for (desc, path) in &image.layers {
         entries.push(Entry::blob(
@@ -77,7 +94,7 @@ pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
             desc.size,
         ));
     }
-    write_tar(out, entries)
+    entries
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {

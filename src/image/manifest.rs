@@ -221,15 +221,37 @@ pub fn build_index(manifests: &[Descriptor]) -> Result<Vec<u8>, ImageError> {
     serde_json::to_vec(&idx).map_err(ImageError::ManifestJson)
 }
 
+/// Parses `bytes` as `T` after refusing a document that is both a manifest and an index
+/// (`manifests` beside `layers`/`config`): such a document means different things to different
+/// readers (CVE-2021-41190, containerd's `validateMediaType`; SECURITY F2).
+fn unambiguous<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ImageError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(ImageError::ManifestJson)?;
+    if let Some(o) = v.as_object() {
+        if o.contains_key("manifests") && (o.contains_key("layers") || o.contains_key("config")) {
+            return Err(ImageError::ManifestJson(serde::de::Error::custom(
+                "ambiguous document: it has both `manifests` and `layers`/`config`",
+            )));
+        }
+    }
+    serde_json::from_value(v).map_err(ImageError::ManifestJson)
+}
+
 impl Manifest {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ImageError> {
-        serde_json::from_slice(bytes).map_err(ImageError::ManifestJson)
+        let m: Manifest = unambiguous(bytes)?;
+        if m.schema_version != 2 {
+            return Err(ImageError::ManifestJson(serde::de::Error::custom(format!(
+                "unsupported manifest schemaVersion {}",
+                m.schema_version
+            ))));
+        }
+        Ok(m)
     }
 }
 
 impl Index {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ImageError> {
-        serde_json::from_slice(bytes).map_err(ImageError::ManifestJson)
+        unambiguous(bytes)
     }
 }
 

@@ -7,7 +7,6 @@ use pathrs::Root;
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 /// If `file` is a tar (plain, gzip, bzip2, xz or zstd), extracts it under `dest_in_root` and
 /// returns `true`; otherwise returns `false` and the caller copies the file as it is.
@@ -23,19 +22,17 @@ pub fn extract_if_archive(
     dest_in_root: &Path,
     opts: &ApplyOptions,
 ) -> Result<bool, LayerError> {
-    extract_if_archive_with(file, root, dest_in_root, opts, None)
+    let f = File::open(file).map_err(|e| LayerError::io(file, "open", e))?;
+    extract_reader_if_archive(f, root, dest_in_root, opts)
 }
 
-/// [`extract_if_archive`] that stops (with a read error carrying [`crate::cancel::Cancelled`])
-/// once `cancel` is set.
-pub fn extract_if_archive_with(
-    file: &Path,
+/// [`extract_if_archive`] on an open reader (e.g. one that reports progress as it is read).
+pub fn extract_reader_if_archive<R: Read + Send + 'static>(
+    f: R,
     root: &Path,
     dest_in_root: &Path,
     opts: &ApplyOptions,
-    cancel: Option<&AtomicBool>,
 ) -> Result<bool, LayerError> {
-    let f = File::open(file).map_err(|e| LayerError::io(file, "open", e))?;
     let Ok((mut reader, _)) = decompress(f) else {
         return Ok(false);
     };
@@ -67,7 +64,7 @@ pub fn extract_if_archive_with(
     };
     // The joined path only names the destination in error messages; nothing resolves it.
     apply_in(
-        Cursor::new(head).chain(crate::cancel::Reader::new(reader, cancel)),
+        Cursor::new(head).chain(reader),
         &dest_root,
         &root.join(dest_in_root.strip_prefix("/").unwrap_or(dest_in_root)),
         &opts,

@@ -1,5 +1,6 @@
 //! Layer blob compression: the choice (`Compression`), its media types and the streaming encoder.
 
+use crate::layer::pgzip::ParGzEncoder;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 
@@ -45,26 +46,77 @@ impl Compression {
     }
 }
 
+/// The versioned output profile (`--repro-profile=N`, docs/reproducibility.md): everything that
+/// decides a layer blob's bytes besides its content. Tar writer settings and JSON encoding are
+/// the same in every profile so far; the profiles differ in how gzip and zstd run.
+///
+/// * 1: gzip = one deflate stream on one thread (flate2 + zlib-rs, 1 MiB writes); zstd = one
+///   thread (`nbWorkers` 0).
+/// * 2 (default): gzip = pigz-style parallel blocks of 1 MiB with a 32 KiB dictionary (one gzip
+///   member, same bytes for any thread count; `layer::pgzip`); zstd = libzstd multithreaded mode,
+///   whose bytes do not depend on the worker count once it is >= 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Profile {
+    V1,
+    #[default]
+    V2,
+}
+
+impl Profile {
+    /// The newest profile, used unless a build pins another.
+    pub const LATEST: Profile = Profile::V2;
+
+    /// The profile numbered `n`, if there is one.
+    pub fn from_number(n: u32) -> Option<Profile> {
+        match n {
+            1 => Some(Profile::V1),
+            2 => Some(Profile::V2),
+            _ => None,
+        }
+    }
+
+    pub fn number(self) -> u32 {
+        match self {
+            Profile::V1 => 1,
+            Profile::V2 => 2,
+        }
+    }
+}
+
+/// Worker threads for parallel compression: every core (the bytes do not depend on it).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A streaming compressor for one of the [`Compression`] choices.
 pub(crate) enum Encoder<W: Write> {
     Gzip(flate2::write::GzEncoder<W>),
+    ParGzip(ParGzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Plain(W),
 }
 
 impl<W: Write> Encoder<W> {
-    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::Gzip { level } => Encoder::Gzip(
+    pub(crate) fn new(compression: Compression, profile: Profile, out: W) -> io::Result<Self> {
+        Ok(match (compression, profile) {
+            (Compression::Gzip { level }, Profile::V2) => {
+                Encoder::ParGzip(ParGzEncoder::new(out, level, threads()))
+            }
+            (Compression::Gzip { level }, Profile::V1) => Encoder::Gzip(
                 flate2::GzBuilder::new()
                     .mtime(0)
                     .operating_system(255)
                     .write(out, flate2::Compression::new(level.min(9))),
             ),
-            Compression::Zstd { level } => {
+            (Compression::Zstd { level }, Profile::V1) => {
                 Encoder::Zstd(zstd::stream::write::Encoder::new(out, level)?)
             }
-            Compression::Uncompressed => Encoder::Plain(out),
+            (Compression::Zstd { level }, Profile::V2) => {
+                let mut e = zstd::stream::write::Encoder::new(out, level)?;
+                e.multithread(threads() as u32)?;
+                Encoder::Zstd(e)
+            }
+            (Compression::Uncompressed, _) => Encoder::Plain(out),
         })
     }
 
@@ -72,6 +124,7 @@ impl<W: Write> Encoder<W> {
     pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Gzip(e) => e.finish(),
+            Encoder::ParGzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
             Encoder::Plain(w) => Ok(w),
         }
@@ -82,6 +135,7 @@ impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Gzip(e) => e.write(buf),
+            Encoder::ParGzip(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
             Encoder::Plain(w) => w.write(buf),
         }
@@ -90,8 +144,60 @@ impl<W: Write> Write for Encoder<W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.flush(),
+            Encoder::ParGzip(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
             Encoder::Plain(w) => w.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        let mut x: u64 = 88172645463325252;
+        (0..len)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if i % 3 == 0 {
+                    (x % 7) as u8
+                } else {
+                    b"abcdefgh"[i % 8]
+                }
+            })
+            .collect()
+    }
+
+    fn zstd_mt(data: &[u8], workers: u32, chunk: usize) -> Vec<u8> {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.multithread(workers).unwrap();
+        for c in data.chunks(chunk) {
+            e.write_all(c).unwrap();
+        }
+        e.finish().unwrap()
+    }
+
+    /// Profile 2 relies on this: libzstd's multithreaded output is the same for any worker
+    /// count >= 1 and any write chunking (several jobs' worth of input, so jobs really split).
+    #[test]
+    fn zstd_multithread_bytes_do_not_depend_on_workers() {
+        let data = sample(24 << 20);
+        let one = zstd_mt(&data, 1, 1 << 20);
+        assert_eq!(zstd_mt(&data, 2, 4096), one);
+        assert_eq!(zstd_mt(&data, 4, 3 << 20), one);
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
+    }
+
+    #[test]
+    fn profile_numbers_round_trip() {
+        assert_eq!(Profile::default(), Profile::LATEST);
+        for n in 1..=2 {
+            assert_eq!(Profile::from_number(n).map(Profile::number), Some(n));
+        }
+        assert_eq!(Profile::from_number(0), None);
+        assert_eq!(Profile::from_number(3), None);
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::digest::{Digest, HashingWriter};
 use crate::layer::block_writer::BlockWriter;
-use crate::layer::compression::{Compression, Encoder};
+use crate::layer::compression::{Compression, Encoder, Profile};
 use crate::layer::error::LayerError;
 use crate::layer::whiteout::{
     OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR, WHITEOUT_PREFIX,
@@ -36,6 +36,9 @@ pub struct LayerOptions {
     pub compression: Compression,
     /// BuildKit `rewrite-timestamp`: every mtime later than this epoch is lowered to it.
     pub clamp_mtime: Option<i64>,
+    /// Output profile: which compressor scheme makes the blob bytes.
+    #[serde(default)]
+    pub profile: Profile,
 }
 
 /// What [`write_layer`] produced.
@@ -76,7 +79,7 @@ pub fn write_layer<W: Write>(
     opts: &LayerOptions,
 ) -> Result<(W, LayerInfo), LayerError> {
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
-    let encoder = Encoder::new(opts.compression, blob).map_err(LayerError::Write)?;
+    let encoder = Encoder::new(opts.compression, opts.profile, blob).map_err(LayerError::Write)?;
     let tar_hash = HashingWriter::new(encoder);
     let mut writer = TarWriter {
         builder: tar::Builder::new(BlockWriter::new(tar_hash)),

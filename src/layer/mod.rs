@@ -12,11 +12,12 @@ pub mod compress;
 pub mod compression;
 pub mod diff;
 pub mod error;
+pub(crate) mod pgzip;
 pub mod whiteout;
 
 pub use apply::{apply, ApplyOptions, ApplyStats, WhiteoutMode};
-pub use archive::{extract_if_archive, extract_if_archive_with};
+pub use archive::extract_if_archive;
 pub use compress::{decompress, is_tar, Detected};
-pub use compression::Compression;
+pub use compression::{Compression, Profile};
 pub use diff::{write_layer, LayerInfo, LayerOptions};
 pub use error::LayerError;

@@ -97,7 +97,7 @@ impl fmt::Display for Problem {
                 write!(f, "blob {blob} is corrupt (content hashes to {actual})")
             }
             Problem::BlobMissing { chain_id, blob } => {
-                write!(f, "layer {chain_id}: blob {blob} is missing")
+                write!(f, "layer {chain_id}: blob {blob} is missing or corrupt")
             }
             Problem::ConfigDigest { image, actual } => {
                 write!(f, "image {image}: config hashes to {actual}")

@@ -420,6 +420,7 @@ impl Store {
         let plain = LayerOptions {
             compression: Compression::Uncompressed,
             clamp_mtime: None,
+            ..Default::default()
         };
         match layer::write_layer(&diff, io::sink(), &plain) {
             Ok((_, info)) if info.diff_id == rec.diff_id => return Ok(None),
@@ -443,6 +444,7 @@ impl Store {
         let canon = LayerOptions {
             compression: Compression::Uncompressed,
             clamp_mtime: Some(0),
+            ..Default::default()
         };
         let want = layer::write_layer(scratch.path(), io::sink(), &canon)
             .map(|(_, i)| i.diff_id)
@@ -631,6 +633,7 @@ impl Store {
         let opts = LayerOptions {
             compression,
             clamp_mtime: None,
+            ..Default::default()
         };
         let writer = self.new_blob_writer()?;
         let Ok((writer, info)) = layer::write_layer(&diff, writer, &opts) else {

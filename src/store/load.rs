@@ -8,8 +8,8 @@ use crate::export::ExportImage;
 use crate::image::config::host_architecture;
 use crate::image::manifest::{
     oci_layer_media_type, Descriptor, Index, Manifest, ANNOTATION_CONTAINERD_NAME,
-    ANNOTATION_REF_NAME, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
-    MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD,
+    ANNOTATION_REF_NAME, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_INDEX,
+    MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST,
 };
 use crate::image::{ImageConfig, LayerDesc, Reference};
 use crate::store::{fsutil, io_err, LayerRecord, Store, StoreError};
@@ -41,6 +41,40 @@ enum Source {
         files: BTreeMap<String, PathBuf>,
         links: BTreeMap<String, String>,
     },
+}
+
+/// Largest manifest, index, config or `manifest.json` read into memory (containerd's
+/// `MaxManifestSize` is 4,393,216 bytes; SECURITY F3/F7).
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Most layers an image may have (Docker's overlay2 stops at 128 lower dirs; SECURITY F3).
+const MAX_LAYERS: usize = 1000;
+
+/// Reads at most [`MAX_DOCUMENT`] bytes of `path`; a larger file is an error, never a big
+/// allocation.
+fn read_document(path: &Path, name: &str) -> Result<Vec<u8>, StoreError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    let mut buf = Vec::new();
+    f.take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
+    if buf.len() as u64 > MAX_DOCUMENT {
+        return Err(StoreError::Load {
+            path: path.to_path_buf(),
+            reason: format!("{name} is larger than {MAX_DOCUMENT} bytes"),
+        });
+    }
+    Ok(buf)
+}
+
+/// What a document says it is (`mediaType`), when it says so.
+fn declared_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Head>(bytes).ok()?.media_type
 }
 
 /// Lexically normalizes an in-archive name; None if it escapes the archive root.
@@ -215,7 +249,7 @@ impl Store {
             let p = src
                 .file(name)
                 .ok_or_else(|| load_err(format!("{name} is missing")))?;
-            std::fs::read(&p).map_err(io_err(&p))
+            read_document(&p, name)
         };
         let candidates = if src.file("manifest.json").is_some() {
             self.docker_candidates(&src, &read("manifest.json")?, &load_err)?
@@ -246,8 +280,15 @@ impl Store {
             let cfg_path = src
                 .file(&item.config)
                 .ok_or_else(|| load_err(format!("config {} is missing", item.config)))?;
-            let config = std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?;
+            let config = read_document(&cfg_path, &item.config)?;
             let parsed = ImageConfig::from_bytes(&config)?;
+            if item.layers.len() > MAX_LAYERS {
+                return Err(load_err(format!(
+                    "{} has {} layers, more than {MAX_LAYERS}",
+                    item.config,
+                    item.layers.len()
+                )));
+            }
             let mut layers = Vec::new();
             for (i, name) in item.layers.iter().enumerate() {
                 let file = src
@@ -286,7 +327,15 @@ impl Store {
             let p = src
                 .blob(&d.digest)
                 .ok_or_else(|| load_err(format!("blob {} is missing", d.digest)))?;
-            let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+            // Size first (SECURITY F5): never read more than the descriptor promises.
+            let len = std::fs::metadata(&p).map_err(io_err(&p))?.len();
+            if len != d.size {
+                return Err(load_err(format!(
+                    "size mismatch: blob {} has {len} bytes, its descriptor says {}",
+                    d.digest, d.size
+                )));
+            }
+            let bytes = read_document(&p, &d.digest.to_string())?;
             let actual = Digest::of_bytes(&bytes);
             if actual != d.digest {
                 return Err(StoreError::DigestMismatch {
@@ -294,15 +343,32 @@ impl Store {
                     actual,
                 });
             }
+            // The document must be what the descriptor pointing at it says (SECURITY F2).
+            if let Some(declared) = declared_media_type(&bytes) {
+                if declared != d.media_type {
+                    return Err(load_err(format!(
+                        "blob {} declares media type {declared:?}, its descriptor says {:?}",
+                        d.digest, d.media_type
+                    )));
+                }
+            }
             Ok(bytes)
         };
+        let is_index = |t: &str| t == MEDIA_OCI_INDEX || t == MEDIA_DOCKER_MANIFEST_LIST;
+        let is_manifest = |t: &str| t == MEDIA_OCI_MANIFEST || t == MEDIA_DOCKER_MANIFEST;
         let index = Index::from_bytes(index_json)?;
         // Images by manifest digest, merging the tags of descriptors that share a manifest.
         let mut by_manifest: BTreeMap<Digest, Candidate> = BTreeMap::new();
         let mut order = Vec::new();
+        let mut unsupported = None;
         for top in &index.manifests {
             let mut desc = top.clone();
-            if desc.media_type == MEDIA_OCI_INDEX || desc.media_type == MEDIA_DOCKER_MANIFEST_LIST {
+            if !is_index(&desc.media_type) && !is_manifest(&desc.media_type) {
+                // Artifacts, schema 1, anything else: not an image we can load (SECURITY F6).
+                unsupported = Some(desc.media_type.clone());
+                continue;
+            }
+            if is_index(&desc.media_type) {
                 let nested = Index::from_bytes(&read_blob(&desc)?)?;
                 let host = host_architecture();
                 let pick = nested
@@ -316,6 +382,12 @@ impl Store {
                     .or_else(|| nested.manifests.first())
                     .ok_or_else(|| load_err(format!("index {} has no manifests", desc.digest)))?;
                 desc = pick.clone();
+                if !is_manifest(&desc.media_type) {
+                    return Err(load_err(format!(
+                        "index {} leads to {:?}: only one level of nested index is supported",
+                        top.digest, desc.media_type
+                    )));
+                }
             }
             let tag = top
                 .annotations
@@ -333,12 +405,26 @@ impl Store {
                 continue;
             }
             let manifest = Manifest::from_bytes(&read_blob(&desc)?)?;
+            if manifest.layers.len() > MAX_LAYERS {
+                return Err(load_err(format!(
+                    "manifest {} has {} layers, more than {MAX_LAYERS}",
+                    desc.digest,
+                    manifest.layers.len()
+                )));
+            }
             let config = read_blob(&manifest.config)?;
             let mut layers = Vec::new();
             for l in &manifest.layers {
                 let file = src
                     .blob(&l.digest)
                     .ok_or_else(|| load_err(format!("layer blob {} is missing", l.digest)))?;
+                let len = std::fs::metadata(&file).map_err(io_err(&file))?.len();
+                if len != l.size {
+                    return Err(load_err(format!(
+                        "size mismatch: layer blob {} has {len} bytes, its descriptor says {}",
+                        l.digest, l.size
+                    )));
+                }
                 layers.push((file, Some(l.clone())));
             }
             order.push(desc.digest.clone());
@@ -351,6 +437,13 @@ impl Store {
                     manifest_digest: Some(desc.digest.clone()),
                 },
             );
+        }
+        if order.is_empty() {
+            if let Some(t) = unsupported {
+                return Err(load_err(format!(
+                    "index.json lists no image manifest (unsupported media type {t:?})"
+                )));
+            }
         }
         Ok(order
             .into_iter()

@@ -154,6 +154,114 @@ pub fn tar_listing(path: &Path) -> Vec<String> {
     out.lines().map(|s| s.to_string()).collect()
 }
 
+/// A small HTTP/1.1 server on 127.0.0.1 for ADD tests: serves the current body at every path with
+/// an ETag (derived from the body) and a fixed Last-Modified, answers a matching `If-None-Match`
+/// with 304, and counts requests and full bodies sent.
+pub struct HttpServer {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub bodies: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl HttpServer {
+    pub fn start(body: &[u8]) -> HttpServer {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = HttpServer {
+            url: format!("http://{addr}"),
+            requests: Default::default(),
+            bodies: Default::default(),
+            body: std::sync::Arc::new(std::sync::Mutex::new(body.to_vec())),
+        };
+        let (requests, bodies, body) = (
+            server.requests.clone(),
+            server.bodies.clone(),
+            server.body.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Ok(clone) = stream.try_clone() else {
+                    continue;
+                };
+                let mut reader = BufReader::new(clone);
+                let mut line = String::new();
+                let mut if_none_match = None;
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("if-none-match") {
+                            if_none_match = Some(v.trim().to_string());
+                        }
+                    }
+                    line.clear();
+                }
+                requests.fetch_add(1, Ordering::SeqCst);
+                let body = body.lock().unwrap().clone();
+                let etag = format!(
+                    "\"{:x}\"",
+                    body.iter()
+                        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(*b as u64))
+                );
+                let common = format!(
+                    "ETag: {etag}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n"
+                );
+                if if_none_match.as_deref() == Some(etag.as_str()) {
+                    let _ = stream.write_all(
+                        format!("HTTP/1.1 304 Not Modified\r\n{common}Content-Length: 0\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    continue;
+                }
+                bodies.fetch_add(1, Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\n{common}Content-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        server
+    }
+
+    pub fn set_body(&self, body: &[u8]) {
+        *self.body.lock().unwrap() = body.to_vec();
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn bodies(&self) -> usize {
+        self.bodies.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The layer blobs of an OCI layout directory, in manifest order.
+pub fn oci_layer_blobs(dir: &Path) -> Vec<PathBuf> {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    };
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index = read(dir.join("index.json"));
+    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| blob(l["digest"].as_str().unwrap()))
+        .collect()
+}
+
 pub mod registry;
 
 /// Every snapshot under `<root>/overlay2` belongs to a committed layer, `l/` has no dangling link and the
