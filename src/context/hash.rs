@@ -302,6 +302,8 @@ fn save_memo(path: &Path, memo: &MemoFile) -> Result<(), ContextError> {
     serde_json::to_writer(&mut w, memo).map_err(|e| fail(e.to_string()))?;
     w.flush().map_err(|e| fail(e.to_string()))?;
     drop(w);
+    // Synced before the rename: after a power loss the memo is the old or the new one, never torn.
+    tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
     tmp.persist(path).map_err(|e| fail(e.to_string()))?;
     Ok(())
 }
