@@ -3,6 +3,7 @@
 //! One module per concept; see `docs/ARCHITECTURE.md` for how they fit together.
 
 pub mod build;
+pub mod cancel;
 pub mod cli;
 pub mod compare;
 pub mod context;

@@ -588,12 +588,24 @@ impl<'a> Dispatcher<'a> {
             snapshots: self.snapshots,
             id: Some(snap.id.clone()),
         };
+        // An error after Ctrl-C is only the symptom of the cancel (a copy or extraction stopped
+        // half-way): report the interruption.
+        let interrupted = |e: BuildError| {
+            if self.cancelled() {
+                BuildError::Interrupted
+            } else {
+                e
+            }
+        };
         if mount {
             let mounted = self.snapshots.mount(&snap).map_err(BuildError::snapshot)?;
-            f(mounted.path())?;
+            f(mounted.path()).map_err(interrupted)?;
             drop(mounted);
         } else {
-            f(&snap.diff_dir())?;
+            f(&snap.diff_dir()).map_err(interrupted)?;
+        }
+        if self.cancelled() {
+            return Err(BuildError::Interrupted);
         }
         let opts = LayerOptions {
             compression: self.opts.compression,
@@ -602,11 +614,14 @@ impl<'a> Dispatcher<'a> {
         };
         let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
         let bar = self.reporter.bytes(step_id, "writing layer", None);
-        let (writer, info) =
-            layer::diff::write_layer(&snap.diff_dir(), BarWriter::new(writer, bar.clone()), &opts)
-                .map_err(BuildError::layer)?;
+        let writer = BarWriter::new(
+            crate::cancel::Writer::new(writer, Some(&*self.cancel)),
+            bar.clone(),
+        );
+        let (writer, info) = layer::diff::write_layer(&snap.diff_dir(), writer, &opts)
+            .map_err(|e| interrupted(BuildError::layer(e)))?;
         bar.finish();
-        let writer = writer.inner;
+        let writer = writer.inner.into_inner();
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);
@@ -807,7 +822,10 @@ impl<'a> Dispatcher<'a> {
             let name = file.file_name().unwrap_or_default().to_string_lossy();
             let bar = bars.bytes(step_id, &format!("extracting {name}"), size);
             let done = layer::archive::extract_reader_if_archive(
-                BarReader::new(f, bar.clone()),
+                BarReader::new(
+                    crate::cancel::Reader::new(f, Some(self.cancel.clone())),
+                    bar.clone(),
+                ),
                 root,
                 dest,
                 &opts,
@@ -823,11 +841,15 @@ impl<'a> Dispatcher<'a> {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
+                cancel: Some(&*self.cancel),
                 ..Default::default()
             };
             context::copy(&req, root, &env)
                 .map(|_| ())
-                .map_err(|e| self.step_error(line, e.to_string()))
+                .map_err(|e| match e {
+                    context::ContextError::Cancelled(_) => BuildError::Interrupted,
+                    e => self.step_error(line, e.to_string()),
+                })
         })?;
         drop(view);
         let made = layer.clone();

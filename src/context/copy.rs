@@ -25,6 +25,7 @@ pub use super::source::SourceRoot;
 use super::source::{contains_wildcards, inode_key, Entry, Resolved, SourceFs};
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -98,6 +99,8 @@ pub struct CopyEnv<'a> {
     pub scratch: Option<&'a Path>,
     /// Upper bound for one remote download.
     pub max_download: u64,
+    /// The build's cancel flag: checked per entry and per block of file data.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Default for CopyEnv<'_> {
@@ -106,6 +109,7 @@ impl Default for CopyEnv<'_> {
             extract: None,
             scratch: None,
             max_download: 8 << 30,
+            cancel: None,
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct CopyStats {
     pub bytes: u64,
     pub extracted: u64,
 }
+
+/// Bytes of one file copied between two looks at the cancel flag.
+const COPY_BLOCK: u64 = 8 << 20;
 
 /// A source after resolution, ready to be written.
 pub(crate) enum Item {
@@ -343,12 +350,14 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         links: HashMap::new(),
         created: Vec::new(),
         stats: CopyStats::default(),
+        cancel: env.cancel,
     };
     let scratch = env
         .scratch
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
     for item in items {
+        crate::cancel::check(env.cancel)?;
         match item {
             Item::Local(r) => {
                 let unpack = req.is_add && req.unpack != Some(false);
@@ -371,6 +380,7 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
                             req.checksum.as_deref(),
                             &scratch,
                             env.max_download,
+                            env.cancel,
                         )?;
                         let path = dl.path().to_path_buf();
                         let (name, mtime) = (dl.name.clone(), dl.mtime);
@@ -432,6 +442,7 @@ struct Writer<'w> {
     /// Directories created as parents, to re-stamp once their content is written.
     created: Vec<String>,
     stats: CopyStats,
+    cancel: Option<&'w std::sync::atomic::AtomicBool>,
 }
 
 impl Writer<'_> {
@@ -505,11 +516,16 @@ impl Writer<'_> {
         file: &Path,
         dest: &str,
     ) -> Result<bool, ContextError> {
-        let done =
-            ex(file, self.dest_root, Path::new(dest)).map_err(|reason| ContextError::Extract {
-                path: file.to_path_buf(),
-                reason,
-            })?;
+        let done = ex(file, self.dest_root, Path::new(dest)).map_err(|reason| {
+            // The extractor stops on the same flag; its error is then only the symptom.
+            match crate::cancel::check(self.cancel) {
+                Err(c) => ContextError::Cancelled(c),
+                Ok(()) => ContextError::Extract {
+                    path: file.to_path_buf(),
+                    reason,
+                },
+            }
+        })?;
         if done {
             self.stats.extracted += 1;
         }
@@ -555,6 +571,7 @@ impl Writer<'_> {
         // gets once its children are written (a directory's mtime must be set last).
         let mut stack: Vec<(PathBuf, DirHandle, Option<Meta>)> = vec![(PathBuf::new(), base, None)];
         for e in &r.entries {
+            crate::cancel::check(self.cancel)?;
             let parent = e.rel.parent().unwrap_or(Path::new("")).to_path_buf();
             while stack.len() > 1 && stack.last().is_some_and(|(p, _, _)| *p != parent) {
                 pop_dir(&mut stack)?;
@@ -652,7 +669,18 @@ impl Writer<'_> {
             .map_err(|e| ContextError::io(host, e))?;
         dir.clear_for_file(name, &host.to_string_lossy())?;
         let mut out = dir.create_file(name)?;
-        let n = std::io::copy(&mut src, &mut out).map_err(|e| ContextError::io(host, e))?;
+        // In blocks, so a cancelled build stops inside a large file; `Take<File>` keeps std's
+        // copy_file_range fast path.
+        let mut n = 0;
+        loop {
+            crate::cancel::check(self.cancel)?;
+            let got = std::io::copy(&mut (&mut src).take(COPY_BLOCK), &mut out)
+                .map_err(|e| ContextError::io(host, e))?;
+            n += got;
+            if got < COPY_BLOCK {
+                break;
+            }
+        }
         apply_fd_meta(out.as_fd(), &m)
             .map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
         copy_xattrs(&src, &out);

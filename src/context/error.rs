@@ -69,6 +69,8 @@ pub enum ContextError {
     Usage(String),
     #[error("build context tar: {0}")]
     ContextTar(String),
+    #[error("interrupted")]
+    Cancelled(#[from] crate::cancel::Cancelled),
     #[error("hash cache {path}: {reason}")]
     HashCache { path: PathBuf, reason: String },
 }

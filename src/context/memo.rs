@@ -66,6 +66,8 @@ impl MemoPath {
             .map_err(|e| fail(e.to_string()))?;
         let bytes = serde_json::to_vec(value).map_err(|e| fail(e.to_string()))?;
         tmp.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+        // Synced before the rename: after a power loss the memo is the old or the new one, never torn.
+        tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
         tmp.persist(&self.file)
             .map_err(|e| fail(e.error.to_string()))?;
         Ok(())

@@ -351,12 +351,14 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Downloads `url` into a temp file under `scratch`, at most `max` bytes, verifying `checksum`.
+/// Downloads `url` into a temp file under `scratch`, at most `max` bytes, verifying `checksum`;
+/// stops with `Cancelled` once `cancel` is set.
 pub fn download(
     url: &str,
     checksum: Option<&str>,
     scratch: &Path,
     max: u64,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Download, ContextError> {
     let expected = checksum.map(parse_checksum).transpose()?;
     let fail = |reason: String| ContextError::Download {
@@ -373,11 +375,18 @@ pub fn download(
     let file =
         tempfile::NamedTempFile::new_in(scratch).map_err(|e| ContextError::io(scratch, e))?;
     let mut writer = HashingWriter::new(file);
-    let mut body = response
+    let body = response
         .into_body()
         .into_reader()
         .take(max.saturating_add(1));
-    std::io::copy(&mut body, &mut writer).map_err(|e| fail(e.to_string()))?;
+    let mut body = crate::cancel::Reader::new(body, cancel);
+    std::io::copy(&mut body, &mut writer).map_err(|e| {
+        if crate::cancel::is_cancelled(&e) {
+            ContextError::Cancelled(crate::cancel::Cancelled)
+        } else {
+            fail(e.to_string())
+        }
+    })?;
     let (mut file, digest, size) = writer.finish();
     if size > max {
         return Err(ContextError::DownloadTooLarge {

@@ -263,3 +263,41 @@ pub fn oci_layer_blobs(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub mod registry;
+
+/// Every snapshot under `<root>/overlay2` belongs to a committed layer, `l/` has no dangling link and the
+/// store's scratch dir is empty: an interrupted or failed build left nothing half-made behind.
+pub fn assert_store_consistent(root: &Path) {
+    let layerdb = root.join("image/overlay2/layerdb/sha256");
+    let mut cache_ids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&layerdb) {
+        for e in rd.flatten() {
+            cache_ids.push(std::fs::read_to_string(e.path().join("cache-id")).unwrap());
+        }
+    }
+    for e in std::fs::read_dir(root.join("overlay2")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name == "empty" {
+            continue;
+        }
+        if name == "l" {
+            for link in std::fs::read_dir(e.path()).unwrap().flatten() {
+                assert!(
+                    link.path().exists(),
+                    "dangling snapshot link {}",
+                    link.path().display()
+                );
+            }
+            continue;
+        }
+        assert!(
+            cache_ids.contains(&name),
+            "snapshot {name} belongs to no layer (left by an unfinished step)"
+        );
+    }
+    if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
+        let left: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "left in the store's tmp: {left:?}");
+    } // And the store's own verifier agrees.
+    let r = rbuild(root, &["fsck"]);
+    assert_eq!(r.status, 0, "fsck:\n{}{}", r.stdout, r.stderr);
+}
