@@ -183,6 +183,29 @@ pub(crate) fn validate(req: &CopyRequest) -> Result<(), ContextError> {
     Ok(())
 }
 
+/// Validates `req` and resolves its sources for hashing (the cache key and the classic history
+/// ids read the same items); also says whether the source keeps owners.
+pub(crate) fn resolve_for_hashing(req: &CopyRequest) -> Result<(Vec<Item>, bool), ContextError> {
+    validate(req)?;
+    let exclude = if req.exclude.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&req.exclude).map_err(ContextError::ExcludePattern)?)
+    };
+    let needs_fs = req
+        .sources
+        .iter()
+        .any(|s| !remote::is_http_source(s) && git::parse_git_ref(s).is_none());
+    let fs = if needs_fs {
+        Some(SourceFs::open(req.source)?)
+    } else {
+        None
+    };
+    let keep_owners = fs.as_ref().is_some_and(|f| f.keep_owners);
+    let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+    Ok((items, keep_owners))
+}
+
 /// Resolves the sources of `req` (no writes); local ones against `fs`. Shared with hashing.
 pub(crate) fn resolve_items(
     req: &CopyRequest,

@@ -10,11 +10,10 @@
 //! File digests are memoised on disk keyed by (path, dev, inode, size, mtime, ctime), so a no-op
 //! rebuild costs a stat per file; misses are hashed on two threads (the build machine's cores).
 
-use super::copy::{dest_path, resolve_items, validate, CopyRequest, Item};
+use super::copy::{dest_path, resolve_for_hashing, CopyRequest, Item};
 use super::error::ContextError;
-use super::ignore::PatternMatcher;
 use super::memo::MemoPath;
-use super::source::{inode_key, SourceFs};
+use super::source::inode_key;
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -66,23 +65,7 @@ impl MemoEntry {
 
 /// The cache-key digest of `req`'s sources. `memo` is a cache file (created if missing).
 pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest, ContextError> {
-    validate(req)?;
-    let exclude = if req.exclude.is_empty() {
-        None
-    } else {
-        Some(PatternMatcher::new(&req.exclude).map_err(ContextError::ExcludePattern)?)
-    };
-    let needs_fs = req
-        .sources
-        .iter()
-        .any(|s| !super::remote::is_http_source(s) && super::git::parse_git_ref(s).is_none());
-    let fs = if needs_fs {
-        Some(SourceFs::open(req.source)?)
-    } else {
-        None
-    };
-    let keep_owners = fs.as_ref().is_some_and(|f| f.keep_owners);
-    let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+    let (items, keep_owners) = resolve_for_hashing(req)?;
 
     // Regular files whose bytes are needed, deduplicated by path.
     let mut files: Vec<(PathBuf, Metadata)> = Vec::new();

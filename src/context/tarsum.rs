@@ -17,11 +17,9 @@
 //! (Docker ≥ 25 / go-archive; older engines also hashed file-type bits and user names). Sources the
 //! classic builder does not know (heredocs, git) get ids of the same shape over rbuild's own input.
 
-use super::copy::{resolve_items, validate, CopyRequest, Item};
+use super::copy::{resolve_for_hashing, CopyRequest, Item};
 use super::error::ContextError;
-use super::ignore::PatternMatcher;
 use super::memo::{MemoPath, StatKey};
-use super::source::SourceFs;
 use crate::digest::Digest;
 use crate::image::history::{
     source_hash_dir, source_hash_file, source_hash_multi, tarsum_file, TarsumHeader,
@@ -59,23 +57,7 @@ pub fn classic_source_id(
     req: &CopyRequest,
     memo: Option<&MemoPath>,
 ) -> Result<String, ContextError> {
-    validate(req)?;
-    let exclude = if req.exclude.is_empty() {
-        None
-    } else {
-        Some(PatternMatcher::new(&req.exclude).map_err(ContextError::ExcludePattern)?)
-    };
-    let needs_fs = req
-        .sources
-        .iter()
-        .any(|s| !super::remote::is_http_source(s) && super::git::parse_git_ref(s).is_none());
-    let fs = if needs_fs {
-        Some(SourceFs::open(req.source)?)
-    } else {
-        None
-    };
-    let keep_owners = fs.as_ref().is_some_and(|f| f.keep_owners);
-    let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+    let (items, keep_owners) = resolve_for_hashing(req)?;
     let mut memo_data = memo
         .map(|m| m.load::<TarsumMemo>())
         .filter(|m| m.version == MEMO_VERSION)
