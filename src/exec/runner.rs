@@ -135,9 +135,19 @@ fn run_helper(
             }
         });
     }
-    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
-        exe: config.helper_exe.clone(),
-        source,
+    let mut child = cmd.spawn().map_err(|source| {
+        // Name what was really executed: the sealed copy's fd and what it points to now.
+        let target = std::fs::read_link(&exe)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|e| e.to_string());
+        ExecError::Spawn {
+            exe: std::path::PathBuf::from(format!(
+                "{} (sealed copy {} -> {target})",
+                config.helper_exe.display(),
+                exe.display()
+            )),
+            source,
+        }
     })?;
     drop(status_w);
 
