@@ -82,6 +82,30 @@ fn start_until(root: &Path, args: &[&str], marker: &str) -> Running {
     child
 }
 
+/// Runs rbuild in its own process group to its (bounded) exit; returns the exit code and stderr.
+fn run_to_exit(root: &Path, args: &[&std::ffi::OsStr]) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Running(
+        Command::new(rbuild_bin())
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = child.0.stderr.take().unwrap();
+    let collect = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let code = wait_exit(&mut child);
+    (code, collect.join().unwrap())
+}
+
 /// Waits for the child (a bounded wait: a hung build fails the test instead of hanging it).
 fn wait_exit(child: &mut Running) -> i32 {
     let child = &mut child.0;
@@ -504,7 +528,6 @@ fn independent_stages_run_in_parallel_and_only_needed_stages_build() {
 
 #[test]
 fn a_failing_stage_cancels_the_others() {
-    use std::os::unix::process::CommandExt;
     if cores() < 2 {
         eprintln!("fewer than 2 cores: stages cannot run in parallel here; skipping");
         return;
@@ -527,25 +550,7 @@ fn a_failing_stage_cancels_the_others() {
     rootfs_archive(&ctx, "rootfs.tar");
     let root = t.path().join("root");
     // The slow stage would sleep for an hour: the build only ends because the failure cancels it.
-    let mut child = Running(
-        Command::new(rbuild_bin())
-            .arg("--root")
-            .arg(&root)
-            .arg(&ctx)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = child.0.stderr.take().unwrap();
-    let collect = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
-    let code = wait_exit(&mut child);
-    let stderr = collect.join().unwrap();
+    let (code, stderr) = run_to_exit(&root, &[ctx.as_os_str()]);
     assert_eq!(code, 5, "{stderr}");
     assert!(
         stderr.contains("failing-now") && stderr.contains("CANCELED"),
@@ -742,7 +747,6 @@ fn heredoc_run_bodies_execute() {
 
 #[test]
 fn locked_caches_taken_crosswise_do_not_deadlock() {
-    use std::os::unix::process::CommandExt;
     let t = tempfile::tempdir().unwrap();
     // Two stages lock caches x and y in opposite orders at the same time; a third RUN mounts one
     // locked cache twice. Taken in Dockerfile order, the locks could deadlock; rbuild takes them in id
@@ -762,27 +766,17 @@ fn locked_caches_taken_crosswise_do_not_deadlock() {
     );
     let root = t.path().join("root");
     let out = t.path().join("out");
-    let mut child = Running(
-        Command::new(rbuild_bin())
-            .arg("--root")
-            .arg(&root)
-            .args(["--jobs", "2", "-o"])
-            .arg(format!("type=local,dest={}", out.display()))
-            .arg(&ctx)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
+    let dest = format!("type=local,dest={}", out.display());
+    let (code, stderr) = run_to_exit(
+        &root,
+        &[
+            "--jobs".as_ref(),
+            "2".as_ref(),
+            "-o".as_ref(),
+            dest.as_ref(),
+            ctx.as_os_str(),
+        ],
     );
-    let mut stderr = child.0.stderr.take().unwrap();
-    let collect = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
-    let code = wait_exit(&mut child);
-    let stderr = collect.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         std::fs::read_to_string(out.join("twice")).unwrap(),
