@@ -1,6 +1,9 @@
 //! Store layout, blob verification, locking, cache records and the command outputs, checked on
 //! real files.
 
+mod common;
+
+use common::layer_tar;
 use flate2::write::GzEncoder;
 use rbuild::digest::Digest;
 use rbuild::image::manifest::MEDIA_OCI_LAYER_GZIP;
@@ -10,17 +13,6 @@ use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-
-fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name).unwrap();
-    h.set_mode(0o644);
-    h.set_size(content.len() as u64);
-    h.set_cksum();
-    b.append(&h, content).unwrap();
-    b.into_inner().unwrap()
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());

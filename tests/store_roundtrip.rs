@@ -1,5 +1,8 @@
 //! load(save()) round trips through every export format, plus archives written by skopeo.
 
+mod common;
+
+use common::layer_tar;
 use flate2::write::GzEncoder;
 use rbuild::digest::{chain_id, Digest};
 use rbuild::export::{docker_archive, oci_layout_dir, oci_layout_tar};
@@ -10,17 +13,6 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-
-fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name).unwrap();
-    h.set_mode(0o644);
-    h.set_size(content.len() as u64);
-    h.set_cksum();
-    b.append(&h, content).unwrap();
-    b.into_inner().unwrap()
-}
 
 /// A store holding `app:1.0` with two gzip layers; returns the image id.
 fn source_store(root: &Path) -> (Store, Digest) {

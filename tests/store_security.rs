@@ -1,6 +1,9 @@
 //! SECURITY.md (a) group F: store and metadata input validation, through `Store::load_archive`
 //! on OCI layouts and docker-archives built here byte by byte. Each test is named after its id.
 
+mod common;
+
+use common::layer_tar;
 use rbuild::digest::Digest;
 use rbuild::image::manifest::{
     MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER, MEDIA_OCI_MANIFEST,
@@ -8,17 +11,6 @@ use rbuild::image::manifest::{
 use rbuild::store::{LayerRecord, Store, StoreError};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name).unwrap();
-    h.set_mode(0o644);
-    h.set_size(content.len() as u64);
-    h.set_cksum();
-    b.append(&h, content).unwrap();
-    b.into_inner().unwrap()
-}
 
 /// An OCI layout under construction.
 struct Layout {

@@ -301,3 +301,15 @@ pub fn assert_store_consistent(root: &Path) {
     let r = rbuild(root, &["fsck"]);
     assert_eq!(r.status, 0, "fsck:\n{}{}", r.stdout, r.stderr);
 }
+
+/// A layer tar holding one regular file `name` (mode 0644) with `content`.
+pub fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_mode(0o644);
+    h.set_size(content.len() as u64);
+    h.set_cksum();
+    b.append(&h, content).unwrap();
+    b.into_inner().unwrap()
+}
