@@ -282,23 +282,22 @@ impl DirHandle {
 
     /// Owner and mtime of a symlink child (symlinks have no mode of their own on Linux).
     pub fn apply_symlink_meta(&self, name: &str, meta: &Meta) -> Result<(), ContextError> {
-        rfs::chownat(
-            &self.fd,
-            name,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| self.err(name, e))?;
-        if let Some(t) = meta.mtime {
-            rfs::utimensat(&self.fd, name, &timestamps(t), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| self.err(name, e))?;
-        }
-        Ok(())
+        self.apply_meta_at(name, meta, None)
     }
 
     /// Owner, mode and mtime of a device or fifo child (opening it could block).
     pub fn apply_special_meta(&self, name: &str, meta: &Meta) -> Result<(), ContextError> {
+        self.apply_meta_at(name, meta, meta.mode)
+    }
+
+    /// chown, then chmod (`mode`; chown clears setuid/setgid bits), then mtime, by name without
+    /// following a final symlink.
+    fn apply_meta_at(
+        &self,
+        name: &str,
+        meta: &Meta,
+        mode: Option<u32>,
+    ) -> Result<(), ContextError> {
         rfs::chownat(
             &self.fd,
             name,
@@ -307,8 +306,8 @@ impl DirHandle {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| self.err(name, e))?;
-        if let Some(mode) = meta.mode {
-            // Just created by us as a non-symlink, so following is harmless here.
+        if let Some(mode) = mode {
+            // Only for children we just created as non-symlinks, so following is harmless.
             rfs::chmodat(&self.fd, name, Mode::from_raw_mode(mode), AtFlags::empty())
                 .map_err(|e| self.err(name, e))?;
         }
