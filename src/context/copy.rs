@@ -387,6 +387,7 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         created: Vec::new(),
         stats: CopyStats::default(),
         cancel: env.cancel,
+        io: FileIo::new(env.cancel),
     };
     let scratch = env
         .scratch
@@ -479,6 +480,7 @@ struct Writer<'w> {
     created: Vec<String>,
     stats: CopyStats,
     cancel: Option<&'w AtomicBool>,
+    io: FileIo<'w>,
 }
 
 impl Writer<'_> {
@@ -617,7 +619,7 @@ impl Writer<'_> {
         // A failure while walking is kept with its entry's index: the writes queued before it
         // still run, so the error reported is the first in walk order, as in a sequential copy.
         let walk_err = self.plan_tree(r, git, &mut plan).err();
-        let (stats, job_err) = run_jobs(&plan.dirs, &plan.jobs, self.cancel, copy_workers());
+        let (stats, job_err) = run_jobs(&plan.dirs, &plan.jobs, &self.io, copy_workers());
         self.stats.add(&stats);
         let first_err = match (walk_err, job_err) {
             (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
@@ -731,7 +733,7 @@ impl Writer<'_> {
             }
             self.links.insert(inode_key(meta), dir.child_path(name));
         }
-        write_inode(dir, name, host, meta, &m, self.cancel, &mut self.stats)
+        write_inode(dir, name, host, meta, &m, &self.io, &mut self.stats)
     }
 
     /// Copies a regular file's bytes and xattrs, then sets owner, mode and mtime.
@@ -742,7 +744,7 @@ impl Writer<'_> {
         host: &Path,
         m: Meta,
     ) -> Result<(), ContextError> {
-        let n = write_file(dir, name, host, &m, self.cancel)?;
+        let n = write_file(dir, name, host, &m, &self.io)?;
         self.stats.files += 1;
         self.stats.bytes += n;
         Ok(())
@@ -858,7 +860,7 @@ const PARALLEL_MIN: usize = 64;
 fn run_jobs(
     dirs: &[DirHandle],
     jobs: &[Job],
-    cancel: Option<&AtomicBool>,
+    io: &FileIo,
     workers: usize,
 ) -> (CopyStats, Option<(usize, ContextError)>) {
     let next = AtomicUsize::new(0);
@@ -870,7 +872,7 @@ fn run_jobs(
                 break;
             };
             let e = job.entry;
-            let res = crate::cancel::check(cancel)
+            let res = crate::cancel::check(io.cancel)
                 .map_err(ContextError::from)
                 .and_then(|()| {
                     write_inode(
@@ -879,7 +881,7 @@ fn run_jobs(
                         &e.host,
                         &e.meta,
                         &job.meta,
-                        cancel,
+                        io,
                         &mut stats,
                     )
                 });
@@ -930,13 +932,13 @@ fn write_inode(
     host: &Path,
     meta: &Metadata,
     m: &Meta,
-    cancel: Option<&AtomicBool>,
+    io: &FileIo,
     stats: &mut CopyStats,
 ) -> Result<(), ContextError> {
     let src_desc = host.to_string_lossy();
     let ft = meta.file_type();
     if ft.is_file() {
-        stats.bytes += write_file(dir, name, host, m, cancel)?;
+        stats.bytes += write_file(dir, name, host, m, io)?;
         stats.files += 1;
     } else if ft.is_symlink() {
         let target = std::fs::read_link(host).map_err(|e| ContextError::io(host, e))?;
@@ -965,7 +967,7 @@ fn write_file(
     name: &str,
     host: &Path,
     m: &Meta,
-    cancel: Option<&AtomicBool>,
+    io: &FileIo,
 ) -> Result<u64, ContextError> {
     // O_NOFOLLOW: the walk saw a regular file here; a symlink swapped in is refused.
     let src = std::fs::OpenOptions::new()
@@ -974,23 +976,34 @@ fn write_file(
         .open(host)
         .map_err(|e| ContextError::io(host, e))?;
     let out = dir.replace_file(name, &host.to_string_lossy())?;
-    let n = copy_data(&src, &out, host, cancel)?;
+    let n = copy_data(&src, &out, host, io)?;
     apply_fd_meta(out.as_fd(), m).map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
     copy_xattrs(&src, &out);
     Ok(n)
 }
 
+/// What the file writers of one COPY share: the cancel flag, and whether `copy_file_range`
+/// still looks usable (it is not from a context into an overlay mount: EXDEV, every file).
+struct FileIo<'a> {
+    cancel: Option<&'a AtomicBool>,
+    try_range: AtomicBool,
+}
+
+impl<'a> FileIo<'a> {
+    fn new(cancel: Option<&'a AtomicBool>) -> FileIo<'a> {
+        FileIo {
+            cancel,
+            try_range: AtomicBool::new(true),
+        }
+    }
+}
+
 /// Copies `src` to its end into `out`, at most `COPY_BLOCK` bytes per call so a cancelled build
 /// stops inside a large file. Hand-rolled rather than `std::io::copy` because std probes both
 /// files with `statx` on every call (two syscalls per file, on 20,000-file contexts).
-/// `copy_file_range` first; `sendfile` where the files are on different filesystems (both copy
-/// in the kernel); a plain read/write loop where neither works.
-fn copy_data(
-    src: &File,
-    out: &File,
-    host: &Path,
-    cancel: Option<&AtomicBool>,
-) -> Result<u64, ContextError> {
+/// `copy_file_range` first; `sendfile` where that cannot work (e.g. into an overlay mount, which
+/// is another filesystem); a plain read/write loop where neither does. Both copy in the kernel.
+fn copy_data(src: &File, out: &File, host: &Path, io: &FileIo) -> Result<u64, ContextError> {
     use rustix::io::Errno;
     let block = COPY_BLOCK as usize;
     let fail =
@@ -1008,9 +1021,13 @@ fn copy_data(
         )
     };
     let mut n = 0u64;
-    let mut how = 0;
+    let mut how = if io.try_range.load(Ordering::Relaxed) {
+        0
+    } else {
+        1
+    };
     while how < 2 {
-        crate::cancel::check(cancel)?;
+        crate::cancel::check(io.cancel)?;
         let res = if how == 0 {
             rustix::fs::copy_file_range(src, None, out, None, block)
         } else {
@@ -1020,13 +1037,18 @@ fn copy_data(
             Ok(0) => return Ok(n),
             Ok(got) => n += got as u64,
             Err(Errno::INTR) => {}
-            Err(e) if n == 0 && unsupported(e) => how += 1,
+            Err(e) if n == 0 && unsupported(e) => {
+                if how == 0 {
+                    io.try_range.store(false, Ordering::Relaxed);
+                }
+                how += 1;
+            }
             Err(e) => return Err(fail(e)),
         }
     }
     let mut buf = vec![0u8; 128 << 10];
     loop {
-        crate::cancel::check(cancel)?;
+        crate::cancel::check(io.cancel)?;
         let got = match (&mut &*src).read(&mut buf) {
             Ok(0) => return Ok(n),
             Ok(got) => got,
@@ -1058,5 +1080,56 @@ fn copy_xattrs(src: &File, dst: &File) {
                 let _ = dst.set_xattr(&name, &value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Copies `len` bytes from a file in `from` to a file in `to` with [`copy_data`].
+    fn copy_between(from: &Path, to: &Path, len: usize, io: &FileIo) -> Result<u64, ContextError> {
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let (src, dst) = (from.join("src"), to.join("dst"));
+        std::fs::write(&src, &data).unwrap();
+        let out = File::create(&dst).unwrap();
+        let n = copy_data(&File::open(&src).unwrap(), &out, &src, io)?;
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        Ok(n)
+    }
+
+    #[test]
+    fn copy_data_in_kernel_on_one_filesystem_and_across() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let io = FileIo::new(None);
+        // Several COPY_BLOCK calls, then an empty file.
+        let len = 2 * COPY_BLOCK as usize + 12_345;
+        assert_eq!(
+            copy_between(a.path(), b.path(), len, &io).unwrap(),
+            len as u64
+        );
+        assert_eq!(copy_between(a.path(), b.path(), 0, &io).unwrap(), 0);
+        // tmpfs to the temp dir's filesystem: copy_file_range says EXDEV, sendfile copies, and
+        // later files go straight to sendfile.
+        let shm = Path::new("/dev/shm");
+        let same_fs =
+            |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+        if shm.is_dir() && same_fs(shm) != same_fs(a.path()) {
+            let c = tempfile::tempdir_in(shm).unwrap();
+            assert_eq!(
+                copy_between(c.path(), a.path(), len, &io).unwrap(),
+                len as u64
+            );
+            assert!(!io.try_range.load(Ordering::Relaxed));
+            assert_eq!(copy_between(a.path(), b.path(), 777, &io).unwrap(), 777);
+        }
+    }
+
+    #[test]
+    fn copy_data_stops_when_cancelled() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let flag = AtomicBool::new(true);
+        let err = copy_between(a.path(), b.path(), 10, &FileIo::new(Some(&flag)));
+        assert!(matches!(err, Err(ContextError::Cancelled(_))));
     }
 }
