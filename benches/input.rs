@@ -3,7 +3,7 @@
 //! `cargo bench --bench input -- copy CONTEXT_DIR SCRATCH [RUNS]` times `COPY . /ctx/` of
 //! CONTEXT_DIR into a fresh directory under SCRATCH (as a build writes into a snapshot's diff dir);
 //! `cargo bench --bench input -- add ARCHIVE SCRATCH [RUNS]` times `ADD ARCHIVE /` (decompression
-//! and extraction). Prints wall and CPU (user+sys, all threads) per run and their medians; the
+//! and extraction); `... -- decode ARCHIVE SCRATCH [RUNS]` only decompresses it. Prints wall and CPU (user+sys, all threads) per run and their medians; the
 //! copy worker count follows `RBUILD_COPY_JOBS` like a build does. Outputs stay in SCRATCH.
 
 use rbuild::context::{self, Context, CopyEnv, CopyRequest, SourceRoot};
@@ -30,7 +30,7 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     let [what, input, scratch, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: input (copy CONTEXT_DIR | add ARCHIVE) SCRATCH [RUNS]");
+        eprintln!("usage: input (copy CONTEXT_DIR | add ARCHIVE | decode ARCHIVE) SCRATCH [RUNS]");
         std::process::exit(2);
     };
     let runs: usize = rest.first().and_then(|r| r.parse().ok()).unwrap_or(3);
@@ -45,6 +45,7 @@ fn main() {
         match what.as_str() {
             "copy" => copy(&input, dest.path()),
             "add" => add(&input, dest.path()),
+            "decode" => decode(&input),
             _ => panic!("unknown mode {what}"),
         }
         let (wall, cpu) = (t.elapsed().as_secs_f64(), (cpu_time() - c).as_secs_f64());
@@ -67,6 +68,14 @@ fn copy(ctx_dir: &Path, dest: &Path) {
     let ctx = Context::open(ctx_dir, &ctx_dir.join("Dockerfile")).expect("context");
     let req = CopyRequest::new(SourceRoot::Context(&ctx), vec![".".into()], "/ctx/");
     context::copy(&req, dest, &CopyEnv::default()).expect("copy");
+}
+
+/// Decompression alone (through `layer::decompress`, so on its read-ahead thread): the floor
+/// under `add`.
+fn decode(archive: &Path) {
+    let f = std::fs::File::open(archive).expect("archive");
+    let (mut r, _) = layer::decompress(f).expect("decompress");
+    std::io::copy(&mut r, &mut std::io::sink()).expect("decode");
 }
 
 fn add(archive: &Path, dest: &Path) {
