@@ -106,6 +106,7 @@ pub(crate) fn apply_in<R: Read>(
         stats: ApplyStats::default(),
         dir_times: Vec::new(),
         unpacked: HashSet::new(),
+        buf: vec![0; COPY_BUF],
     };
     let cap_err = |e: io::Error, count: &Cell<u64>| match opts.max_bytes {
         Some(cap) if count.get() > cap => LayerError::SizeCap { cap },
@@ -160,6 +161,8 @@ struct Applier<'a> {
     dir_times: Vec<(Vec<Vec<u8>>, Timespec)>,
     /// Names this layer created: whiteouts only hide lower layers, never these.
     unpacked: HashSet<Vec<u8>>,
+    /// File data goes through here ([`copy_data`]).
+    buf: Vec<u8>,
 }
 
 /// Header fields that PAX records may override.
@@ -201,34 +204,34 @@ impl Applier<'_> {
 
         let meta = self.meta(&mut entry, &name)?;
         let dir = self.parent_dir(&name, parent)?;
-        let is_dir = kind == EntryType::Directory;
         // Only dir-over-dir merges; anything else at that name is removed first, so nothing is
-        // ever written through what was there (a symlink, a hardlinked file...).
-        let mut keep_dir = false;
-        if let Ok(st) = rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-            let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-            keep_dir = existing_dir && is_dir;
-            if !keep_dir {
-                self.remove_child(&name, parent, base)?;
-            }
+        // ever written through what was there (a symlink, a hardlinked file...). Creation is
+        // tried first and what is there looked at only on EEXIST (`create_replacing`): in a
+        // fresh tree that saves an lstat per entry. A hardlink clears the name before its
+        // target is resolved, as the target's path may run through that name.
+        if kind == EntryType::Link
+            && rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+        {
+            self.remove_child(&name, parent, base)?;
         }
 
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let fd = rustix::fs::openat(
-                    &dir,
-                    base.as_slice(),
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| LayerError::entry(&name, "create file", e))?;
+                let fd = self.create_replacing(&name, parent, base, "create file", || {
+                    rustix::fs::openat(
+                        &dir,
+                        base.as_slice(),
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::WRONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                })?;
                 let mut file = File::from(fd);
                 let want = entry.size();
-                let got = io::copy(&mut entry, &mut file)
+                let got = copy_data(&mut entry, &mut file, &mut self.buf)
                     .map_err(|e| LayerError::entry(&name, "write file", e))?;
                 if got != want {
                     return Err(LayerError::Truncated { name, got, want });
@@ -238,9 +241,20 @@ impl Applier<'_> {
                     .map_err(|e| LayerError::entry(&name, "set mtime", e))?;
             }
             EntryType::Directory => {
-                if !keep_dir {
-                    rustix::fs::mkdirat(&dir, base.as_slice(), Mode::from_raw_mode(0o700))
-                        .map_err(|e| LayerError::entry(&name, "mkdir", e))?;
+                let mkdir =
+                    || rustix::fs::mkdirat(&dir, base.as_slice(), Mode::from_raw_mode(0o700));
+                match mkdir() {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) => {
+                        let st =
+                            rustix::fs::statat(&dir, base.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                                .map_err(|e| LayerError::entry(&name, "lstat", e))?;
+                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                            self.remove_child(&name, parent, base)?;
+                            mkdir().map_err(|e| LayerError::entry(&name, "mkdir", e))?;
+                        }
+                    }
+                    Err(e) => return Err(LayerError::entry(&name, "mkdir", e)),
                 }
                 let fd = rustix::fs::openat(
                     &dir,
@@ -260,8 +274,9 @@ impl Applier<'_> {
                     })?
                     .into_owned();
                 // The target is stored verbatim: containment happens when paths are resolved.
-                rustix::fs::symlinkat(target.as_slice(), &dir, base.as_slice())
-                    .map_err(|e| LayerError::entry(&name, "symlink", e))?;
+                self.create_replacing(&name, parent, base, "symlink", || {
+                    rustix::fs::symlinkat(target.as_slice(), &dir, base.as_slice())
+                })?;
                 self.set_attrs_at(&name, &dir, base, &meta, false)?;
             }
             EntryType::Link => {
@@ -287,8 +302,9 @@ impl Applier<'_> {
                     }
                     _ => (FileType::Fifo, 0),
                 };
-                rustix::fs::mknodat(&dir, base.as_slice(), ft, Mode::from_raw_mode(0o600), dev)
-                    .map_err(|e| LayerError::entry(&name, "mknod", e))?;
+                self.create_replacing(&name, parent, base, "mknod", || {
+                    rustix::fs::mknodat(&dir, base.as_slice(), ft, Mode::from_raw_mode(0o600), dev)
+                })?;
                 self.set_attrs_at(&name, &dir, base, &meta, true)?;
             }
             other => {
@@ -564,6 +580,25 @@ impl Applier<'_> {
         }
     }
 
+    /// Runs `create` for `base`; if something is already there, removes it (recursively, not
+    /// following it) and runs `create` once more.
+    fn create_replacing<T>(
+        &self,
+        name: &str,
+        parent: &[Vec<u8>],
+        base: &[u8],
+        op: &'static str,
+        create: impl Fn() -> rustix::io::Result<T>,
+    ) -> Result<T, LayerError> {
+        match create() {
+            Err(rustix::io::Errno::EXIST) => {
+                self.remove_child(name, parent, base)?;
+                create().map_err(|e| LayerError::entry(name, op, e))
+            }
+            r => r.map_err(|e| LayerError::entry(name, op, e)),
+        }
+    }
+
     fn remove_child(&self, name: &str, parent: &[Vec<u8>], base: &[u8]) -> Result<(), LayerError> {
         let mut t = parent.to_vec();
         t.push(base.to_vec());
@@ -613,6 +648,31 @@ impl Applier<'_> {
             op,
             root: self.root_path.to_path_buf(),
             source,
+        }
+    }
+}
+
+/// Bytes per write of file data: `io::copy`'s 8 KiB would be 25,000 writes for a 200 MB rootfs.
+const COPY_BUF: usize = 256 << 10;
+
+/// Copies an entry's data into `out`, filling `buf` before each write.
+fn copy_data(entry: &mut impl Read, out: &mut File, buf: &mut [u8]) -> io::Result<u64> {
+    use std::io::Write;
+    let mut n = 0u64;
+    loop {
+        let mut len = 0;
+        while len < buf.len() {
+            match entry.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(k) => len += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.write_all(&buf[..len])?;
+        n += len as u64;
+        if len < buf.len() {
+            return Ok(n);
         }
     }
 }
