@@ -16,7 +16,7 @@ use crate::dockerfile::{Dockerfile, Located};
 use crate::exec::{self, Mount, MountKind, Network, RunSpec};
 use crate::image::history::{self, HistoryFormat};
 use crate::image::{History, ImageConfig};
-use crate::layer::{self, LayerOptions};
+use crate::layer::{self, Compression, LayerOptions};
 use crate::plan::{ArgScope, Plan, PlanOptions};
 use crate::snapshot::{Mounted, Snapshotter};
 use crate::store::{CacheRecord, LayerRecord, Store};
@@ -323,15 +323,11 @@ impl<'a> Dispatcher<'a> {
         st.key = StepKey::new(&st.key, inputs).key;
     }
 
-    /// Compression, output profile and mtime clamp: part of a layer step's cache key, so a build
-    /// asking for other blob bytes (another profile, codec or SOURCE_DATE_EPOCH) does not reuse a
-    /// blob made with the old ones.
+    /// Output profile and mtime clamp: part of a layer step's cache key, so a build asking for
+    /// other tar bytes (another profile or SOURCE_DATE_EPOCH) does not reuse a layer made with the
+    /// old ones. The codec is not: layers are stored as tars and compressed per output.
     fn layer_format(&self) -> String {
-        let mut f = format!(
-            "{:?} profile {}",
-            self.opts.compression,
-            self.opts.repro_profile.number()
-        );
+        let mut f = format!("tar profile {}", self.opts.repro_profile.number());
         if let Some(t) = self.clamp_mtime() {
             f.push_str(&format!(" clamp {t}"));
         }
@@ -607,12 +603,18 @@ impl<'a> Dispatcher<'a> {
         if self.cancelled() {
             return Err(BuildError::Interrupted);
         }
+        // Stored as a tar, as Docker's layer store keeps layers: outputs and pushes compress it
+        // when they first need it (`store::compressed`), so a build never waits for gzip.
         let opts = LayerOptions {
-            compression: self.opts.compression,
+            compression: Compression::Uncompressed,
             profile: self.opts.repro_profile,
             clamp_mtime: self.clamp_mtime(),
         };
-        let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
+        // The layer writer hashes the tar it writes; the store takes that digest.
+        let writer = self
+            .store
+            .new_trusted_blob_writer()
+            .map_err(BuildError::store)?;
         let bar = self.reporter.bytes(step_id, "writing layer", None);
         let writer = BarWriter::new(
             crate::cancel::Writer::new(writer, Some(&*self.cancel)),
@@ -1359,8 +1361,8 @@ impl<'a> Dispatcher<'a> {
         Ok(dest)
     }
 
-    /// Stores the final config as an image, tags it, and returns the image id and manifest digest.
-    pub fn commit_image(&self, r: &StageResult) -> Result<(Digest, Digest), BuildError> {
+    /// Stores the final config as an image, tags it, and returns the image id.
+    pub fn commit_image(&self, r: &StageResult) -> Result<Digest, BuildError> {
         let mut config = r.config.clone();
         config.created = match self.epoch {
             Some(_) => Some(self.now_created()),
@@ -1383,24 +1385,7 @@ impl<'a> Dispatcher<'a> {
                 .map_err(|e| BuildError::Usage(format!("invalid tag {t:?}: {e}")))?;
             self.store.tag(&reference, &id).map_err(BuildError::store)?;
         }
-        let layers: Vec<crate::image::LayerDesc> = r
-            .layers
-            .iter()
-            .map(|l| crate::image::LayerDesc {
-                diff_id: l.diff_id.clone(),
-                media_type: l.media_type.clone(),
-                digest: l.blob.clone(),
-                size: l.blob_size,
-                uncompressed_size: l.size,
-            })
-            .collect();
-        let manifest = crate::image::manifest::build(
-            crate::image::manifest::ManifestKind::Oci,
-            &bytes,
-            &layers,
-        )
-        .map_err(BuildError::store)?;
-        Ok((id, manifest.descriptor.digest.clone()))
+        Ok(id)
     }
 }
 

@@ -78,9 +78,52 @@ pub fn write_layer<W: Write>(
     out: W,
     opts: &LayerOptions,
 ) -> Result<(W, LayerInfo), LayerError> {
+    let media_type = opts.compression.media_type().to_string();
+    if opts.compression == Compression::Uncompressed {
+        // The blob is the tar: one hash serves as diffID and digest (sha256 is a sizeable share
+        // of writing a layer).
+        let (buffered, diff_id, size) =
+            write_tar(upper, BufWriter::with_capacity(1 << 20, out), opts)?;
+        let out = buffered
+            .into_inner()
+            .map_err(|e| LayerError::Write(e.into_error()))?;
+        let info = LayerInfo {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+            uncompressed_size: size,
+            media_type,
+        };
+        return Ok((out, info));
+    }
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let encoder = Encoder::new(opts.compression, opts.profile, blob).map_err(LayerError::Write)?;
-    let tar_hash = HashingWriter::new(encoder);
+    let (encoder, diff_id, uncompressed_size) = write_tar(upper, encoder, opts)?;
+    let blob = encoder.finish().map_err(LayerError::Write)?;
+    let (buffered, digest, size) = blob.finish();
+    let out = buffered
+        .into_inner()
+        .map_err(|e| LayerError::Write(e.into_error()))?;
+    Ok((
+        out,
+        LayerInfo {
+            diff_id,
+            digest,
+            size,
+            uncompressed_size,
+            media_type,
+        },
+    ))
+}
+
+/// Walks `upper` and writes its tar to `out` in fixed blocks; returns `out`, the tar's sha256
+/// (the diffID) and its size.
+fn write_tar<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, Digest, u64), LayerError> {
+    let tar_hash = HashingWriter::new(out);
     let mut writer = TarWriter {
         builder: tar::Builder::new(BlockWriter::new(tar_hash)),
         clamp: opts.clamp_mtime,
@@ -110,22 +153,7 @@ pub fn write_layer<W: Write>(
 
     let blocks = writer.builder.into_inner().map_err(LayerError::Write)?;
     let tar_hash = blocks.finish().map_err(LayerError::Write)?;
-    let (encoder, diff_id, uncompressed_size) = tar_hash.finish();
-    let blob = encoder.finish().map_err(LayerError::Write)?;
-    let (buffered, digest, size) = blob.finish();
-    let out = buffered
-        .into_inner()
-        .map_err(|e| LayerError::Write(e.into_error()))?;
-    Ok((
-        out,
-        LayerInfo {
-            diff_id,
-            digest,
-            size,
-            uncompressed_size,
-            media_type: opts.compression.media_type().to_string(),
-        },
-    ))
+    Ok(tar_hash.finish())
 }
 
 struct TarWriter<W: Write> {
