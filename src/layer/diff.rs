@@ -118,14 +118,66 @@ pub fn write_layer<W: Write>(
 
 /// Walks `upper` and writes its tar to `out` in fixed blocks; returns `out`, the tar's sha256
 /// (the diffID) and its size.
+///
+/// Two stages on two threads, joined by a short queue of blocks: a producer walks the tree and
+/// reads the files into tar blocks; this thread hashes the blocks and writes them to `out` (and
+/// whatever `out` does: compress, store, report). On 2 cores the walk and the sha256 pass overlap
+/// instead of adding up. A failed write drops the queue, which stops the producer.
 fn write_tar<W: Write>(
     upper: &Path,
     out: W,
     opts: &LayerOptions,
 ) -> Result<(W, Digest, u64), LayerError> {
-    let tar_hash = HashingWriter::new(out);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED_BLOCKS);
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || produce_tar(upper, BlockWriter::new(BlockSender(tx)), opts));
+        let mut hashed = HashingWriter::new(out);
+        let mut write_err = None;
+        for block in rx.iter() {
+            if let Err(e) = hashed.write_all(&block) {
+                write_err = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(LayerError::Write(io::Error::other("tar writer panicked"))));
+        if let Some(e) = write_err {
+            return Err(LayerError::Write(e));
+        }
+        produced?;
+        Ok(hashed.finish())
+    })
+}
+
+/// Blocks in flight between the tar producer and the hashing writer (1 MiB each).
+const QUEUED_BLOCKS: usize = 4;
+
+/// Hands each block to the writing thread; fails once that thread has stopped.
+struct BlockSender(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl Write for BlockSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "layer writer stopped"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The producer half of [`write_tar`]: the tar of `upper`, in fixed blocks, into `out`.
+fn produce_tar(
+    upper: &Path,
+    out: BlockWriter<BlockSender>,
+    opts: &LayerOptions,
+) -> Result<(), LayerError> {
     let mut writer = TarWriter {
-        builder: tar::Builder::new(BlockWriter::new(tar_hash)),
+        builder: tar::Builder::new(out),
         clamp: opts.clamp_mtime,
         links: HashMap::new(),
     };
@@ -152,8 +204,8 @@ fn write_tar<W: Write>(
     }
 
     let blocks = writer.builder.into_inner().map_err(LayerError::Write)?;
-    let tar_hash = blocks.finish().map_err(LayerError::Write)?;
-    Ok(tar_hash.finish())
+    blocks.finish().map_err(LayerError::Write)?;
+    Ok(())
 }
 
 struct TarWriter<W: Write> {
