@@ -370,12 +370,11 @@ impl SourceFs<'_> {
                 .file_type()
                 .map_err(|err| ContextError::io(e.path(), err))?
                 .is_dir();
-            entries.push((e, is_dir));
+            entries.push((e.file_name(), e, is_dir));
         }
-        entries.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::with_capacity(entries.len());
-        for (e, is_dir) in entries {
-            let name = e.file_name();
+        for (name, e, is_dir) in entries {
             let sub_str = rel_string(&sub.join(&name));
             let ignored = self.ignored(&join(rel, &sub_str));
             let excluded = exclude.is_some_and(|m| m.matches(&sub_str).unwrap_or(false));
