@@ -200,7 +200,7 @@ fn produce_tar(
                 io::ErrorKind::InvalidData.into(),
             )
         })?;
-        writer.add(item.path(), rel.as_os_str().as_bytes())?;
+        writer.add(item.path(), rel.as_os_str().as_bytes(), item.file_type())?;
     }
 
     let blocks = writer.builder.into_inner().map_err(LayerError::Write)?;
@@ -222,7 +222,18 @@ struct Entry {
 }
 
 impl<W: Write> TarWriter<W> {
-    fn add(&mut self, path: &Path, rel: &[u8]) -> Result<(), LayerError> {
+    fn add(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        walked: std::fs::FileType,
+    ) -> Result<(), LayerError> {
+        if walked.is_file() {
+            // The walk's d_type says regular file: open it (O_NOFOLLOW refuses a swapped-in
+            // symlink) and take type, metadata and xattrs from the descriptor, one path lookup
+            // instead of three (lstat, llistxattr, open) per file.
+            return self.add_file(path, rel, None);
+        }
         let md = std::fs::symlink_metadata(path).map_err(|e| LayerError::io(path, "lstat", e))?;
         let ft = md.file_type();
         if ft.is_char_device() && md.rdev() == 0 {
@@ -247,7 +258,7 @@ impl<W: Write> TarWriter<W> {
                 self.add_marker(&marker, path)?;
             }
         } else if ft.is_file() {
-            self.add_file(path, rel, &xattrs)?;
+            self.add_file(path, rel, Some(xattrs))?;
         } else if ft.is_symlink() {
             let target =
                 std::fs::read_link(path).map_err(|e| LayerError::io(path, "readlink", e))?;
@@ -281,11 +292,12 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
+    /// A regular file; `xattrs` when already read, else read from the opened file.
     fn add_file(
         &mut self,
         path: &Path,
         rel: &[u8],
-        xattrs: &[(Vec<u8>, Vec<u8>)],
+        xattrs: Option<Xattrs>,
     ) -> Result<(), LayerError> {
         // Open first and describe the opened file, so the header matches the bytes we stream
         // even if the path was swapped after the walk's lstat.
@@ -297,6 +309,15 @@ impl<W: Write> TarWriter<W> {
         let md = file
             .metadata()
             .map_err(|e| LayerError::io(path, "fstat", e))?;
+        if !md.is_file() {
+            // Not what the walk saw (replaced since): take the general path.
+            return self.add(path, rel, md.file_type());
+        }
+        let xattrs = match xattrs {
+            Some(x) => x,
+            None => read_file_xattrs(&file, path)?,
+        };
+        let xattrs = &xattrs;
         if md.nlink() > 1 {
             let key = (md.dev(), md.ino());
             if let Some(first) = self.links.get(&key).cloned() {
@@ -494,7 +515,21 @@ fn whiteout_name(rel: &[u8]) -> Vec<u8> {
 
 /// xattrs of `path` (not following symlinks), sorted by name, minus the ones we never copy.
 fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
-    let names = match xattr::list(path) {
+    read_xattrs_via(path, || xattr::list(path), |n| xattr::get(path, n))
+}
+
+/// [`read_xattrs`] of an open file (no path lookups).
+fn read_file_xattrs(file: &File, path: &Path) -> Result<Xattrs, LayerError> {
+    use xattr::FileExt;
+    read_xattrs_via(path, || file.list_xattr(), |n| file.get_xattr(n))
+}
+
+fn read_xattrs_via<L: Iterator<Item = std::ffi::OsString>>(
+    path: &Path,
+    list: impl FnOnce() -> io::Result<L>,
+    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
+) -> Result<Xattrs, LayerError> {
+    let names = match list() {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(LayerError::io(path, "listxattr", e)),
@@ -515,7 +550,7 @@ fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
         if skip_xattr(bytes) {
             continue;
         }
-        match xattr::get(path, &name) {
+        match get(&name) {
             Ok(Some(value)) => out.push((bytes.to_vec(), value)),
             Ok(None) => {}
             Err(e) => return Err(LayerError::io(path, "getxattr", e)),
