@@ -838,8 +838,10 @@ impl<'a> Dispatcher<'a> {
             }
             Ok(done)
         };
-        // --link: the layer is made in an empty root, independent of the layers below it.
-        let layer = self.layer_step(st, !c.link, step.id(), |root| {
+        // --link: the layer is made in an empty root, independent of the layers below it. A COPY
+        // to a top-level path no layer below has also writes straight into the new upper dir.
+        let through_overlay = !c.link && !self.writes_only_below_a_new_top_dir(st, c, &req);
+        let layer = self.layer_step(st, through_overlay, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
@@ -861,6 +863,37 @@ impl<'a> Dispatcher<'a> {
             super::link::record(self.store, lk, l, config)?;
         }
         Ok(cached)
+    }
+
+    /// True when a COPY can write into the new snapshot's upper dir instead of the overlay mount:
+    /// its destination's top-level component exists in no layer below (not even as a whiteout),
+    /// so everything it writes lands under a directory or file that only the new layer has, and
+    /// overlayfs would store exactly the same entries in the upper dir. It saves overlayfs' lookup
+    /// in every lower layer per created file, and lets the data go by copy_file_range (the kernel
+    /// refuses it across the overlay and ext4 superblocks, so std falls back to sendfile).
+    /// ADD (archives can hold symlinks leading elsewhere in the image) and `--chown` (names are
+    /// looked up in the image's /etc/passwd) keep the merged view.
+    fn writes_only_below_a_new_top_dir(
+        &self,
+        st: &StageState,
+        c: &CopySpec,
+        req: &CopyRequest,
+    ) -> bool {
+        if c.is_add || c.chown.is_some() {
+            return false;
+        }
+        let (dest, _) = context::copy::dest_path(&req.dest, &req.workdir);
+        let Some(top) = dest.split('/').find(|s| !s.is_empty()) else {
+            return false;
+        };
+        st.layers.iter().all(|l| {
+            self.snapshots.diff_dir(&l.cache_id).is_ok_and(|diff| {
+                matches!(
+                    std::fs::symlink_metadata(diff.join(top)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                )
+            })
+        })
     }
 
     /// `--link` after a cache miss: the layer made earlier for the same content (on any parent),
