@@ -52,6 +52,24 @@ fn oci_layers(archive: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `rbuild save --format oci --compression gzip -o OUT app:1`.
+fn save_gzip(root: &Path, out: &Path) {
+    let out = out.to_str().unwrap();
+    ok(rbuild(
+        root,
+        &[
+            "save",
+            "--format",
+            "oci",
+            "--compression",
+            "gzip",
+            "-o",
+            out,
+            "app:1",
+        ],
+    ));
+}
+
 fn build(root: &Path, ctx: &Path, tag: &str, output: Option<String>) {
     let mut args = vec!["build", "-q", "-t", tag];
     if let Some(o) = &output {
@@ -117,38 +135,14 @@ fn built_layers_are_stored_as_tars_and_compressed_once_on_export() {
 
     // Compressed on demand: the same bytes as compressing at build time, recorded as a form.
     let gz = t.path().join("gz.tar");
-    ok(rbuild(
-        &root,
-        &[
-            "save",
-            "--format",
-            "oci",
-            "--compression",
-            "gzip",
-            "-o",
-            gz.to_str().unwrap(),
-            "app:1",
-        ],
-    ));
+    save_gzip(&root, &gz);
     assert_eq!(oci_layers(&gz), want);
     let after_first = blobs(&root);
     assert_eq!(after_first.len(), 4, "{after_first:?}");
     assert_eq!(std::fs::read_dir(forms_dir(&root)).unwrap().count(), 2);
     // Kept: a second export reuses the forms (no new blob) and gives the same archive.
     let gz2 = t.path().join("gz2.tar");
-    ok(rbuild(
-        &root,
-        &[
-            "save",
-            "--format",
-            "oci",
-            "--compression",
-            "gzip",
-            "-o",
-            gz2.to_str().unwrap(),
-            "app:1",
-        ],
-    ));
+    save_gzip(&root, &gz2);
     assert_eq!(blobs(&root), after_first);
     assert_eq!(std::fs::read(&gz).unwrap(), std::fs::read(&gz2).unwrap());
     // A build output in another codec asks for another form; the layers themselves are cached.
@@ -185,19 +179,7 @@ fn built_layers_are_stored_as_tars_and_compressed_once_on_export() {
         "{}",
         r.stdout
     );
-    ok(rbuild(
-        &root,
-        &[
-            "save",
-            "--format",
-            "oci",
-            "--compression",
-            "gzip",
-            "-o",
-            gz2.to_str().unwrap(),
-            "app:1",
-        ],
-    ));
+    save_gzip(&root, &gz2);
     assert_eq!(std::fs::read(&gz).unwrap(), std::fs::read(&gz2).unwrap());
     assert_store_consistent(&root);
 

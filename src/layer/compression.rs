@@ -179,6 +179,16 @@ pub fn compress_tar<R: Read, W: Write>(
     }
     let tar_hash = blocks.finish().map_err(LayerError::Write)?;
     let (encoder, diff_id, uncompressed_size) = tar_hash.finish();
+    finish_blob(encoder, diff_id, uncompressed_size, compression)
+}
+
+/// Ends a compressed blob: the encoder's trailer, then the blob's digest and size.
+pub(crate) fn finish_blob<W: Write>(
+    encoder: Encoder<HashingWriter<W>>,
+    diff_id: crate::digest::Digest,
+    uncompressed_size: u64,
+    compression: Compression,
+) -> Result<(W, LayerInfo), LayerError> {
     let blob = encoder.finish().map_err(LayerError::Write)?;
     let (out, digest, size) = blob.finish();
     Ok((

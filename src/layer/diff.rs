@@ -99,21 +99,16 @@ pub fn write_layer<W: Write>(
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let encoder = Encoder::new(opts.compression, opts.profile, blob).map_err(LayerError::Write)?;
     let (encoder, diff_id, uncompressed_size) = write_tar(upper, encoder, opts)?;
-    let blob = encoder.finish().map_err(LayerError::Write)?;
-    let (buffered, digest, size) = blob.finish();
+    let (buffered, info) = crate::layer::compression::finish_blob(
+        encoder,
+        diff_id,
+        uncompressed_size,
+        opts.compression,
+    )?;
     let out = buffered
         .into_inner()
         .map_err(|e| LayerError::Write(e.into_error()))?;
-    Ok((
-        out,
-        LayerInfo {
-            diff_id,
-            digest,
-            size,
-            uncompressed_size,
-            media_type,
-        },
-    ))
+    Ok((out, info))
 }
 
 /// Walks `upper` and writes its tar to `out` in fixed blocks; returns `out`, the tar's sha256

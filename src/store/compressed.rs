@@ -77,16 +77,7 @@ impl Store {
         diff_id: &Digest,
         name: &str,
     ) -> Result<Option<CompressedForm>, StoreError> {
-        let p = self.compressed_dir().join(diff_id.hex()).join(name);
-        match fsutil::read_opt(&p)? {
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    path: p,
-                    reason: e.to_string(),
-                }),
-            None => Ok(None),
-        }
+        fsutil::read_json_opt(&self.compressed_dir().join(diff_id.hex()).join(name))
     }
 
     /// The blob layer `rec` ships as under `form`, compressing (once) if needed.
