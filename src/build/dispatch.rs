@@ -838,9 +838,11 @@ impl<'a> Dispatcher<'a> {
             }
             Ok(done)
         };
-        // --link: the layer is made in an empty root, independent of the layers below it. A COPY
-        // to a top-level path no layer below has also writes straight into the new upper dir.
-        let through_overlay = !c.link && !self.writes_only_below_a_new_top_dir(st, c, &req);
+        // --link: the layer is made in an empty root, independent of the layers below it. With no
+        // layer below (FROM scratch), or for a COPY to a top-level path no layer below has, the
+        // merged view would show only the upper dir anyway: write straight into it.
+        let through_overlay =
+            !c.link && !st.layers.is_empty() && !self.writes_only_below_a_new_top_dir(st, c, &req);
         let layer = self.layer_step(st, through_overlay, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
