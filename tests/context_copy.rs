@@ -592,3 +592,34 @@ fn context_from_stdin_tar() {
     assert!(ctx.is_ignored("ign"));
     assert_eq!(fs::read(ctx.root().join("Dockerfile")).unwrap(), b"FROM x");
 }
+
+#[test]
+fn a_failing_tree_reports_its_first_failure_in_walk_order() {
+    // Enough files for the parallel writers (one per core); three conflicts in the destination:
+    // a directory where d2/f05 goes and where d7/f11 goes (found by the writers), a file where
+    // the directory d5 goes (found by the walk). The first in walk order is the one reported.
+    let f = Fixture::new();
+    for d in 0..10 {
+        for i in 0..20 {
+            write(&f.c(&format!("t/d{d}/f{i:02}")), &format!("{d}{i}"), 0o644);
+        }
+    }
+    fs::create_dir_all(f.r("app/d2/f05/inside")).unwrap();
+    fs::create_dir_all(f.r("app/d7/f11")).unwrap();
+    write(&f.r("app/d5"), "a file", 0o644);
+    let ctx = f.context();
+    for _ in 0..3 {
+        let err = f.run(&ctx, &["t"], "/app", |_| {}).unwrap_err();
+        match &err {
+            ContextError::DirectoryInTheWay { dest, .. } => assert_eq!(dest, "/app/d2/f05"),
+            other => panic!("unexpected error: {other}"),
+        }
+    }
+    // Without the first conflict, the walk's comes next (d5 is before d7).
+    fs::remove_dir_all(f.r("app/d2/f05")).unwrap();
+    let err = f.run(&ctx, &["t"], "/app", |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, ContextError::NotADirectory { dest, .. } if dest == "/app/d5"),
+        "{err}"
+    );
+}

@@ -933,3 +933,130 @@ fn link_layer_is_reused_when_the_layers_below_change() {
     build_oci(&root, &ctx, &o4, &[]);
     assert_eq!(blob_names(&o4), b1);
 }
+
+/// The diffIDs of the image in an OCI layout directory.
+fn diff_ids(dir: &Path) -> Vec<String> {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    };
+    let blob = |d: &serde_json::Value| {
+        dir.join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = read(dir.join("index.json"));
+    let manifest = read(blob(&index["manifests"][0]["digest"]));
+    let config = read(blob(&manifest["config"]["digest"]));
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn parallel_copy_writes_the_same_layer_as_one_worker() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, UNIX_EPOCH};
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY tree/ /plain/\nCOPY --chown=1234:5678 --chmod=go-w tree/ /owned/\n",
+        &[],
+    );
+    // Well above the size written on the calling thread alone: 10 dirs x 3 subdirs x 12 files,
+    // of varied sizes (one spans several copy calls), modes and mtimes.
+    let tree = ctx.join("tree");
+    let mut n = 0u64;
+    for d in 0..10 {
+        for s in 0..3 {
+            let dir = tree.join(format!("d{d}/s{s}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..12 {
+                n += 1;
+                let p = dir.join(format!("f{f}"));
+                std::fs::write(&p, format!("{d}/{s}/{f}\n").repeat(f * 40)).unwrap();
+                let mode = [0o644, 0o755, 0o600, 0o4755][f % 4];
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+                let mtime = UNIX_EPOCH + Duration::from_secs(1_600_000_000 + n);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(mtime)
+                    .unwrap();
+            }
+        }
+    }
+    std::fs::write(tree.join("big"), vec![7u8; 9 << 20]).unwrap();
+    std::fs::hard_link(tree.join("d0/s0/f1"), tree.join("d9/s2/hard")).unwrap();
+    std::os::unix::fs::symlink("../d0/s0/f1", tree.join("d5/link")).unwrap();
+    std::fs::create_dir(tree.join("d3/empty")).unwrap();
+    std::fs::set_permissions(tree.join("d4"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Directory mtimes last (writing inside a directory changes its own), deepest first.
+    sh(std::process::Command::new("find").arg(&tree).args([
+        "-depth",
+        "-type",
+        "d",
+        "-exec",
+        "touch",
+        "-d",
+        "@1500000000",
+        "{}",
+        "+",
+    ]));
+    sh(std::process::Command::new("touch")
+        .args(["-h", "-d", "@1500000001"])
+        .arg(tree.join("d5/link")));
+
+    let build = |jobs: &str| {
+        let out = t.path().join(format!("oci-{jobs}"));
+        let dest = format!("type=oci,dest={},tar=false", out.display());
+        ok(rbuild_env(
+            &t.path().join(format!("root-{jobs}")),
+            &["-o", &dest, ctx.to_str().unwrap()],
+            // Clamps only the mtime of the created /plain and /owned (now); the tree's are older.
+            &[
+                ("RBUILD_COPY_JOBS", jobs),
+                ("SOURCE_DATE_EPOCH", "1700000000"),
+            ],
+        ));
+        out
+    };
+    let (one, many) = (build("1"), build("4"));
+    let ids = diff_ids(&one);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        ids,
+        diff_ids(&many),
+        "1 and 4 copy workers made different layers"
+    );
+
+    // And the layers hold what the source does: owners, modes (setuid survives --chown), links,
+    // file and directory mtimes (a directory's is applied after its children are written).
+    let full = |i: usize| {
+        sh(std::process::Command::new("tar")
+            .args(["--numeric-owner", "--full-time", "-tvf"])
+            .arg(&oci_layer_blobs(&many)[i]))
+    };
+    let (plain, owned) = (full(0), full(1));
+    let line = |l: &str, name: &str| -> String {
+        l.lines()
+            .find(|x| x.ends_with(name) || x.contains(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{l}"))
+            .to_string()
+    };
+    assert!(line(&plain, "plain/d0/s0/f3").starts_with("-rwsr-xr-x 0/0"));
+    assert!(line(&owned, "owned/d0/s0/f3").starts_with("-rwsr-xr-x 1234/5678"));
+    assert!(line(&owned, "owned/d0/s0/f0").starts_with("-rw-r--r-- 1234/5678"));
+    assert!(line(&plain, "plain/d0/s0/f1").contains("2020-09-13 12:26:42"));
+    assert!(line(&plain, "plain/d4/").starts_with("drwx------ 0/0"));
+    assert!(line(&plain, "plain/d4/").contains("2017-07-14 02:40:00"));
+    assert!(line(&owned, "owned/d3/empty/").contains("2017-07-14 02:40:00"));
+    assert!(line(&plain, "plain/d0/s0/").contains("2017-07-14 02:40:00"));
+    assert!(line(&owned, "owned/d9/s2/").contains("2017-07-14 02:40:00"));
+    assert!(line(&owned, "owned/d5/").contains("2017-07-14 02:40:00"));
+    assert!(line(&plain, "plain/d9/s2/hard").starts_with("h"));
+    assert!(line(&plain, "plain/d5/link").contains("-> ../d0/s0/f1"));
+    assert_eq!(plain.lines().filter(|l| l.starts_with('-')).count(), 361);
+}

@@ -207,6 +207,12 @@ impl DirHandle {
     /// one) is reused, anything else that is not a directory is an error as in BuildKit.
     /// Returns the handle and whether it was created.
     pub fn ensure_dir(&self, name: &str, src: &str) -> Result<(DirHandle, bool), ContextError> {
+        // mkdir first: in a fresh destination that is one syscall instead of two.
+        match rfs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => return Ok((self.open_subdir(name)?, true)),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(self.err(name, e)),
+        }
         match self.lstat(name)? {
             Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 Ok((self.open_subdir(name)?, false))
@@ -239,14 +245,71 @@ impl DirHandle {
 
     /// Creates a new regular file (never through a symlink).
     pub fn create_file(&self, name: &str) -> Result<File, ContextError> {
+        self.open_new(name).map_err(|e| self.err(name, e))
+    }
+
+    fn open_new(&self, name: &str) -> Result<File, Errno> {
         let fd = rfs::openat(
             &self.fd,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| self.err(name, e))?;
+        )?;
         Ok(File::from(fd))
+    }
+
+    /// Runs `make` to create `name`; if something is already there, clears it as
+    /// [`Self::clear_for_file`] does (a directory in the way is an error) and tries once more.
+    /// Trying first saves an `lstat` per entry in the common case of a fresh directory.
+    fn replacing<T>(
+        &self,
+        name: &str,
+        src: &str,
+        make: impl Fn() -> Result<T, Errno>,
+    ) -> Result<T, ContextError> {
+        match make() {
+            Err(Errno::EXIST) => {
+                self.clear_for_file(name, src)?;
+                make().map_err(|e| self.err(name, e))
+            }
+            r => r.map_err(|e| self.err(name, e)),
+        }
+    }
+
+    /// [`Self::create_file`] over whatever non-directory is at `name` (not followed).
+    pub fn replace_file(&self, name: &str, src: &str) -> Result<File, ContextError> {
+        self.replacing(name, src, || self.open_new(name))
+    }
+
+    /// [`Self::symlink`] over whatever non-directory is at `name`.
+    pub fn replace_symlink(&self, name: &str, target: &str, src: &str) -> Result<(), ContextError> {
+        self.replacing(name, src, || rfs::symlinkat(target, &self.fd, name))
+    }
+
+    /// [`Self::hardlink`] over whatever non-directory is at `name`.
+    pub fn replace_hardlink(
+        &self,
+        name: &str,
+        old: &DirHandle,
+        old_name: &str,
+        src: &str,
+    ) -> Result<(), ContextError> {
+        self.replacing(name, src, || {
+            rfs::linkat(&old.fd, old_name, &self.fd, name, AtFlags::empty())
+        })
+    }
+
+    /// [`Self::mknod`] over whatever non-directory is at `name`.
+    pub fn replace_node(
+        &self,
+        name: &str,
+        ft: FileType,
+        dev: u64,
+        src: &str,
+    ) -> Result<(), ContextError> {
+        self.replacing(name, src, || {
+            rfs::mknodat(&self.fd, name, ft, Mode::from_raw_mode(0o600), dev)
+        })
     }
 
     pub fn symlink(&self, name: &str, target: &str) -> Result<(), ContextError> {

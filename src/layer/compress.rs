@@ -1,6 +1,7 @@
 //! Decompression by magic-byte sniffing (ADD of local archives, base layers of any compression).
 
 use crate::layer::error::LayerError;
+use crate::layer::readahead::ReadAhead;
 use std::io::{self, Cursor, Read};
 
 /// What [`decompress`] found at the start of the stream.
@@ -22,7 +23,8 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// Sniffs the compression of `reader` and returns a reader of the decompressed bytes.
 ///
 /// Multi-member gzip, multi-stream bzip2/xz and multi-frame zstd are read to the end, as Go's
-/// readers (and so Docker) do.
+/// readers (and so Docker) do. Compressed input is decoded on a thread of its own
+/// ([`ReadAhead`]); dropping the returned reader stops it.
 pub fn decompress<R: Read + Send + 'static>(
     mut reader: R,
 ) -> Result<(Box<dyn Read + Send>, Detected), LayerError> {
@@ -49,14 +51,20 @@ pub fn decompress<R: Read + Send + 'static>(
         Detected::None
     };
     let whole = Cursor::new(head.to_vec()).chain(reader);
-    let out: Box<dyn Read + Send> = match detected {
+    let decoder: Box<dyn Read + Send> = match detected {
         Detected::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
         Detected::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(whole)),
         Detected::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(whole)),
         Detected::Zstd => {
             Box::new(zstd::stream::read::Decoder::new(whole).map_err(LayerError::Read)?)
         }
-        Detected::None => Box::new(whole),
+        Detected::None => return Ok((Box::new(whole), detected)),
+    };
+    // Decoding on its own thread overlaps it with the consumer (extraction, hashing); without a
+    // thread to be had, the decoder runs in the caller's.
+    let out: Box<dyn Read + Send> = match ReadAhead::spawn(decoder) {
+        Ok(r) => Box::new(r),
+        Err(e) => return Err(LayerError::Read(e)),
     };
     Ok((out, detected))
 }

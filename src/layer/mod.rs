@@ -2,7 +2,8 @@
 //!
 //! * [`diff::write_layer`]: overlay upper dir -> compressed layer blob + diffID/digest, one pass.
 //! * [`apply::apply`]: layer tar -> directory, every path resolved inside the root.
-//! * [`compress::decompress`]: sniff gzip/bzip2/xz/zstd and wrap a reader.
+//! * [`compress::decompress`]: sniff gzip/bzip2/xz/zstd and wrap a reader (decoded on its own
+//!   thread, [`readahead::ReadAhead`]).
 //! * [`archive::extract_if_archive`]: ADD's "is this a (compressed) tar? then extract it".
 
 pub mod apply;
@@ -13,6 +14,7 @@ pub mod compression;
 pub mod diff;
 pub mod error;
 pub(crate) mod pgzip;
+pub mod readahead;
 pub mod whiteout;
 
 pub use apply::{apply, ApplyOptions, ApplyStats, WhiteoutMode};
