@@ -301,6 +301,59 @@ fn link_layer_does_not_depend_on_the_layers_below() {
     assert!(has(&l, "drwx------ 0/0 x/"), "{l:#?}");
 }
 
+/// A COPY to a top-level path that no layer below has is written straight into the new upper
+/// dir; with `--chown=0:0` (the same owners) it goes through the overlay mount. Both give the same
+/// layer bytes, and a COPY into a directory a lower layer has still merges through the overlay.
+#[test]
+fn copy_to_a_new_top_level_path_skips_the_overlay_with_the_same_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let files = [
+        ("base/etc/keep", "k\n"),
+        ("src/a.txt", "alpha\n"),
+        ("src/sub/b.sh", "#!/bin/sh\n"),
+    ];
+    let direct = "FROM scratch\nCOPY base/ /\nCOPY src/ /fresh/\nCOPY src/a.txt /top\n\
+                  COPY src/a.txt /etc/\n";
+    let merged = "FROM scratch\nCOPY base/ /\nCOPY --chown=0:0 src/ /fresh/\n\
+                  COPY --chown=0:0 src/a.txt /top\nCOPY src/a.txt /etc/\n";
+    let mut outs = Vec::new();
+    for (name, df) in [("direct", direct), ("merged", merged)] {
+        let ctx = context(&t.path().join(name), df, &files);
+        std::os::unix::fs::symlink("a.txt", ctx.join("src/link")).unwrap();
+        std::fs::hard_link(ctx.join("src/a.txt"), ctx.join("src/hard")).unwrap();
+        let out = t.path().join(format!("{name}-oci"));
+        let dest = format!(
+            "type=oci,dest={},tar=false,rewrite-timestamp=true",
+            out.display()
+        );
+        ok(rbuild_env(
+            &t.path().join(format!("root-{name}")),
+            &["-o", &dest, ctx.to_str().unwrap()],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        ));
+        outs.push(out);
+    }
+    let l = layer(&outs[0], 1);
+    assert!(has(&l, "drwxr-xr-x 0/0 fresh/"), "{l:#?}");
+    assert!(has(&l, "lrwxrwxrwx 0/0 fresh/link -> a.txt"), "{l:#?}");
+    assert!(
+        has(&l, "hrw-r--r-- 0/0 fresh/hard link to fresh/a.txt"),
+        "{l:#?}"
+    );
+    for i in 1..=3 {
+        assert_eq!(
+            std::fs::read(&oci_layer_blobs(&outs[0])[i]).unwrap(),
+            std::fs::read(&oci_layer_blobs(&outs[1])[i]).unwrap(),
+            "layer {i} differs"
+        );
+    }
+    // /etc exists below: the COPY into it went through the overlay, which copied /etc up.
+    let l = layer(&outs[0], 3);
+    assert!(has(&l, "drwxr-xr-x 0/0 etc/"), "{l:#?}");
+    assert!(has(&l, "-rw-r--r-- 0/0 etc/a.txt"), "{l:#?}");
+    assert!(!l.iter().any(|x| x.contains("etc/keep")), "{l:#?}");
+}
+
 #[test]
 fn dockerfile_specific_dockerignore_wins_over_the_context_one() {
     let t = tempfile::tempdir().unwrap();

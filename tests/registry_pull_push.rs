@@ -163,7 +163,10 @@ fn layers_in_every_compression_round_trip() {
                 dest.display()
             )),
         );
-        ok(rbuild(&root1, &["push", "-q", &name]));
+        ok(rbuild(
+            &root1,
+            &["push", "-q", "--compression", comp, &name],
+        ));
         let raw = sh(Command::new("skopeo").args([
             "inspect",
             "--raw",

@@ -518,7 +518,9 @@ fn check_reports_corruption() {
     );
     assert!(text[1].contains("is missing"), "{text:?}");
     // Exporting the image refuses the missing blob instead of writing a broken archive.
-    assert!(store.export_image(&id, &[]).is_err());
+    assert!(store
+        .export_image(&id, &[], rbuild::store::LayerForm::AsStored)
+        .is_err());
 }
 
 /// R8: a layer a running process wrote but nothing references yet survives `prune` while that

@@ -8,7 +8,7 @@ use rbuild::digest::{chain_id, Digest};
 use rbuild::export::{docker_archive, oci_layout_dir, oci_layout_tar};
 use rbuild::image::manifest::MEDIA_OCI_LAYER_GZIP;
 use rbuild::image::{ImageConfig, Reference};
-use rbuild::store::{LayerRecord, Store};
+use rbuild::store::{LayerForm, LayerRecord, Store};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -86,7 +86,9 @@ fn same_layers(a: &Store, b: &Store, id: &Digest) {
 fn docker_archive_round_trip_is_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, id) = source_store(&tmp.path().join("a"));
-    let img = src.export_image(&id, &["app:1.0".into()]).unwrap();
+    let img = src
+        .export_image(&id, &["app:1.0".into()], LayerForm::AsStored)
+        .unwrap();
     let archive = tmp.path().join("app.tar");
     docker_archive(&img, File::create(&archive).unwrap()).unwrap();
 
@@ -104,7 +106,8 @@ fn docker_archive_round_trip_is_identical() {
 
     // Saving again from the destination gives the same bytes.
     let again = docker_archive(
-        &dst.export_image(&id, &["app:1.0".into()]).unwrap(),
+        &dst.export_image(&id, &["app:1.0".into()], LayerForm::AsStored)
+            .unwrap(),
         Vec::new(),
     )
     .unwrap();
@@ -125,7 +128,9 @@ fn docker_archive_round_trip_is_identical() {
 fn oci_layout_dir_and_tar_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, id) = source_store(&tmp.path().join("a"));
-    let img = src.export_image(&id, &["app:1.0".into()]).unwrap();
+    let img = src
+        .export_image(&id, &["app:1.0".into()], LayerForm::AsStored)
+        .unwrap();
     let dir = tmp.path().join("layout");
     oci_layout_dir(&img, &dir).unwrap();
     let (dst, loaded, _) = load_into(&tmp.path().join("b"), &dir);
@@ -148,7 +153,9 @@ fn oci_layout_dir_and_tar_round_trip() {
 fn tampered_blob_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, id) = source_store(&tmp.path().join("a"));
-    let img = src.export_image(&id, &["app:1.0".into()]).unwrap();
+    let img = src
+        .export_image(&id, &["app:1.0".into()], LayerForm::AsStored)
+        .unwrap();
     let dir = tmp.path().join("layout");
     oci_layout_dir(&img, &dir).unwrap();
     let victim = dir.join("blobs/sha256").join(img.layers[1].0.digest.hex());
@@ -176,7 +183,12 @@ fn loads_archives_written_by_skopeo() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, id) = source_store(&tmp.path().join("a"));
     let dir = tmp.path().join("layout");
-    oci_layout_dir(&src.export_image(&id, &["app:1.0".into()]).unwrap(), &dir).unwrap();
+    oci_layout_dir(
+        &src.export_image(&id, &["app:1.0".into()], LayerForm::AsStored)
+            .unwrap(),
+        &dir,
+    )
+    .unwrap();
     // skopeo's docker-archive: legacy layout with <v1id>/layer.tar symlinks, uncompressed layers.
     let legacy = tmp.path().join("legacy.tar");
     let oarch = tmp.path().join("skopeo-oci.tar");

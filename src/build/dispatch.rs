@@ -16,7 +16,7 @@ use crate::dockerfile::{Dockerfile, Located};
 use crate::exec::{self, Mount, MountKind, Network, RunSpec};
 use crate::image::history::{self, HistoryFormat};
 use crate::image::{History, ImageConfig};
-use crate::layer::{self, LayerOptions};
+use crate::layer::{self, Compression, LayerOptions};
 use crate::plan::{ArgScope, Plan, PlanOptions};
 use crate::snapshot::{Mounted, Snapshotter};
 use crate::store::{CacheRecord, LayerRecord, Store};
@@ -323,15 +323,11 @@ impl<'a> Dispatcher<'a> {
         st.key = StepKey::new(&st.key, inputs).key;
     }
 
-    /// Compression, output profile and mtime clamp: part of a layer step's cache key, so a build
-    /// asking for other blob bytes (another profile, codec or SOURCE_DATE_EPOCH) does not reuse a
-    /// blob made with the old ones.
+    /// Output profile and mtime clamp: part of a layer step's cache key, so a build asking for
+    /// other tar bytes (another profile or SOURCE_DATE_EPOCH) does not reuse a layer made with the
+    /// old ones. The codec is not: layers are stored as tars and compressed per output.
     fn layer_format(&self) -> String {
-        let mut f = format!(
-            "{:?} profile {}",
-            self.opts.compression,
-            self.opts.repro_profile.number()
-        );
+        let mut f = format!("tar profile {}", self.opts.repro_profile.number());
         if let Some(t) = self.clamp_mtime() {
             f.push_str(&format!(" clamp {t}"));
         }
@@ -607,12 +603,18 @@ impl<'a> Dispatcher<'a> {
         if self.cancelled() {
             return Err(BuildError::Interrupted);
         }
+        // Stored as a tar, as Docker's layer store keeps layers: outputs and pushes compress it
+        // when they first need it (`store::compressed`), so a build never waits for gzip.
         let opts = LayerOptions {
-            compression: self.opts.compression,
+            compression: Compression::Uncompressed,
             profile: self.opts.repro_profile,
             clamp_mtime: self.clamp_mtime(),
         };
-        let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
+        // The layer writer hashes the tar it writes; the store takes that digest.
+        let writer = self
+            .store
+            .new_trusted_blob_writer()
+            .map_err(BuildError::store)?;
         let bar = self.reporter.bytes(step_id, "writing layer", None);
         let writer = BarWriter::new(
             crate::cancel::Writer::new(writer, Some(&*self.cancel)),
@@ -836,8 +838,12 @@ impl<'a> Dispatcher<'a> {
             }
             Ok(done)
         };
-        // --link: the layer is made in an empty root, independent of the layers below it.
-        let layer = self.layer_step(st, !c.link, step.id(), |root| {
+        // --link: the layer is made in an empty root, independent of the layers below it. With no
+        // layer below (FROM scratch), or for a COPY to a top-level path no layer below has, the
+        // merged view would show only the upper dir anyway: write straight into it.
+        let through_overlay =
+            !c.link && !st.layers.is_empty() && !self.writes_only_below_a_new_top_dir(st, c, &req);
+        let layer = self.layer_step(st, through_overlay, step.id(), |root| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
@@ -859,6 +865,37 @@ impl<'a> Dispatcher<'a> {
             super::link::record(self.store, lk, l, config)?;
         }
         Ok(cached)
+    }
+
+    /// True when a COPY can write into the new snapshot's upper dir instead of the overlay mount:
+    /// its destination's top-level component exists in no layer below (not even as a whiteout),
+    /// so everything it writes lands under a directory or file that only the new layer has, and
+    /// overlayfs would store exactly the same entries in the upper dir. It saves overlayfs' lookup
+    /// in every lower layer per created file, and lets the data go by copy_file_range (the kernel
+    /// refuses it across the overlay and ext4 superblocks, so std falls back to sendfile).
+    /// ADD (archives can hold symlinks leading elsewhere in the image) and `--chown` (names are
+    /// looked up in the image's /etc/passwd) keep the merged view.
+    fn writes_only_below_a_new_top_dir(
+        &self,
+        st: &StageState,
+        c: &CopySpec,
+        req: &CopyRequest,
+    ) -> bool {
+        if c.is_add || c.chown.is_some() {
+            return false;
+        }
+        let (dest, _) = context::copy::dest_path(&req.dest, &req.workdir);
+        let Some(top) = dest.split('/').find(|s| !s.is_empty()) else {
+            return false;
+        };
+        st.layers.iter().all(|l| {
+            self.snapshots.diff_dir(&l.cache_id).is_ok_and(|diff| {
+                matches!(
+                    std::fs::symlink_metadata(diff.join(top)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                )
+            })
+        })
     }
 
     /// `--link` after a cache miss: the layer made earlier for the same content (on any parent),
@@ -1359,8 +1396,8 @@ impl<'a> Dispatcher<'a> {
         Ok(dest)
     }
 
-    /// Stores the final config as an image, tags it, and returns the image id and manifest digest.
-    pub fn commit_image(&self, r: &StageResult) -> Result<(Digest, Digest), BuildError> {
+    /// Stores the final config as an image, tags it, and returns the image id.
+    pub fn commit_image(&self, r: &StageResult) -> Result<Digest, BuildError> {
         let mut config = r.config.clone();
         config.created = match self.epoch {
             Some(_) => Some(self.now_created()),
@@ -1383,24 +1420,7 @@ impl<'a> Dispatcher<'a> {
                 .map_err(|e| BuildError::Usage(format!("invalid tag {t:?}: {e}")))?;
             self.store.tag(&reference, &id).map_err(BuildError::store)?;
         }
-        let layers: Vec<crate::image::LayerDesc> = r
-            .layers
-            .iter()
-            .map(|l| crate::image::LayerDesc {
-                diff_id: l.diff_id.clone(),
-                media_type: l.media_type.clone(),
-                digest: l.blob.clone(),
-                size: l.blob_size,
-                uncompressed_size: l.size,
-            })
-            .collect();
-        let manifest = crate::image::manifest::build(
-            crate::image::manifest::ManifestKind::Oci,
-            &bytes,
-            &layers,
-        )
-        .map_err(BuildError::store)?;
-        Ok((id, manifest.descriptor.digest.clone()))
+        Ok(id)
     }
 }
 

@@ -36,8 +36,6 @@ use std::path::{Path, PathBuf};
 pub struct BuildResult {
     /// The image id: the digest of the config bytes.
     pub image_id: Digest,
-    /// The digest of the image's OCI manifest (what a registry would call the image).
-    pub manifest_digest: Digest,
 }
 
 /// Runs one build to completion.
@@ -129,7 +127,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let final_result: StageResult = ctx
         .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
-    let (image_id, manifest_digest) = ctx.commit_image(&final_result)?;
+    let image_id = ctx.commit_image(&final_result)?;
     output::write_outputs(&ctx, &final_result, &image_id)?;
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     let inline = pull::inline_cache(opts, &store, &reporter, &used, &final_result)?;
@@ -139,10 +137,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     for t in &opts.tags {
         reporter.message(&format!("naming to {t} done"));
     }
-    Ok(BuildResult {
-        image_id,
-        manifest_digest,
-    })
+    Ok(BuildResult { image_id })
 }
 
 /// Tags and pushes the image to every `--push` / `-o type=registry` name.
@@ -161,6 +156,7 @@ fn push_outputs(
         let push_opts = crate::registry::PushOptions {
             quiet: reporter.quiet(),
             inline_cache: inline_cache.clone(),
+            form: crate::store::LayerForm::Compress(opts.compression, opts.repro_profile),
             ..Default::default()
         };
         pull::push(

@@ -7,6 +7,7 @@ use super::options::OutputKind;
 use super::state::StageResult;
 use crate::digest::Digest;
 use crate::layer::{self, Compression, LayerOptions};
+use crate::store::LayerForm;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ pub fn write_outputs(
     result: &StageResult,
     image_id: &Digest,
 ) -> Result<(), BuildError> {
+    // Layers are stored as tars; outputs ship them in the build's compression (made once, kept).
+    let form = LayerForm::Compress(ctx.opts.compression, ctx.opts.repro_profile);
     for out in &ctx.opts.outputs {
         let step = ctx.reporter.start(&format!(
             "exporting to {} {}",
@@ -26,7 +29,7 @@ pub fn write_outputs(
             OutputKind::Docker => {
                 let img = ctx
                     .store
-                    .export_image(image_id, &ctx.opts.tags)
+                    .export_image(image_id, &ctx.opts.tags, form)
                     .map_err(BuildError::store)?;
                 write_file_atomically(&out.dest, |w| {
                     crate::export::docker_archive(&img, w).map_err(BuildError::export)?;
@@ -36,7 +39,7 @@ pub fn write_outputs(
             OutputKind::Oci { tar: true } => {
                 let img = ctx
                     .store
-                    .export_image(image_id, &ctx.opts.tags)
+                    .export_image(image_id, &ctx.opts.tags, form)
                     .map_err(BuildError::store)?;
                 write_file_atomically(&out.dest, |w| {
                     crate::export::oci_layout_tar(&img, w).map_err(BuildError::export)?;
@@ -46,7 +49,7 @@ pub fn write_outputs(
             OutputKind::Oci { tar: false } => {
                 let img = ctx
                     .store
-                    .export_image(image_id, &ctx.opts.tags)
+                    .export_image(image_id, &ctx.opts.tags, form)
                     .map_err(BuildError::store)?;
                 write_dir_atomically(&out.dest, |dir| {
                     crate::export::oci_layout_dir(&img, dir).map_err(BuildError::export)?;

@@ -78,6 +78,11 @@ pub(super) fn import_cache(
     Ok(())
 }
 
+/// Cache exports ship layers as the image does (inline cache names the pushed image's blobs).
+fn layer_form(opts: &super::BuildOptions) -> crate::store::LayerForm {
+    crate::store::LayerForm::Compress(opts.compression, opts.repro_profile)
+}
+
 /// `--cache-to type=inline`: the cache config (mode=min) to push with the image; warns when the
 /// build pushes nothing.
 pub(super) fn inline_cache(
@@ -97,8 +102,8 @@ pub(super) fn inline_cache(
         return Ok(None);
     }
     let keys = min_keys(store, used, result);
-    let (cfg, _) =
-        cache::collect(store, &keys).map_err(|e| super::BuildError::Export(Box::new(e)))?;
+    let (cfg, _) = cache::collect(store, &keys, layer_form(opts))
+        .map_err(|e| super::BuildError::Export(Box::new(e)))?;
     cache::config_bytes(&cfg)
         .map(Some)
         .map_err(|e| super::BuildError::Export(Box::new(e)))
@@ -144,9 +149,11 @@ pub(super) fn export_cache(
                 .map_err(RegistryError::from)
                 .and_then(|r| {
                     let client = Client::new(r.domain(), &opts.registry)?;
-                    cache::export_registry(&client, store, &r, &keys)
+                    cache::export_registry(&client, store, &r, &keys, layer_form(opts))
                 }),
-            CacheSpec::Local { dir, .. } => cache::export_local(store, dir, &keys),
+            CacheSpec::Local { dir, .. } => {
+                cache::export_local(store, dir, &keys, layer_form(opts))
+            }
             CacheSpec::Inline => Ok(0),
         }
         .map_err(|e| super::BuildError::Export(Box::new(e)))?;

@@ -3,6 +3,7 @@
 
 use super::options::{BuildOptions, OutputKind, OutputSpec, Progress};
 use crate::compare::{compare, ImageInput};
+use crate::store::LayerForm;
 
 /// Returns true when both builds gave byte-identical images; prints the differences otherwise.
 pub fn check(opts: &BuildOptions) -> anyhow::Result<bool> {
@@ -20,11 +21,23 @@ pub fn check(opts: &BuildOptions) -> anyhow::Result<bool> {
             dest: dest.clone(),
         }];
         let r = super::build(&o)?;
+        // The output above made the compressed blobs; this only reads their records.
+        let store = crate::store::Store::open(&o.root)?;
+        let img = store.export_image(
+            &r.image_id,
+            &[],
+            LayerForm::Compress(o.compression, o.repro_profile),
+        )?;
+        let manifest = crate::image::manifest::build(
+            crate::image::manifest::ManifestKind::Oci,
+            &img.config_bytes,
+            &img.layer_descs(),
+        )?;
         eprintln!(
             "build {}: image {} manifest {}",
             run + 1,
             r.image_id,
-            r.manifest_digest
+            manifest.descriptor.digest
         );
         archives.push(dest);
     }

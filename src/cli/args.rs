@@ -222,6 +222,13 @@ pub struct SaveArgs {
     /// docker (default) or oci
     #[arg(long, default_value = "docker")]
     pub format: String,
+    /// Ship layers stored as tars compressed: gzip or zstd (made once, then kept in the store).
+    /// Default: as stored (built layers as tars, as `docker save` writes them; pulled ones as pulled)
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Level for --compression (gzip 0-9, zstd 1-22)
+    #[arg(long)]
+    pub compression_level: Option<i64>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
@@ -269,6 +276,13 @@ pub struct PushArgs {
     /// Suppress progress output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Layers built here ship as gzip (default, as `docker push`), zstd or uncompressed; pulled
+    /// layers ship as they came
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Level for --compression (gzip 0-9, zstd 1-22)
+    #[arg(long)]
+    pub compression_level: Option<i64>,
     /// NAME[:TAG] (an image in the store)
     pub name: String,
     /// Push under this name instead (like `docker tag NAME TARGET && docker push TARGET`)

@@ -126,7 +126,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                 if let Some(top) = store.image_top_layer(&id)? {
                     store.lease_layer(&top)?;
                 }
-                store.export_image(&id, &tags)?
+                store.export_image(
+                    &id,
+                    &tags,
+                    layer_form(a.compression.as_deref(), a.compression_level)?,
+                )?
             };
             let tmp = a.output.with_extension("rbuild-partial");
             let res = (|| -> Result<()> {
@@ -531,6 +535,24 @@ pub fn parse_output(s: &str) -> Result<ParsedOutput> {
         None => bail!("output {s:?} needs type="),
     };
     Ok((OutputSpec { kind, dest }, compression, level, rewrite))
+}
+
+/// `--compression/--compression-level` of save and push: which blobs the layers ship as.
+pub(super) fn layer_form(
+    compression: Option<&str>,
+    level: Option<i64>,
+) -> Result<crate::store::LayerForm> {
+    let c = match compression {
+        None if level.is_some() => bail!("--compression-level needs --compression"),
+        None | Some("uncompressed") => return Ok(crate::store::LayerForm::AsStored),
+        Some("gzip") => Compression::Gzip { level: 6 },
+        Some("zstd") => Compression::Zstd { level: 3 },
+        Some(other) => bail!("unsupported --compression {other:?} (gzip, zstd, uncompressed)"),
+    };
+    Ok(crate::store::LayerForm::Compress(
+        with_level(c, level)?,
+        crate::layer::Profile::LATEST,
+    ))
 }
 
 /// Applies `compression-level=N` to the chosen compression, within each codec's range.

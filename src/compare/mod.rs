@@ -67,7 +67,7 @@ impl ImageInput {
                 ))
             })?;
         let img = store
-            .export_image(&id, &[])
+            .export_image(&id, &[], crate::store::LayerForm::AsStored)
             .map_err(|e| CompareError::Format(e.to_string()))?;
         Ok(ImageInput {
             name: spec.to_string(),

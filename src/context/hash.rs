@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -67,21 +67,23 @@ impl MemoEntry {
 pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest, ContextError> {
     let (items, keep_owners) = resolve_for_hashing(req)?;
 
-    // Regular files whose bytes are needed, deduplicated by path.
-    let mut files: Vec<(PathBuf, Metadata)> = Vec::new();
+    // Regular files whose bytes are needed, in the order `entry` below meets them: their
+    // digests come back in that order (no path-keyed map: hashing 20,000 paths costs more than
+    // the lookups it would serve).
+    let mut files: Vec<(&Path, &Metadata)> = Vec::new();
     for item in &items {
         if let Item::Local(r) = item {
             if r.meta.is_file() {
-                files.push((r.host.clone(), r.meta.clone()));
+                files.push((&r.host, &r.meta));
             }
             for e in &r.entries {
                 if e.meta.is_file() {
-                    files.push((e.host.clone(), e.meta.clone()));
+                    files.push((&e.host, &e.meta));
                 }
             }
         }
     }
-    let digests = file_digests(&files, memo)?;
+    let mut digests = file_digests(&files, memo)?.into_iter();
 
     let mut h = Sha256::new();
     let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
@@ -114,6 +116,7 @@ pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest
             let target = std::fs::read_link(host).unwrap_or_default();
             field(h, target.as_os_str().as_encoded_bytes());
         } else if ft.is_file() {
+            let digest = digests.next();
             if meta.nlink() > 1 {
                 if let Some(first) = links.get(&inode_key(meta)) {
                     field(h, b"h");
@@ -123,7 +126,7 @@ pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest
                 links.insert(inode_key(meta), path.to_string());
             }
             field(h, b"f");
-            if let Some(d) = digests.get(host) {
+            if let Some(d) = digest {
                 field(h, d.hex().as_bytes());
             }
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
@@ -177,40 +180,42 @@ fn field(h: &mut Sha256, s: &[u8]) {
     h.update(s);
 }
 
-/// Digests of regular files, from the memo when the stat key matches, else by reading them.
+/// Digests of regular files, in `files`' order: from the memo when the stat key matches, else by
+/// reading them.
 fn file_digests(
-    files: &[(PathBuf, Metadata)],
+    files: &[(&Path, &Metadata)],
     memo: Option<&MemoPath>,
-) -> Result<HashMap<PathBuf, Digest>, ContextError> {
+) -> Result<Vec<Digest>, ContextError> {
     let mut memo_file = match memo {
         Some(p) => load_memo(p),
         None => MemoFile::default(),
     };
-    let mut out = HashMap::new();
+    let mut out: Vec<Option<Digest>> = Vec::with_capacity(files.len());
     let mut misses = Vec::new();
-    for (path, meta) in files {
+    for (i, (path, meta)) in files.iter().enumerate() {
         let key = path.to_string_lossy();
         match memo_file.entries.get(key.as_ref()) {
-            Some(e) if e.same_stat(meta) => {
-                out.insert(path.clone(), e.digest.clone());
+            Some(e) if e.same_stat(meta) => out.push(Some(e.digest.clone())),
+            _ => {
+                out.push(None);
+                misses.push((i, *path, *meta));
             }
-            _ => misses.push((path.clone(), meta.clone())),
         }
     }
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(PathBuf, Metadata, Digest)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(usize, Digest)>> = Mutex::new(Vec::new());
     let first_err: Mutex<Option<ContextError>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..WORKERS.min(misses.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, meta)) = misses.get(i) else {
+                let Some((at, path, _)) = misses.get(i) else {
                     break;
                 };
                 match digest_file(path) {
                     Ok(d) => {
                         if let Ok(mut r) = results.lock() {
-                            r.push((path.clone(), meta.clone(), d));
+                            r.push((*at, d));
                         }
                     }
                     Err(e) => {
@@ -226,18 +231,26 @@ fn file_digests(
     if let Some(e) = first_err.into_inner().ok().flatten() {
         return Err(e);
     }
-    for (path, meta, d) in results.into_inner().unwrap_or_default() {
+    for (at, d) in results.into_inner().unwrap_or_default() {
+        let (path, meta) = files[at];
         memo_file.entries.insert(
             path.to_string_lossy().into_owned(),
-            MemoEntry::key_of(&meta, d.clone()),
+            MemoEntry::key_of(meta, d.clone()),
         );
-        out.insert(path, d);
+        out[at] = Some(d);
     }
     // A no-op rebuild (all hits) does not rewrite the memo.
     if let (Some(p), false) = (memo, misses.is_empty()) {
         p.save(&memo_file)?;
     }
-    Ok(out)
+    // Every slot holds a hit or a worker's digest; a hole would shift every later digest onto
+    // the wrong file, so it is an error, never skipped.
+    out.into_iter()
+        .zip(files)
+        .map(|(d, (path, _))| {
+            d.ok_or_else(|| ContextError::io(path, std::io::Error::other("file was not hashed")))
+        })
+        .collect()
 }
 
 fn digest_file(path: &Path) -> Result<Digest, ContextError> {

@@ -14,11 +14,12 @@ use super::ignore::PatternMatcher;
 use super::path_clean::rel_in_root;
 use pathrs::error::ErrorKind;
 use pathrs::Root;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Where COPY/ADD local sources are read from.
 #[derive(Clone, Copy)]
@@ -225,50 +226,32 @@ impl<'a> SourceFs<'a> {
         host: &Path,
         exclude: Option<&PatternMatcher>,
     ) -> Result<Vec<Entry>, ContextError> {
+        let listings = self.read_tree(rel, host, exclude)?;
         let mut found: Vec<(Entry, bool)> = Vec::new();
-        let mut walk = walkdir::WalkDir::new(host)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(item) = walk.next() {
-            let item = item.map_err(|e| walk_error(host, e))?;
-            let sub = item
-                .path()
-                .strip_prefix(host)
-                .unwrap_or(item.path())
-                .to_path_buf();
-            let sub_str = rel_string(&sub);
-            let is_dir = item.file_type().is_dir();
-            let ignored = self.ignored(&join(rel, &sub_str));
-            let excluded = exclude.is_some_and(|m| m.matches(&sub_str).unwrap_or(false));
-            if ignored || excluded {
-                let may_reinclude = (!ignored || self.ignore.is_some_and(|m| m.exclusions()))
-                    && (!excluded || exclude.is_some_and(|m| m.exclusions()));
-                if is_dir && may_reinclude {
-                    let meta = item.metadata().map_err(|e| walk_error(host, e))?;
-                    found.push((
-                        Entry {
-                            rel: sub,
-                            host: item.path().to_path_buf(),
-                            meta,
-                        },
-                        false,
-                    ));
-                } else if is_dir {
-                    walk.skip_current_dir();
-                }
+        // Pre-order, byte-sorted (what walkdir's sort_by_file_name gave), from the listings.
+        let mut stack: Vec<(PathBuf, std::vec::IntoIter<Child>)> = Vec::new();
+        let mut listings = listings;
+        let top = listings.remove(Path::new("")).unwrap_or_default();
+        stack.push((PathBuf::new(), top.into_iter()));
+        while let Some((dir, children)) = stack.last_mut() {
+            let Some(child) = children.next() else {
+                stack.pop();
                 continue;
-            }
-            let meta = item.metadata().map_err(|e| walk_error(host, e))?;
+            };
+            let sub = dir.join(&child.name);
+            let descend = child.descend;
             found.push((
                 Entry {
-                    rel: sub,
-                    host: item.path().to_path_buf(),
-                    meta,
+                    host: host.join(&sub),
+                    rel: sub.clone(),
+                    meta: child.meta,
                 },
-                true,
+                child.keep,
             ));
+            if descend {
+                let below = listings.remove(&sub).unwrap_or_default();
+                stack.push((sub, below.into_iter()));
+            }
         }
         // Keep hidden directories that contain something kept (pre-order: walk backwards).
         let mut needed: HashSet<PathBuf> = HashSet::new();
@@ -287,6 +270,133 @@ impl<'a> SourceFs<'a> {
             .filter(|(_, k)| *k)
             .map(|(e, _)| e)
             .collect())
+    }
+}
+
+/// One directory entry as [`SourceFs::read_tree`] lists it.
+struct Child {
+    name: std::ffi::OsString,
+    meta: Metadata,
+    /// Copied (false: a hidden directory walked only for `!` exceptions).
+    keep: bool,
+    /// A directory whose listing was read.
+    descend: bool,
+}
+
+/// Directories read at once while listing a tree (the build machines have 2 cores; a third
+/// reader mostly waits on the same inode locks).
+const TREE_READERS: usize = 2;
+
+impl SourceFs<'_> {
+    /// The sorted listing of every directory below `host` that the copy will walk, keyed by its
+    /// path relative to `host`, read by [`TREE_READERS`] threads. Each entry is stat'ed relative
+    /// to its directory's fd (`DirEntry::metadata`), not by a full path walked from `/`: with
+    /// 20,000 files the path walks cost more than the stats.
+    fn read_tree(
+        &self,
+        rel: &str,
+        host: &Path,
+        exclude: Option<&PatternMatcher>,
+    ) -> Result<HashMap<PathBuf, Vec<Child>>, ContextError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let queue: Mutex<Vec<PathBuf>> = Mutex::new(vec![PathBuf::new()]);
+        // Directories queued or being read: the readers stop when it reaches 0.
+        let pending = AtomicUsize::new(1);
+        let listings: Mutex<HashMap<PathBuf, Vec<Child>>> = Mutex::new(HashMap::new());
+        let failed: Mutex<Option<ContextError>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..TREE_READERS {
+                s.spawn(|| loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some(dir) = next else {
+                        if pending.load(Ordering::Acquire) == 0 {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                        continue;
+                    };
+                    let read = self.read_dir_sorted(rel, host, &dir, exclude);
+                    match read {
+                        Ok(children) => {
+                            let subdirs: Vec<PathBuf> = children
+                                .iter()
+                                .filter(|c| c.descend)
+                                .map(|c| dir.join(&c.name))
+                                .collect();
+                            pending.fetch_add(subdirs.len(), Ordering::AcqRel);
+                            if let Ok(mut q) = queue.lock() {
+                                q.extend(subdirs);
+                            }
+                            if let Ok(mut l) = listings.lock() {
+                                l.insert(dir, children);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(e);
+                            }
+                            // Stop everyone: drop the queue and what is pending.
+                            if let Ok(mut q) = queue.lock() {
+                                let n = q.len();
+                                q.clear();
+                                pending.fetch_sub(n, Ordering::AcqRel);
+                            }
+                        }
+                    }
+                    pending.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        Ok(listings.into_inner().unwrap_or_default())
+    }
+
+    /// One directory (`sub`, relative to `host`): its entries sorted by name, minus ignored and
+    /// excluded ones (hidden directories that `!` exceptions could reach are kept, unkept).
+    fn read_dir_sorted(
+        &self,
+        rel: &str,
+        host: &Path,
+        sub: &Path,
+        exclude: Option<&PatternMatcher>,
+    ) -> Result<Vec<Child>, ContextError> {
+        let dir = host.join(sub);
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(|e| ContextError::io(&dir, e))? {
+            let e = e.map_err(|e| ContextError::io(&dir, e))?;
+            let is_dir = e
+                .file_type()
+                .map_err(|err| ContextError::io(e.path(), err))?
+                .is_dir();
+            entries.push((e.file_name(), e, is_dir));
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, e, is_dir) in entries {
+            let sub_str = rel_string(&sub.join(&name));
+            let ignored = self.ignored(&join(rel, &sub_str));
+            let excluded = exclude.is_some_and(|m| m.matches(&sub_str).unwrap_or(false));
+            let keep = !(ignored || excluded);
+            if !keep {
+                let may_reinclude = (!ignored || self.ignore.is_some_and(|m| m.exclusions()))
+                    && (!excluded || exclude.is_some_and(|m| m.exclusions()));
+                if !(is_dir && may_reinclude) {
+                    continue;
+                }
+            }
+            let meta = e
+                .metadata()
+                .map_err(|err| ContextError::io(e.path(), err))?;
+            out.push(Child {
+                name,
+                descend: meta.is_dir(),
+                meta,
+                keep,
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -1,8 +1,11 @@
 //! Layer blob compression: the choice (`Compression`), its media types and the streaming encoder.
 
+use crate::digest::HashingWriter;
+use crate::layer::block_writer::{BlockWriter, BLOCK_SIZE};
 use crate::layer::pgzip::ParGzEncoder;
+use crate::layer::{LayerError, LayerInfo};
 use serde::{Deserialize, Serialize};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// How a layer blob is compressed.
 ///
@@ -149,6 +152,55 @@ impl<W: Write> Write for Encoder<W> {
             Encoder::Plain(w) => w.flush(),
         }
     }
+}
+
+/// Compresses an uncompressed layer tar read from `input` into `out`, exactly as
+/// [`crate::layer::write_layer`] would have while writing it: same encoder, same 1 MiB blocks, so
+/// compressing later gives the bytes compressing at build time gives. Returns the diffID of the
+/// input (callers check it against the layer's) with the blob's digest and size.
+pub fn compress_tar<R: Read, W: Write>(
+    mut input: R,
+    out: W,
+    compression: Compression,
+    profile: Profile,
+) -> Result<(W, LayerInfo), LayerError> {
+    let blob = HashingWriter::new(out);
+    let encoder = Encoder::new(compression, profile, blob).map_err(LayerError::Write)?;
+    let mut blocks = BlockWriter::new(HashingWriter::new(encoder));
+    let mut buf = vec![0u8; BLOCK_SIZE];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LayerError::Read(e)),
+        };
+        blocks.write_all(&buf[..n]).map_err(LayerError::Write)?;
+    }
+    let tar_hash = blocks.finish().map_err(LayerError::Write)?;
+    let (encoder, diff_id, uncompressed_size) = tar_hash.finish();
+    finish_blob(encoder, diff_id, uncompressed_size, compression)
+}
+
+/// Ends a compressed blob: the encoder's trailer, then the blob's digest and size.
+pub(crate) fn finish_blob<W: Write>(
+    encoder: Encoder<HashingWriter<W>>,
+    diff_id: crate::digest::Digest,
+    uncompressed_size: u64,
+    compression: Compression,
+) -> Result<(W, LayerInfo), LayerError> {
+    let blob = encoder.finish().map_err(LayerError::Write)?;
+    let (out, digest, size) = blob.finish();
+    Ok((
+        out,
+        LayerInfo {
+            diff_id,
+            digest,
+            size,
+            uncompressed_size,
+            media_type: compression.media_type().to_string(),
+        },
+    ))
 }
 
 #[cfg(test)]

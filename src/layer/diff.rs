@@ -78,11 +78,101 @@ pub fn write_layer<W: Write>(
     out: W,
     opts: &LayerOptions,
 ) -> Result<(W, LayerInfo), LayerError> {
+    let media_type = opts.compression.media_type().to_string();
+    if opts.compression == Compression::Uncompressed {
+        // The blob is the tar: one hash serves as diffID and digest (sha256 is a sizeable share
+        // of writing a layer).
+        let (buffered, diff_id, size) =
+            write_tar(upper, BufWriter::with_capacity(1 << 20, out), opts)?;
+        let out = buffered
+            .into_inner()
+            .map_err(|e| LayerError::Write(e.into_error()))?;
+        let info = LayerInfo {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+            uncompressed_size: size,
+            media_type,
+        };
+        return Ok((out, info));
+    }
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let encoder = Encoder::new(opts.compression, opts.profile, blob).map_err(LayerError::Write)?;
-    let tar_hash = HashingWriter::new(encoder);
+    let (encoder, diff_id, uncompressed_size) = write_tar(upper, encoder, opts)?;
+    let (buffered, info) = crate::layer::compression::finish_blob(
+        encoder,
+        diff_id,
+        uncompressed_size,
+        opts.compression,
+    )?;
+    let out = buffered
+        .into_inner()
+        .map_err(|e| LayerError::Write(e.into_error()))?;
+    Ok((out, info))
+}
+
+/// Walks `upper` and writes its tar to `out` in fixed blocks; returns `out`, the tar's sha256
+/// (the diffID) and its size.
+///
+/// Two stages on two threads, joined by a short queue of blocks: a producer walks the tree and
+/// reads the files into tar blocks; this thread hashes the blocks and writes them to `out` (and
+/// whatever `out` does: compress, store, report). On 2 cores the walk and the sha256 pass overlap
+/// instead of adding up. A failed write drops the queue, which stops the producer.
+fn write_tar<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, Digest, u64), LayerError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED_BLOCKS);
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || produce_tar(upper, BlockWriter::new(BlockSender(tx)), opts));
+        let mut hashed = HashingWriter::new(out);
+        let mut write_err = None;
+        for block in rx.iter() {
+            if let Err(e) = hashed.write_all(&block) {
+                write_err = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(LayerError::Write(io::Error::other("tar writer panicked"))));
+        if let Some(e) = write_err {
+            return Err(LayerError::Write(e));
+        }
+        produced?;
+        Ok(hashed.finish())
+    })
+}
+
+/// Blocks in flight between the tar producer and the hashing writer (1 MiB each).
+const QUEUED_BLOCKS: usize = 4;
+
+/// Hands each block to the writing thread; fails once that thread has stopped.
+struct BlockSender(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl Write for BlockSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "layer writer stopped"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The producer half of [`write_tar`]: the tar of `upper`, in fixed blocks, into `out`.
+fn produce_tar(
+    upper: &Path,
+    out: BlockWriter<BlockSender>,
+    opts: &LayerOptions,
+) -> Result<(), LayerError> {
     let mut writer = TarWriter {
-        builder: tar::Builder::new(BlockWriter::new(tar_hash)),
+        builder: tar::Builder::new(out),
         clamp: opts.clamp_mtime,
         links: HashMap::new(),
     };
@@ -105,27 +195,12 @@ pub fn write_layer<W: Write>(
                 io::ErrorKind::InvalidData.into(),
             )
         })?;
-        writer.add(item.path(), rel.as_os_str().as_bytes())?;
+        writer.add(item.path(), rel.as_os_str().as_bytes(), item.file_type())?;
     }
 
     let blocks = writer.builder.into_inner().map_err(LayerError::Write)?;
-    let tar_hash = blocks.finish().map_err(LayerError::Write)?;
-    let (encoder, diff_id, uncompressed_size) = tar_hash.finish();
-    let blob = encoder.finish().map_err(LayerError::Write)?;
-    let (buffered, digest, size) = blob.finish();
-    let out = buffered
-        .into_inner()
-        .map_err(|e| LayerError::Write(e.into_error()))?;
-    Ok((
-        out,
-        LayerInfo {
-            diff_id,
-            digest,
-            size,
-            uncompressed_size,
-            media_type: opts.compression.media_type().to_string(),
-        },
-    ))
+    blocks.finish().map_err(LayerError::Write)?;
+    Ok(())
 }
 
 struct TarWriter<W: Write> {
@@ -142,7 +217,18 @@ struct Entry {
 }
 
 impl<W: Write> TarWriter<W> {
-    fn add(&mut self, path: &Path, rel: &[u8]) -> Result<(), LayerError> {
+    fn add(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        walked: std::fs::FileType,
+    ) -> Result<(), LayerError> {
+        if walked.is_file() {
+            // The walk's d_type says regular file: open it (O_NOFOLLOW refuses a swapped-in
+            // symlink) and take type, metadata and xattrs from the descriptor, one path lookup
+            // instead of three (lstat, llistxattr, open) per file.
+            return self.add_file(path, rel, None);
+        }
         let md = std::fs::symlink_metadata(path).map_err(|e| LayerError::io(path, "lstat", e))?;
         let ft = md.file_type();
         if ft.is_char_device() && md.rdev() == 0 {
@@ -167,7 +253,7 @@ impl<W: Write> TarWriter<W> {
                 self.add_marker(&marker, path)?;
             }
         } else if ft.is_file() {
-            self.add_file(path, rel, &xattrs)?;
+            self.add_file(path, rel, Some(xattrs))?;
         } else if ft.is_symlink() {
             let target =
                 std::fs::read_link(path).map_err(|e| LayerError::io(path, "readlink", e))?;
@@ -201,11 +287,12 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
+    /// A regular file; `xattrs` when already read, else read from the opened file.
     fn add_file(
         &mut self,
         path: &Path,
         rel: &[u8],
-        xattrs: &[(Vec<u8>, Vec<u8>)],
+        xattrs: Option<Xattrs>,
     ) -> Result<(), LayerError> {
         // Open first and describe the opened file, so the header matches the bytes we stream
         // even if the path was swapped after the walk's lstat.
@@ -217,6 +304,15 @@ impl<W: Write> TarWriter<W> {
         let md = file
             .metadata()
             .map_err(|e| LayerError::io(path, "fstat", e))?;
+        if !md.is_file() {
+            // Not what the walk saw (replaced since): take the general path.
+            return self.add(path, rel, md.file_type());
+        }
+        let xattrs = match xattrs {
+            Some(x) => x,
+            None => read_file_xattrs(&file, path)?,
+        };
+        let xattrs = &xattrs;
         if md.nlink() > 1 {
             let key = (md.dev(), md.ino());
             if let Some(first) = self.links.get(&key).cloned() {
@@ -414,7 +510,21 @@ fn whiteout_name(rel: &[u8]) -> Vec<u8> {
 
 /// xattrs of `path` (not following symlinks), sorted by name, minus the ones we never copy.
 fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
-    let names = match xattr::list(path) {
+    read_xattrs_via(path, || xattr::list(path), |n| xattr::get(path, n))
+}
+
+/// [`read_xattrs`] of an open file (no path lookups).
+fn read_file_xattrs(file: &File, path: &Path) -> Result<Xattrs, LayerError> {
+    use xattr::FileExt;
+    read_xattrs_via(path, || file.list_xattr(), |n| file.get_xattr(n))
+}
+
+fn read_xattrs_via<L: Iterator<Item = std::ffi::OsString>>(
+    path: &Path,
+    list: impl FnOnce() -> io::Result<L>,
+    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
+) -> Result<Xattrs, LayerError> {
+    let names = match list() {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(LayerError::io(path, "listxattr", e)),
@@ -435,7 +545,7 @@ fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
         if skip_xattr(bytes) {
             continue;
         }
-        match xattr::get(path, &name) {
+        match get(&name) {
             Ok(Some(value)) => out.push((bytes.to_vec(), value)),
             Ok(None) => {}
             Err(e) => return Err(LayerError::io(path, "getxattr", e)),

@@ -13,7 +13,7 @@ use crate::digest::{chain_id, Digest};
 use crate::image::manifest::{Descriptor, Manifest, MEDIA_OCI_MANIFEST};
 use crate::image::{ImageConfig, Reference};
 use crate::store::load::ExtractFn;
-use crate::store::{CacheRecord, LayerRecord, Store};
+use crate::store::{CacheRecord, LayerForm, LayerRecord, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -150,6 +150,7 @@ pub struct CacheConfig {
 pub fn collect(
     store: &Store,
     keys: &[Digest],
+    form: LayerForm,
 ) -> Result<(CacheConfig, Vec<PathBuf>), RegistryError> {
     let mut layers: Vec<CacheLayer> = Vec::new();
     let mut paths = Vec::new();
@@ -174,17 +175,22 @@ pub fn collect(
                 complete = false;
                 break;
             }
-            let i = *index.entry(l.blob.clone()).or_insert_with(|| {
-                layers.push(CacheLayer {
-                    digest: l.blob.clone(),
-                    diff_id: l.diff_id.clone(),
-                    size: l.blob_size,
-                    uncompressed_size: l.size,
-                    media_type: l.media_type.clone(),
-                });
-                paths.push(store.blob_path(&l.blob));
-                layers.len() - 1
-            });
+            let b = store.shipped_blob(l, form)?;
+            let i = match index.get(&b.digest) {
+                Some(i) => *i,
+                None => {
+                    index.insert(b.digest.clone(), layers.len());
+                    layers.push(CacheLayer {
+                        digest: b.digest,
+                        diff_id: l.diff_id.clone(),
+                        size: b.size,
+                        uncompressed_size: l.size,
+                        media_type: b.media_type,
+                    });
+                    paths.push(b.path);
+                    layers.len() - 1
+                }
+            };
             idx.push(i);
         }
         if !complete {
@@ -234,8 +240,9 @@ pub fn export_registry(
     store: &Store,
     reference: &Reference,
     keys: &[Digest],
+    form: LayerForm,
 ) -> Result<usize, RegistryError> {
-    let (cfg, paths) = collect(store, keys)?;
+    let (cfg, paths) = collect(store, keys, form)?;
     let repo = reference.path();
     let opts = PushOptions {
         quiet: true,
@@ -271,8 +278,13 @@ pub fn export_registry(
 }
 
 /// Writes the records under `keys` as an OCI layout in `dir` (replacing an earlier export).
-pub fn export_local(store: &Store, dir: &Path, keys: &[Digest]) -> Result<usize, RegistryError> {
-    let (cfg, paths) = collect(store, keys)?;
+pub fn export_local(
+    store: &Store,
+    dir: &Path,
+    keys: &[Digest],
+    form: LayerForm,
+) -> Result<usize, RegistryError> {
+    let (cfg, paths) = collect(store, keys, form)?;
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(RegistryError::io(&blobs))?;
     let put = |d: &Digest, write: &dyn Fn(&Path) -> std::io::Result<()>| {

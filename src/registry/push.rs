@@ -9,7 +9,8 @@ use super::{redact_url, RegistryError};
 use crate::digest::Digest;
 use crate::image::manifest::{self, ManifestKind, MEDIA_OCI_MANIFEST};
 use crate::image::Reference;
-use crate::store::Store;
+use crate::layer::{Compression, Profile};
+use crate::store::{LayerForm, Store};
 use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct PushOptions {
     /// Blobs uploaded at once.
     pub jobs: usize,
     pub quiet: bool,
+    /// How layers stored as tars (built ones) ship; compressed (pulled) layers ship as they are.
+    pub form: LayerForm,
 }
 
 impl Default for PushOptions {
@@ -34,6 +37,8 @@ impl Default for PushOptions {
             chunk_size: 32 << 20,
             jobs: 3,
             quiet: false,
+            // What `docker push` sends: gzip.
+            form: LayerForm::Compress(Compression::default(), Profile::LATEST),
         }
     }
 }
@@ -514,7 +519,7 @@ pub fn push(
     opts: &PushOptions,
 ) -> Result<Digest, RegistryError> {
     let repo = target.path();
-    let img = store.export_image(id, &[])?;
+    let img = store.export_image(id, &[], opts.form)?;
     if !opts.quiet {
         eprintln!("The push refers to repository [{}]", target.name());
     }

@@ -8,30 +8,65 @@ use std::path::{Path, PathBuf};
 
 /// A blob being written. Dropping it without `commit` removes the temp file.
 pub struct BlobWriter {
-    inner: HashingWriter<tempfile::NamedTempFile>,
+    inner: Sink,
     blobs_dir: PathBuf,
+}
+
+/// Hashing on the way in, or not: a writer that hashes its own output (the layer writer) hands
+/// the digest to `commit`, and a second sha256 pass over the same bytes would only cost time.
+enum Sink {
+    Hashing(HashingWriter<tempfile::NamedTempFile>),
+    Trusted(tempfile::NamedTempFile, u64),
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        match &mut self.inner {
+            Sink::Hashing(w) => w.write(buf),
+            Sink::Trusted(f, n) => {
+                let k = f.write(buf)?;
+                *n += k as u64;
+                Ok(k)
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        match &mut self.inner {
+            Sink::Hashing(w) => w.flush(),
+            Sink::Trusted(f, _) => f.flush(),
+        }
     }
 }
 
 impl BlobWriter {
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        self.inner.count()
+        match &self.inner {
+            Sink::Hashing(w) => w.count(),
+            Sink::Trusted(_, n) => *n,
+        }
     }
 
     /// Finishes the blob: verifies it against `expected` (if given), makes it durable and moves
-    /// it to `blobs/sha256/<hex>`. Returns its digest.
+    /// it to `blobs/sha256/<hex>`. Returns its digest. A trusted writer takes `expected` as the
+    /// digest (without one, it hashes the file).
     pub fn commit(self, expected: Option<&Digest>) -> Result<Digest, StoreError> {
-        let (tmp, digest, _) = self.inner.finish();
+        let (tmp, digest) = match self.inner {
+            Sink::Hashing(w) => {
+                let (tmp, digest, _) = w.finish();
+                (tmp, digest)
+            }
+            Sink::Trusted(tmp, _) => match expected {
+                Some(d) => (tmp, d.clone()),
+                None => {
+                    let mut f = tmp.reopen().map_err(io_err(tmp.path()))?;
+                    let mut h = HashingWriter::new(io::sink());
+                    io::copy(&mut f, &mut h).map_err(io_err(tmp.path()))?;
+                    (tmp, h.finish().1)
+                }
+            },
+        };
         if let Some(exp) = expected {
             if exp != &digest {
                 return Err(StoreError::DigestMismatch {
@@ -58,7 +93,16 @@ impl Store {
     /// Starts writing a blob.
     pub fn new_blob_writer(&self) -> Result<BlobWriter, StoreError> {
         Ok(BlobWriter {
-            inner: HashingWriter::new(fsutil::temp_file(&self.tmp_dir())?),
+            inner: Sink::Hashing(HashingWriter::new(fsutil::temp_file(&self.tmp_dir())?)),
+            blobs_dir: self.blobs_dir(),
+        })
+    }
+
+    /// Starts writing a blob whose digest the caller computes over exactly the bytes it writes
+    /// and passes to `commit` (no second hash).
+    pub fn new_trusted_blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        Ok(BlobWriter {
+            inner: Sink::Trusted(fsutil::temp_file(&self.tmp_dir())?, 0),
             blobs_dir: self.blobs_dir(),
         })
     }

@@ -51,16 +51,7 @@ impl Store {
 
     /// The record stored under `key`, if any.
     pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>, StoreError> {
-        let p = self.cache_path(key);
-        match fsutil::read_opt(&p)? {
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    path: p,
-                    reason: e.to_string(),
-                }),
-            None => Ok(None),
-        }
+        fsutil::read_json_opt(&self.cache_path(key))
     }
 
     /// Stores (or replaces) the record for `key`.

@@ -88,6 +88,13 @@ pub enum Problem {
         key: Digest,
         chain_id: Digest,
     },
+    /// A recorded compressed form whose blob is missing, corrupt or of another diffID.
+    CompressedForm {
+        diff_id: Digest,
+        form: String,
+        blob: Digest,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -156,6 +163,15 @@ impl fmt::Display for Problem {
             Problem::CacheUnreadable { key, reason } => {
                 write!(f, "cache record {key}: {reason}")
             }
+            Problem::CompressedForm {
+                diff_id,
+                form,
+                blob,
+                reason,
+            } => write!(
+                f,
+                "compressed form {form} of {diff_id}: blob {blob} {reason}"
+            ),
             Problem::CacheDangling { key, chain_id } => {
                 write!(f, "cache record {key}: layer {chain_id} is missing")
             }

@@ -635,6 +635,8 @@ fn collect_garbage(
             live_diffs.insert(rec.diff_id);
         }
     }
+    // Compressed forms live while a layer with their diffID does.
+    live_blobs.extend(store.gc_compressed_forms(&live_diffs)?);
     let mut blobs = 0;
     for b in store.list_blobs()? {
         if !live_blobs.contains(&b) && !leased_blobs.contains(&b) {

@@ -293,6 +293,32 @@ impl Store {
             }
         }
 
+        // Compressed forms (a cache: repair drops the record, the next export remakes it).
+        for (diff_id, form, f) in self.list_compressed_forms()? {
+            let reason = if !good_blob(&f.digest, memo) {
+                Some("is missing or corrupt".to_string())
+            } else {
+                let d = memo
+                    .blob_diff
+                    .entry(f.digest.clone())
+                    .or_insert_with(|| blob_diff_id(&self.blob_path(&f.digest)))
+                    .clone();
+                match d {
+                    Ok(d) if d == diff_id => None,
+                    Ok(d) => Some(format!("decompresses to {d}")),
+                    Err(e) => Some(e),
+                }
+            };
+            if let Some(reason) = reason {
+                problems.push(Problem::CompressedForm {
+                    diff_id,
+                    form,
+                    blob: f.digest,
+                    reason,
+                });
+            }
+        }
+
         // Snapshots nobody owns (leased ones belong to running builds).
         for id in self.orphan_snapshots(snapshots)? {
             problems.push(Problem::SnapshotOrphan { id });
@@ -477,6 +503,10 @@ impl Store {
                 memo.blob_hash.remove(blob);
                 memo.blob_diff.remove(blob);
                 actions.push(format!("removed corrupt blob {blob}"));
+            }
+            Problem::CompressedForm { diff_id, form, .. } => {
+                self.remove_compressed_form(diff_id, form)?;
+                actions.push(format!("dropped compressed form {form} of {diff_id}"));
             }
             Problem::BlobMissing { chain_id, blob } => {
                 let Some(rec) = self.get_layer(chain_id).ok().flatten() else {

@@ -102,3 +102,18 @@ pub(crate) fn clean_stale_tmp(tmp_dir: &Path) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// The JSON document at `path`, if the file exists; unparsable content is `Corrupt`.
+pub(crate) fn read_json_opt<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, StoreError> {
+    match read_opt(path)? {
+        Some(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+        None => Ok(None),
+    }
+}

@@ -109,15 +109,7 @@ impl Store {
     /// Docker's distribution metadata: blob digest → diffID and diffID → blob digest.
     fn write_distribution(&self, rec: &LayerRecord) -> Result<(), StoreError> {
         let dist = self.distribution_dir();
-        let by_digest = dist
-            .join("diffid-by-digest")
-            .join("sha256")
-            .join(rec.blob.hex());
-        fsutil::write_atomic(
-            &self.tmp_dir(),
-            &by_digest,
-            rec.diff_id.to_string().as_bytes(),
-        )?;
+        self.write_digest_to_diff(&rec.blob, &rec.diff_id)?;
         let by_diff = dist
             .join("v2metadata-by-diffid")
             .join("sha256")
@@ -129,6 +121,20 @@ impl Store {
         }];
         let bytes = serde_json::to_vec(&meta).map_err(|e| corrupt(&by_diff, e.to_string()))?;
         fsutil::write_atomic(&self.tmp_dir(), &by_diff, &bytes)
+    }
+
+    /// Docker's `diffid-by-digest` entry: which diffID a blob decompresses to.
+    pub(crate) fn write_digest_to_diff(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+    ) -> Result<(), StoreError> {
+        let by_digest = self
+            .distribution_dir()
+            .join("diffid-by-digest")
+            .join("sha256")
+            .join(blob.hex());
+        fsutil::write_atomic(&self.tmp_dir(), &by_digest, diff_id.to_string().as_bytes())
     }
 
     pub(crate) fn layer_dir(&self, chain_id: &Digest) -> std::path::PathBuf {

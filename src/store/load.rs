@@ -12,6 +12,7 @@ use crate::image::manifest::{
     MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST,
 };
 use crate::image::{ImageConfig, LayerDesc, Reference};
+use crate::store::LayerForm;
 use crate::store::{fsutil, io_err, LayerRecord, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -542,27 +543,33 @@ impl Store {
     }
 
     /// The image `id` ready for `export::docker_archive` / `oci_layout_*`, with `tags`.
-    pub fn export_image(&self, id: &Digest, tags: &[String]) -> Result<ExportImage, StoreError> {
+    /// Layers ship in `form` (compressed ones are made once and kept, see `store::compressed`).
+    pub fn export_image(
+        &self,
+        id: &Digest,
+        tags: &[String],
+        form: LayerForm,
+    ) -> Result<ExportImage, StoreError> {
         let config_bytes = self.image_config(id)?;
         let mut layers = Vec::new();
         if let Some(top) = self.image_top_layer(id)? {
             for rec in self.layer_chain(&top)? {
-                let path = self.blob_path(&rec.blob);
-                if !path.is_file() {
+                if !self.has_blob(&rec.blob) {
                     return Err(StoreError::MissingLayer {
                         image: id.clone(),
                         chain_id: rec.chain_id,
                     });
                 }
+                let b = self.shipped_blob(&rec, form)?;
                 layers.push((
                     LayerDesc {
                         diff_id: rec.diff_id,
-                        digest: rec.blob,
-                        size: rec.blob_size,
+                        digest: b.digest,
+                        size: b.size,
                         uncompressed_size: rec.size,
-                        media_type: rec.media_type,
+                        media_type: b.media_type,
                     },
-                    path,
+                    b.path,
                 ));
             }
         }

@@ -4,11 +4,12 @@
 //! <root>/lock                                   store-wide flock (metadata updates only)
 //! <root>/leases/<pid>-…                        what running processes use but nothing references yet
 //! <root>/tmp/                                   temp files "<pid>-…" (stale ones removed on open)
-//! <root>/blobs/sha256/<hex>                     layer blobs as shipped (compressed), content-addressed
+//! <root>/blobs/sha256/<hex>                     layer blobs: built ones as tars, pulled ones as shipped
 //! <root>/image/overlay2/imagedb/content/sha256/<image id>          config bytes
 //! <root>/image/overlay2/imagedb/metadata/sha256/<id>/{parent,lastUpdated}
 //! <root>/image/overlay2/layerdb/sha256/<chainID>/{diff,parent,size,cache-id,rbuild-blob.json}
 //! <root>/image/overlay2/distribution/{diffid-by-digest,v2metadata-by-diffid}/sha256/<hex>
+//! <root>/image/overlay2/distribution/compressed-by-diffid/sha256/<diffID hex>/<form>  (`compressed`)
 //! <root>/image/overlay2/repositories.json
 //! <root>/cache/sha256/<key hex>                 build cache records (JSON)
 //! <root>/cache/by-parent/<parent hex|root>/<key hex>   index for miss explanations
@@ -22,6 +23,7 @@ pub mod blob;
 pub mod cache;
 pub mod check;
 pub mod commands;
+pub mod compressed;
 pub mod distribution;
 pub mod format;
 pub mod fsck;
@@ -37,6 +39,7 @@ pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use check::Problem;
 pub use commands::{GraphDirs, ImagesOptions};
+pub use compressed::{LayerForm, ShippedBlob};
 pub use fsck::{FsckOptions, FsckReport};
 pub use images::ImageSummary;
 pub use layers::LayerRecord;
