@@ -223,8 +223,11 @@ impl<W: Write> Drop for ParGzEncoder<W> {
 }
 
 fn worker(jobs: Arc<Mutex<Receiver<Job>>>, done: Sender<Done>, level: u32) {
-    let mut z = Compress::new(flate2::Compression::new(level), false);
     loop {
+        // A fresh compressor per block: one reused after `reset` can pick different (valid)
+        // matches depending on what its window held before (zlib-rs issue #459), so the bytes
+        // would depend on which worker got which block.
+        let mut z = Compress::new(flate2::Compression::new(level), false);
         let job = match jobs.lock() {
             Ok(rx) => match rx.recv() {
                 Ok(job) => job,
