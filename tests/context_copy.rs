@@ -623,3 +623,54 @@ fn a_failing_tree_reports_its_first_failure_in_walk_order() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tree_with_more_directories_than_descriptors() {
+    // 1,500 directories (each with a file) under a 400-descriptor limit: the copy may hold open
+    // only some of them at once, and every directory still gets its mtime after its content.
+    let f = Fixture::new();
+    for d in 0..30 {
+        for s in 0..50 {
+            write(
+                &f.c(&format!("t/d{d:02}/s{s:02}/f")),
+                &format!("{d}/{s}"),
+                0o644,
+            );
+        }
+    }
+    let stamp = std::process::Command::new("find")
+        .arg(f.c("t"))
+        .args([
+            "-type",
+            "d",
+            "-exec",
+            "touch",
+            "-d",
+            "@1500000000",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(stamp.success());
+    let ctx = f.context();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let low = libc::rlimit {
+        rlim_cur: 400,
+        rlim_max: lim.rlim_max,
+    };
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) };
+    let res = f.run(&ctx, &["t"], "/app", |_| {});
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let stats = res.unwrap();
+    assert_eq!(stats.files, 1500);
+    assert_eq!(read(&f.r("app/d29/s49/f")), "29/49");
+    for p in ["app/d00", "app/d00/s00", "app/d17/s31", "app/d29/s49"] {
+        assert_eq!(fs::metadata(f.r(p)).unwrap().mtime(), 1_500_000_000, "{p}");
+    }
+}

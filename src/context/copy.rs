@@ -616,44 +616,34 @@ impl Writer<'_> {
             links: Vec::new(),
             stamps: Vec::new(),
         };
-        // A failure while walking is kept with its entry's index: the writes queued before it
-        // still run, so the error reported is the first in walk order, as in a sequential copy.
-        let walk_err = self.plan_tree(r, git, &mut plan).err();
-        let (stats, job_err) = run_jobs(&plan.dirs, &plan.jobs, &self.io, copy_workers());
-        self.stats.add(&stats);
-        let first_err = match (walk_err, job_err) {
-            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-            (a, b) => a.or(b),
-        };
-        if let Some((_, e)) = first_err {
-            return Err(e);
-        }
-        for l in &plan.links {
-            crate::cancel::check(self.cancel)?;
-            self.link_to_first(&plan.dirs[l.dir], &l.name, &l.first, &l.src)?;
-        }
-        for (dir, name, meta) in &plan.stamps {
-            plan.dirs[*dir].apply_dir_meta(name, meta)?;
-        }
-        Ok(())
+        self.plan_tree(r, git, &mut plan)
     }
 
-    /// Fills `plan` from the entries of `r`, in walk order: directories are created here, the
-    /// rest is queued. On failure returns the index of the entry that failed.
+    /// Walks the entries of `r` in order: directories are created here, the rest is queued in
+    /// `plan` and written by [`Self::flush`] every [`FLUSH_DIRS`] directories and at the end.
     fn plan_tree<'e>(
         &mut self,
         r: &'e Resolved,
         git: bool,
         plan: &mut TreePlan<'e>,
-    ) -> Result<(), (usize, ContextError)> {
+    ) -> Result<(), ContextError> {
         // Open directories along the current path: (rel, index in plan.dirs, metadata to apply).
         let mut stack: Vec<(&Path, usize, Option<Meta>)> = vec![(Path::new(""), 0, None)];
         for (index, e) in r.entries.iter().enumerate() {
-            let fail = |e: ContextError| (index, e);
-            crate::cancel::check(self.cancel).map_err(|c| fail(c.into()))?;
+            // A failure here is kept with its entry's index: the writes queued before it still
+            // run, so the error reported is the first in walk order, as in a sequential copy.
+            let fail = |e: ContextError| Some((index, e));
+            if let Err(c) = crate::cancel::check(self.cancel) {
+                return self.flush(plan, &mut stack, fail(c.into()));
+            }
             let parent = e.rel.parent().unwrap_or(Path::new(""));
             while stack.len() > 1 && stack.last().is_some_and(|(p, _, _)| *p != parent) {
                 pop_dir(&mut stack, &mut plan.stamps);
+            }
+            // Each planned directory holds an open fd: write what is queued and let go of the
+            // directories left behind before there are too many.
+            if plan.dirs.len() >= stack.len() + FLUSH_DIRS {
+                self.flush(plan, &mut stack, None)?;
             }
             let name = e
                 .rel
@@ -666,9 +656,11 @@ impl Writer<'_> {
                 break;
             };
             if e.meta.is_dir() {
-                let (sub, created) = plan.dirs[dir]
-                    .ensure_dir(&name, &e.host.to_string_lossy())
-                    .map_err(fail)?;
+                let (sub, created) =
+                    match plan.dirs[dir].ensure_dir(&name, &e.host.to_string_lossy()) {
+                        Ok(r) => r,
+                        Err(err) => return self.flush(plan, &mut stack, fail(err)),
+                    };
                 if created {
                     self.stats.dirs += 1;
                 }
@@ -699,6 +691,44 @@ impl Writer<'_> {
         }
         while stack.len() > 1 {
             pop_dir(&mut stack, &mut plan.stamps);
+        }
+        self.flush(plan, &mut stack, None)
+    }
+
+    /// Writes what `plan` queued (workers), then the hardlinks to earlier copies, then the
+    /// metadata of the directories the walk has left (everything inside them is written now);
+    /// keeps open only the directories on `stack`. `walk_err` is a failure of the walk itself,
+    /// reported unless a queued write before it failed.
+    fn flush<'e>(
+        &mut self,
+        plan: &mut TreePlan<'e>,
+        stack: &mut [(&Path, usize, Option<Meta>)],
+        walk_err: Option<(usize, ContextError)>,
+    ) -> Result<(), ContextError> {
+        let (stats, job_err) = run_jobs(&plan.dirs, &plan.jobs, &self.io, copy_workers());
+        self.stats.add(&stats);
+        plan.jobs.clear();
+        let first_err = match (walk_err, job_err) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        if let Some((_, e)) = first_err {
+            return Err(e);
+        }
+        for l in std::mem::take(&mut plan.links) {
+            crate::cancel::check(self.cancel)?;
+            self.link_to_first(&plan.dirs[l.dir], &l.name, &l.first, &l.src)?;
+        }
+        for (dir, name, meta) in std::mem::take(&mut plan.stamps) {
+            plan.dirs[dir].apply_dir_meta(&name, &meta)?;
+        }
+        let mut open: Vec<Option<DirHandle>> = plan.dirs.drain(..).map(Some).collect();
+        for (_, i, _) in stack.iter_mut() {
+            let Some(d) = open.get_mut(*i).and_then(Option::take) else {
+                return Err(ContextError::in_root("", "directory handle lost"));
+            };
+            plan.dirs.push(d);
+            *i = plan.dirs.len() - 1;
         }
         Ok(())
     }
@@ -853,6 +883,10 @@ fn copy_workers() -> usize {
 
 /// Below this many queued entries the writes stay on the calling thread: threads cost more.
 const PARALLEL_MIN: usize = 64;
+
+/// Directories planned (each an open fd) before the queued writes are flushed: keeps a tree of
+/// any size well inside the usual 1024-descriptor limit.
+const FLUSH_DIRS: usize = 256;
 
 /// Writes `jobs` with up to `workers` threads (the calling one included), each taking the next
 /// job in walk order. On failure the others stop taking jobs; as every job before a failed one
