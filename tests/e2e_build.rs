@@ -672,3 +672,47 @@ fn history_columns_flags_and_formats_match_docker() {
         r.stderr
     );
 }
+
+/// A `--no-cache` rebuild makes the same layer again: its duplicate snapshot is set aside (not
+/// deleted on the build's clock), invisible to `fsck`, and `prune` deletes it.
+#[test]
+fn duplicate_snapshots_wait_for_prune() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY a /a\n",
+        &[("a", "x\n")],
+    );
+    let root = t.path().join("root");
+    let trash = || {
+        std::fs::read_dir(root.join("overlay2"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".trash-")
+            })
+            .count()
+    };
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "-q", "-t", "dup"];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        ok(rbuild(&root, &args));
+    };
+    build(&[]);
+    assert_eq!(trash(), 0);
+    build(&["--no-cache"]);
+    build(&["--no-cache"]);
+    assert_eq!(trash(), 2);
+    assert_store_consistent(&root);
+    let out = ok(rbuild(&root, &["prune"])).stdout;
+    assert!(out.contains("Deleted 2 duplicate snapshots"), "{out}");
+    assert_eq!(trash(), 0);
+    assert_store_consistent(&root);
+    // The image still has its layer and snapshot.
+    build(&[]);
+    assert_eq!(trash(), 0);
+}

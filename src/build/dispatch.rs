@@ -639,6 +639,7 @@ impl<'a> Dispatcher<'a> {
         self.store.lease_layer(&chain).map_err(BuildError::store)?;
         if let Some(existing) = self.store.get_layer(&chain).map_err(BuildError::store)? {
             // Same content already committed (an earlier or concurrent build): reuse it.
+            guard.discard();
             return Ok(Some(existing));
         }
         let record = LayerRecord {
@@ -1544,6 +1545,16 @@ struct SnapshotGuard<'a> {
 impl SnapshotGuard<'_> {
     fn disarm(mut self) {
         self.id = None;
+    }
+
+    /// A complete snapshot that turned out to duplicate a committed layer: set aside for
+    /// `prune` (`Snapshotter::discard` says why) rather than deleted on the build's clock.
+    fn discard(mut self) {
+        if let Some(id) = self.id.take() {
+            if self.snapshots.discard(&id).is_err() {
+                let _ = self.snapshots.remove(&id);
+            }
+        }
     }
 }
 

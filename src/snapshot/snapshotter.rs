@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 const TMP_PREFIX: &str = ".tmp-";
 const RM_PREFIX: &str = ".rm-";
+/// Snapshots set aside by [`Snapshotter::discard`], deleted by [`Snapshotter::empty_trash`].
+const TRASH_PREFIX: &str = ".trash-";
 /// Options that keep every change inside the upper dir, which the layer differ relies on:
 /// no redirects to lower dirs, no metadata-only copy-ups, no hardlink index.
 const OVERLAY_FEATURES: &str = "index=off,redirect_dir=off,metacopy=off";
@@ -278,6 +280,49 @@ impl Snapshotter {
         let doomed = self.dir.join(format!("{RM_PREFIX}{id}"));
         fs::rename(&snap.path, &doomed).map_err(|e| SnapshotError::io(&snap.path, "rename", e))?;
         fs::remove_dir_all(&doomed).map_err(|e| SnapshotError::io(&doomed, "remove", e))
+    }
+
+    /// Sets a snapshot nothing uses aside instead of deleting it now: unlinks its `l/` name and
+    /// renames it to `.trash-<id>`, which `list` does not show and `empty_trash` (run by
+    /// `prune`) deletes. For the duplicate a build makes when its layer already exists: deleting
+    /// thousands of files and creating as many right after makes ext4's inode allocator skip every
+    /// recently freed inode under its group lock (`recently_deleted`), which cost back-to-back
+    /// builds seconds of system time; build cache waits for prune in Docker and BuildKit too.
+    pub fn discard(&self, id: &str) -> Result<(), SnapshotError> {
+        let snap = self.get(id)?;
+        let _ = umount2(&snap.merged_dir(), MntFlags::MNT_DETACH);
+        let link = self.dir.join("l").join(&snap.link);
+        match fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SnapshotError::io(&link, "remove link", e)),
+        }
+        let trash = self.dir.join(format!("{TRASH_PREFIX}{id}"));
+        fs::rename(&snap.path, &trash).map_err(|e| SnapshotError::io(&snap.path, "rename", e))
+    }
+
+    /// Deletes every discarded snapshot; returns how many there were.
+    pub fn empty_trash(&self) -> Result<usize, SnapshotError> {
+        let mut removed = 0;
+        for entry in
+            fs::read_dir(&self.dir).map_err(|e| SnapshotError::io(&self.dir, "read dir", e))?
+        {
+            let entry = entry.map_err(|e| SnapshotError::io(&self.dir, "read dir", e))?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(TRASH_PREFIX)
+            {
+                let p = entry.path();
+                match fs::remove_dir_all(&p) {
+                    Ok(()) => removed += 1,
+                    // Another prune emptied it first.
+                    Err(_) if !p.exists() => {}
+                    Err(e) => return Err(SnapshotError::io(&p, "remove", e)),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes what an interrupted create/remove left behind: `.tmp-*` and `.rm-*` dirs and

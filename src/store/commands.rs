@@ -847,7 +847,15 @@ pub fn prune_snapshots(
     for id in &removed {
         writeln!(out, "Deleted snapshot: {id}").map_err(out_err)?;
     }
-    Ok(removed.len())
+    let trash = snapshots.empty_trash()?;
+    if trash > 0 {
+        writeln!(
+            out,
+            "Deleted {trash} duplicate snapshots set aside by builds"
+        )
+        .map_err(out_err)?;
+    }
+    Ok(removed.len() + trash)
 }
 
 #[cfg(test)]
