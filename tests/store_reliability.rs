@@ -154,15 +154,19 @@ fn r1_r3_r4_kill9_during_build_20_trials() {
             ctx.to_string_lossy().into_owned(),
         ]
     };
-    // One uninterrupted build measures how long a build takes here.
-    let ctx = mk_ctx(1000);
-    let start = Instant::now();
-    let a = args_for(&ctx, 1000);
-    ok(rbuild(
-        &root,
-        &a.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
-    let full = start.elapsed().as_millis() as u64;
+    // Uninterrupted builds measure how long a build takes here: the shorter of two, since the
+    // first one also warms caches (a too long estimate would kill most builds after they end).
+    let mut full = u64::MAX;
+    for n in [1000, 1001] {
+        let ctx = mk_ctx(n);
+        let start = Instant::now();
+        let a = args_for(&ctx, n);
+        ok(rbuild(
+            &root,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        full = full.min(start.elapsed().as_millis() as u64);
+    }
     let mut rng = Rng::new();
     let trials = 20;
     let mut killed = 0;
