@@ -269,7 +269,13 @@ impl Snapshotter {
                 });
             }
         }
-        // A leftover mount would make the delete fail halfway; detach it first.
+        let doomed = self.set_aside(&snap, RM_PREFIX)?;
+        fs::remove_dir_all(&doomed).map_err(|e| SnapshotError::io(&doomed, "remove", e))
+    }
+
+    /// Takes a snapshot out of use: detaches a leftover mount (it would make a delete fail
+    /// halfway), unlinks its `l/` name and renames it to `<prefix><id>`. Returns the new path.
+    fn set_aside(&self, snap: &Snapshot, prefix: &str) -> Result<PathBuf, SnapshotError> {
         let _ = umount2(&snap.merged_dir(), MntFlags::MNT_DETACH);
         let link = self.dir.join("l").join(&snap.link);
         match fs::remove_file(&link) {
@@ -277,9 +283,9 @@ impl Snapshotter {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(SnapshotError::io(&link, "remove link", e)),
         }
-        let doomed = self.dir.join(format!("{RM_PREFIX}{id}"));
-        fs::rename(&snap.path, &doomed).map_err(|e| SnapshotError::io(&snap.path, "rename", e))?;
-        fs::remove_dir_all(&doomed).map_err(|e| SnapshotError::io(&doomed, "remove", e))
+        let aside = self.dir.join(format!("{prefix}{}", snap.id));
+        fs::rename(&snap.path, &aside).map_err(|e| SnapshotError::io(&snap.path, "rename", e))?;
+        Ok(aside)
     }
 
     /// Sets a snapshot nothing uses aside instead of deleting it now: unlinks its `l/` name and
@@ -290,15 +296,7 @@ impl Snapshotter {
     /// builds seconds of system time; build cache waits for prune in Docker and BuildKit too.
     pub fn discard(&self, id: &str) -> Result<(), SnapshotError> {
         let snap = self.get(id)?;
-        let _ = umount2(&snap.merged_dir(), MntFlags::MNT_DETACH);
-        let link = self.dir.join("l").join(&snap.link);
-        match fs::remove_file(&link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(SnapshotError::io(&link, "remove link", e)),
-        }
-        let trash = self.dir.join(format!("{TRASH_PREFIX}{id}"));
-        fs::rename(&snap.path, &trash).map_err(|e| SnapshotError::io(&snap.path, "rename", e))
+        self.set_aside(&snap, TRASH_PREFIX).map(|_| ())
     }
 
     /// Deletes every discarded snapshot; returns how many there were.
