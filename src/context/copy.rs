@@ -200,6 +200,12 @@ pub(crate) fn validate(req: &CopyRequest) -> Result<(), ContextError> {
 /// ids read the same items); also says whether the source keeps owners.
 pub(crate) fn resolve_for_hashing(req: &CopyRequest) -> Result<(Vec<Item>, bool), ContextError> {
     validate(req)?;
+    resolve_sources(req)
+}
+
+/// The sources of `req` resolved (after `--exclude` and .dockerignore), and whether their
+/// owners are kept (a `--from` rootfs) rather than reset.
+fn resolve_sources(req: &CopyRequest) -> Result<(Vec<Item>, bool), ContextError> {
     let exclude = if req.exclude.is_empty() {
         None
     } else {
@@ -349,21 +355,7 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         Some(spec) => Some(resolve_chown(dest_root, spec)?),
         None => None,
     };
-    let exclude = if req.exclude.is_empty() {
-        None
-    } else {
-        Some(PatternMatcher::new(&req.exclude).map_err(ContextError::ExcludePattern)?)
-    };
-    let needs_fs = req
-        .sources
-        .iter()
-        .any(|s| !is_http_source(s) && git::parse_git_ref(s).is_none());
-    let fs = if needs_fs {
-        Some(SourceFs::open(req.source)?)
-    } else {
-        None
-    };
-    let items = resolve_items(req, fs.as_ref(), exclude.as_ref())?;
+    let (items, keep_owners) = resolve_sources(req)?;
     let droot = DestRoot::open(dest_root)?;
     let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
     let dest_is_dir = droot.stat_follow(&dest)?.is_some_and(|st| {
@@ -380,7 +372,7 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         droot: &droot,
         dest_root,
         owner,
-        keep_owners: fs.as_ref().is_some_and(|f| f.keep_owners),
+        keep_owners,
         chmod,
         timestamp: req.timestamp,
         links: HashMap::new(),
