@@ -536,37 +536,31 @@ fn history_columns_flags_and_formats_match_docker() {
         "FROM scratch\nCOPY a.txt /a.txt\nCMD [\"sh\"]\n",
         &[("a.txt", "a\n")],
     );
-    let iid = |name: &str| t.path().join(format!("{name}.iid"));
-    let base_iid = iid("base");
-    ok(rbuild_env(
-        &root,
-        &[
-            "-t",
-            "base:1",
-            "--iidfile",
-            base_iid.to_str().unwrap(),
-            base.to_str().unwrap(),
-        ],
-        &env,
-    ));
+    // Builds `ctx` as `<name>:1` and returns the path of its --iidfile.
+    let build = |name: &str, ctx: &Path| {
+        let iid = t.path().join(format!("{name}.iid"));
+        let tag = format!("{name}:1");
+        ok(rbuild_env(
+            &root,
+            &[
+                "-t",
+                &tag,
+                "--iidfile",
+                iid.to_str().unwrap(),
+                ctx.to_str().unwrap(),
+            ],
+            &env,
+        ));
+        iid
+    };
+    let base_iid = build("base", &base);
     let long = "a label value that is long enough to pass forty-five characters";
     let app = context(
         &t.path().join("app"),
         &format!("FROM base:1\nCOPY b.txt /b.txt\nLABEL description=\"{long}\"\n"),
         &[("b.txt", "b\n")],
     );
-    let app_iid = iid("app");
-    ok(rbuild_env(
-        &root,
-        &[
-            "-t",
-            "app:1",
-            "--iidfile",
-            app_iid.to_str().unwrap(),
-            app.to_str().unwrap(),
-        ],
-        &env,
-    ));
+    let app_iid = build("app", &app);
     let id_of = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
     let (app_id, base_id) = (id_of(&app_iid), id_of(&base_iid));
     assert!(app_id.starts_with("sha256:") && base_id.starts_with("sha256:"));

@@ -12,7 +12,7 @@
 
 use super::copy::{dest_path, resolve_for_hashing, CopyRequest, Item};
 use super::error::ContextError;
-use super::memo::MemoPath;
+use super::memo::{MemoPath, StatKey};
 use super::source::inode_key;
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-const MEMO_VERSION: u32 = 1;
+/// 2: entries hold a `stat` object (`memo::StatKey`); older memos are dropped, they are only a cache.
+const MEMO_VERSION: u32 = 2;
 const WORKERS: usize = 2;
 
 #[derive(Serialize, Deserialize, Default)]
@@ -35,32 +36,12 @@ struct MemoFile {
     entries: BTreeMap<String, MemoEntry>,
 }
 
+/// A file's content digest and the stat data it is valid for (the key the classic tarsum memo
+/// uses too).
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
 struct MemoEntry {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    stat: StatKey,
     digest: Digest,
-}
-
-impl MemoEntry {
-    fn key_of(meta: &Metadata, digest: Digest) -> MemoEntry {
-        MemoEntry {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            digest,
-        }
-    }
-
-    fn same_stat(&self, meta: &Metadata) -> bool {
-        let probe = MemoEntry::key_of(meta, self.digest.clone());
-        probe == *self
-    }
 }
 
 /// The cache-key digest of `req`'s sources. `memo` is a cache file (created if missing).
@@ -195,7 +176,7 @@ fn file_digests(
     for (i, (path, meta)) in files.iter().enumerate() {
         let key = path.to_string_lossy();
         match memo_file.entries.get(key.as_ref()) {
-            Some(e) if e.same_stat(meta) => out.push(Some(e.digest.clone())),
+            Some(e) if e.stat == StatKey::of(meta) => out.push(Some(e.digest.clone())),
             _ => {
                 out.push(None);
                 misses.push((i, *path, *meta));
@@ -235,7 +216,10 @@ fn file_digests(
         let (path, meta) = files[at];
         memo_file.entries.insert(
             path.to_string_lossy().into_owned(),
-            MemoEntry::key_of(meta, d.clone()),
+            MemoEntry {
+                stat: StatKey::of(meta),
+                digest: d.clone(),
+            },
         );
         out[at] = Some(d);
     }

@@ -167,11 +167,7 @@ pub fn push_blob_progress(
             Err(e @ RegistryError::Transport { .. }) => e,
             Err(e) => return Err(e),
         };
-        failures += 1;
-        if failures >= MAX_ATTEMPTS {
-            return Err(err);
-        }
-        std::thread::sleep(retry_wait(failures));
+        back_off(&mut failures, err)?;
         loc = up.start()?;
     }
     progress(size);
@@ -183,8 +179,15 @@ fn retryable(status: u16) -> bool {
     matches!(status, 408 | 416 | 429 | 500 | 502 | 503 | 504)
 }
 
-fn retry_wait(failures: u32) -> std::time::Duration {
-    std::time::Duration::from_millis(200 * u64::from(failures))
+/// Counts one more failed attempt: gives `err` back once `MAX_ATTEMPTS` are used up, else waits
+/// a little longer each time before the caller retries.
+fn back_off(failures: &mut u32, err: RegistryError) -> Result<(), RegistryError> {
+    *failures += 1;
+    if *failures >= MAX_ATTEMPTS {
+        return Err(err);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(*failures)));
+    Ok(())
 }
 
 /// One blob upload session and what it needs to start over.
@@ -290,11 +293,7 @@ impl Upload<'_> {
                 Err(e @ RegistryError::Transport { .. }) => e,
                 Err(e) => return Err(e),
             };
-            failures += 1;
-            if failures >= MAX_ATTEMPTS {
-                return Err(err);
-            }
-            std::thread::sleep(retry_wait(failures));
+            back_off(&mut failures, err)?;
             match self.status(&loc)? {
                 Some((next, committed)) => {
                     loc = next;
