@@ -3,7 +3,9 @@
 //! `rbuild -t name .` is accepted as `rbuild build -t name .`, as with `docker build`.
 
 mod args;
+mod build;
 mod commands;
+mod options;
 mod registry;
 
 use std::ffi::OsString;

@@ -32,7 +32,7 @@ pub fn push(root: &Path, cfg: &RegistryConfig, a: PushArgs) -> Result<i32> {
         .with_context(|| format!("opening the store at {}", root.display()))?;
     let opts = PushOptions {
         quiet: a.quiet,
-        form: super::commands::layer_form(Some(&a.compression), a.compression_level)?,
+        form: super::options::layer_form(Some(&a.compression), a.compression_level)?,
         ..Default::default()
     };
     let digest = crate::build::pull::push(&store, cfg, &a.name, a.target.as_deref(), &opts)?;

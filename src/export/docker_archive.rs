@@ -7,7 +7,7 @@
 //! against the config's diffIDs.
 
 use crate::digest::Digest;
-use crate::export::oci_layout::{blob_entries, index_descriptors, OCI_LAYOUT_DOCKER};
+use crate::export::layout::{blob_entries, blob_name, index_descriptors, OCI_LAYOUT_DOCKER};
 use crate::export::tar_writer::{write_tar, Entry, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
 use crate::image::manifest::{self, Descriptor, ManifestKind};
@@ -36,11 +36,6 @@ pub struct ManifestItem {
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
-}
-
-/// Path of a blob inside an archive/layout.
-pub fn blob_name(d: &Digest) -> String {
-    format!("blobs/sha256/{}", d.hex())
 }
 
 /// Writes `image` as a Docker 25+ archive to `out` and returns `out`.

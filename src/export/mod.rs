@@ -3,10 +3,12 @@
 //! are streamed from their files and verified against their digests on the way.
 
 pub mod docker_archive;
+pub mod layout;
 pub mod oci_layout;
 pub mod tar_writer;
 
 pub use docker_archive::docker_archive;
+pub use layout::{blob_name, OCI_LAYOUT, OCI_LAYOUT_DOCKER};
 pub use oci_layout::{oci_layout_dir, oci_layout_tar};
 
 use crate::digest::Digest;

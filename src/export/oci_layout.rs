@@ -4,40 +4,13 @@
 //! `io.containerd.image.name` = full normalized reference, as BuildKit/containerd write them.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::export::docker_archive::blob_name;
+use crate::export::layout::{blob_entries, index_descriptors, OCI_LAYOUT};
 use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
-use crate::image::manifest::{
-    self, Descriptor, Index, ManifestKind, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME,
-};
-use crate::image::Reference;
+use crate::image::manifest::{self, Descriptor, Index, ManifestKind, ANNOTATION_REF_NAME};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// `oci-layout` as BuildKit/containerd write it.
-pub const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
-/// `oci-layout` as `docker save` (Go struct with indenting-free encoder + space) writes it.
-pub const OCI_LAYOUT_DOCKER: &str = r#"{"imageLayoutVersion": "1.0.0"}"#;
-
-/// One index descriptor per reference (same manifest); a single bare descriptor when untagged.
-pub(crate) fn index_descriptors(manifest: &Descriptor, refs: &[Reference]) -> Vec<Descriptor> {
-    if refs.is_empty() {
-        return vec![manifest.clone()];
-    }
-    refs.iter()
-        .map(|r| {
-            let mut d = manifest.clone();
-            d.annotations
-                .insert(ANNOTATION_CONTAINERD_NAME.to_string(), r.normalized());
-            // Tag only (containerd convention); digest references get the full name.
-            let ref_name = r.tag().map_or_else(|| r.normalized(), str::to_string);
-            d.annotations
-                .insert(ANNOTATION_REF_NAME.to_string(), ref_name);
-            d
-        })
-        .collect()
-}
 
 /// Writes `image` as an OCI layout tar (no `manifest.json`) and returns `out`.
 pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, ExportError> {
@@ -59,42 +32,6 @@ pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
         OCI_LAYOUT.as_bytes().to_vec(),
     ));
     write_tar(out, entries)
-}
-
-/// The `blobs/sha256/` part of both tar outputs (OCI layout and docker-archive): the directories,
-/// the config, the manifest and every layer blob as stored.
-pub(crate) fn blob_entries(
-    image: &ExportImage,
-    config_digest: &Digest,
-    built: &manifest::BuiltManifest,
-    mtime: u64,
-) -> Vec<Entry> {
-    let mut entries = vec![
-        Entry::dir("blobs/"),
-        Entry::dir("blobs/sha256/"),
-        Entry::bytes(
-            &blob_name(config_digest),
-            MODE_BLOB,
-            mtime,
-            image.config_bytes.clone(),
-        ),
-        Entry::bytes(
-            &blob_name(&built.descriptor.digest),
-            MODE_BLOB,
-            0,
-            built.bytes.clone(),
-        ),
-    ];
-    for (desc, path) in &image.layers {
-        entries.push(Entry::blob(
-            &blob_name(&desc.digest),
-            mtime,
-            path.clone(),
-            desc.digest.clone(),
-            desc.size,
-        ));
-    }
-    entries
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {

@@ -3,6 +3,7 @@
 //! parent key, inputs, resulting image config, layer chain) and whose layers are the stored
 //! layer blobs, as they are. The same manifest and blobs make an OCI layout for `type=local`.
 
+pub use super::cache_format::{ANNOTATION_INLINE_CACHE, MEDIA_CACHE_CONFIG};
 use super::client::Client;
 use super::pull::{diff_id_of, fetch_blob_bytes, fetch_blob_to_store, fetch_manifest, Doc};
 use super::push::{
@@ -18,8 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Media type of the cache config blob.
-pub const MEDIA_CACHE_CONFIG: &str = "application/vnd.rbuild.cache.config.v1+json";
 /// Largest cache config accepted on import.
 const MAX_CACHE_CONFIG: u64 = 64 << 20;
 
@@ -47,10 +46,6 @@ pub enum CacheSpec {
     /// cache config blob; the layers are the image's own (mode=min only, as BuildKit).
     Inline,
 }
-
-/// Manifest annotation of an image pushed with `--cache-to type=inline`: the digest of its cache
-/// config blob (same repository).
-pub const ANNOTATION_INLINE_CACHE: &str = "io.rbuild.cache.config";
 
 impl CacheSpec {
     /// Parses `type=registry,ref=R[,mode=min|max]`, `type=local,dest=DIR|src=DIR` or

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cache_format;
 
 pub mod client;
 pub mod host;

@@ -562,7 +562,7 @@ pub fn push(
         )?;
         let mut m = manifest::Manifest::from_bytes(&built.bytes)?;
         m.annotations.insert(
-            super::cache::ANNOTATION_INLINE_CACHE.to_string(),
+            super::cache_format::ANNOTATION_INLINE_CACHE.to_string(),
             d.to_string(),
         );
         built.bytes = serde_json::to_vec(&m).map_err(|e| RegistryError::Other(e.to_string()))?;
