@@ -5,10 +5,11 @@ mod common;
 
 use common::layer_tar;
 use flate2::write::GzEncoder;
+use rbuild::cli::render::{self as commands, ImagesOptions};
 use rbuild::digest::Digest;
 use rbuild::image::manifest::MEDIA_OCI_LAYER_GZIP;
 use rbuild::image::{ImageConfig, Reference};
-use rbuild::store::{commands, CacheRecord, ImagesOptions, LayerRecord, Store};
+use rbuild::store::{CacheRecord, LayerRecord, Store};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;

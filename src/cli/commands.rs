@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Build(args) => run_build(root, *args, registry),
         Command::Images(a) => {
             let store = open_store(&root)?;
-            let opts = crate::store::commands::ImagesOptions {
+            let opts = super::render::ImagesOptions {
                 quiet: a.quiet,
                 digests: a.digests,
                 no_trunc: a.no_trunc,
@@ -45,35 +45,25 @@ pub fn run(cli: Cli) -> Result<i32> {
                     || a.format.as_deref() == Some("{{json .}}"),
                 reference: None,
             };
-            crate::store::commands::images(&store, &mut std::io::stdout().lock(), &opts)?;
+            super::render::images(&store, &mut std::io::stdout().lock(), &opts)?;
             Ok(0)
         }
         Command::Inspect(a) => {
             let store = open_store(&root)?;
             let snapdir = root.join("overlay2");
             let dirs = |cache_id: &str| snapdir.join(cache_id);
-            crate::store::commands::inspect(
-                &store,
-                &mut std::io::stdout().lock(),
-                &a.images,
-                &dirs,
-            )?;
+            super::render::inspect(&store, &mut std::io::stdout().lock(), &a.images, &dirs)?;
             Ok(0)
         }
         Command::History(a) => {
             let store = open_store(&root)?;
-            let opts = crate::store::commands::HistoryOptions {
+            let opts = super::render::HistoryOptions {
                 no_trunc: a.no_trunc,
                 quiet: a.quiet,
                 human: a.human,
                 format: a.format,
             };
-            crate::store::commands::history_with(
-                &store,
-                &mut std::io::stdout().lock(),
-                &a.image,
-                &opts,
-            )?;
+            super::render::history_with(&store, &mut std::io::stdout().lock(), &a.image, &opts)?;
             Ok(0)
         }
         Command::Tag(a) => {
@@ -90,12 +80,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rmi(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
-            let freed = crate::store::commands::rmi(
-                &store,
-                &mut std::io::stdout().lock(),
-                &a.images,
-                a.force,
-            )?;
+            let freed =
+                super::render::rmi(&store, &mut std::io::stdout().lock(), &a.images, a.force)?;
             remove_snapshots(&snapshots, freed);
             Ok(0)
         }
@@ -163,14 +149,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
             store.recover(&snapshots)?;
-            let freed =
-                crate::store::commands::prune(&store, &mut std::io::stdout().lock(), a.all)?;
+            let freed = super::render::prune(&store, &mut std::io::stdout().lock(), a.all)?;
             remove_snapshots(&snapshots, freed);
-            crate::store::commands::prune_snapshots(
-                &store,
-                &snapshots,
-                &mut std::io::stdout().lock(),
-            )?;
+            super::render::prune_snapshots(&store, &snapshots, &mut std::io::stdout().lock())?;
             if a.all {
                 // Kept `ADD <url>` downloads are build cache too (BuildKit's prune drops them).
                 let freed = crate::context::remote::prune_cache(&root.join("cache").join("http"))?;
@@ -182,7 +163,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Df => {
             let store = open_store(&root)?;
-            crate::store::commands::df(&store, &mut std::io::stdout().lock())?;
+            super::render::df(&store, &mut std::io::stdout().lock())?;
             Ok(0)
         }
         Command::Diff(a) => {

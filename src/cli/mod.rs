@@ -7,6 +7,7 @@ mod build;
 mod commands;
 mod options;
 mod registry;
+pub mod render;
 
 use std::ffi::OsString;
 

@@ -1,5 +1,6 @@
-//! Atomic file writes and temp-file hygiene for the store.
+//! Atomic file writes, temp-file hygiene and `sha256/` directory listings for the store.
 
+use crate::digest::Digest;
 use crate::store::{io_err, StoreError};
 use std::fs::{self, File};
 use std::io::Write;
@@ -116,4 +117,21 @@ pub(crate) fn read_json_opt<T: serde::de::DeserializeOwned>(
             }),
         None => Ok(None),
     }
+}
+
+/// Entries of a `sha256/` directory whose names are valid hex digests (others ignored).
+pub(crate) fn list_digest_names(dir: &Path) -> Result<Vec<Digest>, StoreError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if let Some(d) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| Digest::from_hex(n).ok())
+        {
+            out.push(d);
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -19,28 +19,28 @@
 //! Every file is written via temp file + fsync + rename; directories of records are renamed
 //! into place whole, so readers never see half a record and the first writer wins.
 
-pub mod blob;
-pub mod cache;
-pub mod check;
-pub mod commands;
-pub mod compressed;
-pub mod distribution;
-pub mod format;
-pub mod fsck;
+// Three parts (docs/ARCHITECTURE.md, "store"): `content` (blobs, compressed forms, ingest),
+// `meta` (images, layers, repositories, cache records, leases) and `gc` (snapshots, prune, check,
+// fsck). `load` imports and exports whole images through both. The old flat paths stay
+// re-exported (`store::blob`, `store::images`, …) so callers need not know the split.
+pub mod content;
 pub mod fsutil;
 pub mod gc;
-pub mod images;
-pub mod layers;
-pub mod lease;
 pub mod load;
 pub mod lock;
+pub mod meta;
+
+pub use content::{blob, compressed};
+pub use gc::{check, fsck};
+pub use meta::{cache, distribution, history, images, layers, lease};
 
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use check::Problem;
-pub use commands::{GraphDirs, ImagesOptions};
 pub use compressed::{LayerForm, ShippedBlob};
 pub use fsck::{FsckOptions, FsckReport};
+pub use gc::prune::{DiskUsage, PruneReport, RmiEvent, SnapshotPrune};
+pub use history::HistoryRow;
 pub use images::ImageSummary;
 pub use layers::LayerRecord;
 pub use lease::Leased;
@@ -81,9 +81,6 @@ pub enum StoreError {
     Extract { chain_id: Digest, message: String },
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
-    /// A `--format` template rbuild cannot render.
-    #[error("--format: {0}")]
-    Format(String),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
 }

@@ -2,7 +2,7 @@
 //! (`diff`, `parent`, `size`, `cache-id`) plus `rbuild-blob.json` for the compressed blob we keep.
 
 use crate::digest::{chain_id, Digest};
-use crate::store::blob::list_digest_names;
+use crate::store::fsutil::list_digest_names;
 use crate::store::{fsutil, io_err, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

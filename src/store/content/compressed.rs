@@ -16,7 +16,7 @@
 
 use crate::digest::Digest;
 use crate::layer::{Compression, LayerError, Profile};
-use crate::store::blob::list_digest_names;
+use crate::store::fsutil::list_digest_names;
 use crate::store::{fsutil, io_err, LayerRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -5,7 +5,7 @@
 //! records that followed the same parent and diffing their `inputs`.
 
 use crate::digest::Digest;
-use crate::store::blob::list_digest_names;
+use crate::store::fsutil::list_digest_names;
 use crate::store::{fsutil, io_err, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

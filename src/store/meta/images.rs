@@ -2,7 +2,7 @@
 
 use crate::digest::{chain_ids, Digest};
 use crate::image::{ImageConfig, Reference};
-use crate::store::blob::list_digest_names;
+use crate::store::fsutil::list_digest_names;
 use crate::store::{fsutil, io_err, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -86,6 +86,12 @@ impl Store {
 
     pub fn has_image(&self, id: &Digest) -> bool {
         self.image_content_path(id).is_file()
+    }
+
+    /// When a tag last moved to the image (`metadata/<id>/lastUpdated`, RFC 3339), if ever.
+    pub fn image_last_updated(&self, id: &Digest) -> Result<Option<String>, StoreError> {
+        let p = self.image_metadata_dir(id).join("lastUpdated");
+        Ok(fsutil::read_opt(&p)?.map(|s| s.trim().to_string()))
     }
 
     /// The parent image recorded by `put_image`.

@@ -138,23 +138,6 @@ impl Store {
 
     /// Digests of all stored blobs.
     pub(crate) fn list_blobs(&self) -> Result<Vec<Digest>, StoreError> {
-        list_digest_names(&self.blobs_dir())
+        fsutil::list_digest_names(&self.blobs_dir())
     }
-}
-
-/// Entries of a `sha256/` directory whose names are valid hex digests (others ignored).
-pub(crate) fn list_digest_names(dir: &Path) -> Result<Vec<Digest>, StoreError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        if let Some(d) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| Digest::from_hex(n).ok())
-        {
-            out.push(d);
-        }
-    }
-    out.sort();
-    Ok(out)
 }

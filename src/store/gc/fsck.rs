@@ -369,7 +369,7 @@ impl Store {
                 }),
             }
         }
-        for meta in crate::store::blob::list_digest_names(&self.imagedb_metadata_dir())? {
+        for meta in crate::store::fsutil::list_digest_names(&self.imagedb_metadata_dir())? {
             if !image_set.contains(&meta) {
                 problems.push(Problem::ImageMetadataOrphan { image: meta });
             }
