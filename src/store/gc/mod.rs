@@ -4,6 +4,7 @@
 pub mod check;
 pub mod fsck;
 pub mod prune;
+mod repair;
 pub mod snapshots;
 
 pub(crate) use snapshots::remove_snapshots;
