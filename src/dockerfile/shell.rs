@@ -3,68 +3,11 @@
 //! Hand-written rather than a crate because no crate implements BuildKit's quoting and
 //! `${VAR…}` rules (see CRATES.md §1: `shellexpand` matches 40/228 of BuildKit's cases).
 
-use std::collections::BTreeMap;
+mod env;
+mod pattern;
 
-/// Variables visible to an expansion.
-pub trait Env {
-    fn get(&self, key: &str) -> Option<String>;
-    fn keys(&self) -> Vec<String>;
-}
-
-impl Env for Vec<(String, String)> {
-    fn get(&self, key: &str) -> Option<String> {
-        Env::get(self.as_slice(), key)
-    }
-    fn keys(&self) -> Vec<String> {
-        Env::keys(self.as_slice())
-    }
-}
-
-impl Env for [(String, String)] {
-    /// The last definition wins, as with BuildKit's `EnvsFromSlice`.
-    fn get(&self, key: &str) -> Option<String> {
-        self.iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    }
-    fn keys(&self) -> Vec<String> {
-        self.iter().map(|(k, _)| k.clone()).collect()
-    }
-}
-
-impl Env for BTreeMap<String, String> {
-    fn get(&self, key: &str) -> Option<String> {
-        BTreeMap::get(self, key).cloned()
-    }
-    fn keys(&self) -> Vec<String> {
-        BTreeMap::keys(self).cloned().collect()
-    }
-}
-
-/// `K=V` strings (a value-less `K` is set to the empty string).
-impl Env for [String] {
-    fn get(&self, key: &str) -> Option<String> {
-        self.iter().rev().find_map(|e| {
-            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
-            (k == key).then(|| v.to_string())
-        })
-    }
-    fn keys(&self) -> Vec<String> {
-        self.iter()
-            .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string())
-            .collect()
-    }
-}
-
-impl Env for Vec<String> {
-    fn get(&self, key: &str) -> Option<String> {
-        Env::get(self.as_slice(), key)
-    }
-    fn keys(&self) -> Vec<String> {
-        Env::keys(self.as_slice())
-    }
-}
+pub use env::Env;
+use pattern::{shell_pattern_to_regex, trim_prefix, trim_suffix};
 
 /// An expansion failure; Display is BuildKit's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -565,90 +508,6 @@ impl ShellWord<'_> {
         }
         name
     }
-}
-
-/// Converts a shell wildcard pattern (`*`, `?`, `\` escapes; no bracket expressions) to a regex,
-/// as BuildKit's `convertShellPatternToRegex`.
-fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> LexResult<regex::Regex> {
-    let mut out = String::with_capacity(pattern.len() + 4);
-    if anchored {
-        out.push('^');
-    }
-    let star = if greedy { ".*" } else { ".*?" };
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let tok = chars[i];
-        i += 1;
-        match tok {
-            '*' => {
-                out.push_str(star);
-                continue;
-            }
-            '?' => {
-                out.push('.');
-                continue;
-            }
-            '\\' => {
-                // `}` and `/` are escaped inside ${}, but the escape is not part of the pattern.
-                if matches!(chars.get(i), Some('}') | Some('/')) {
-                    continue;
-                }
-                out.push('\\');
-                match chars.get(i) {
-                    Some(&c @ ('*' | '?' | '\\')) => {
-                        i += 1;
-                        out.push(c);
-                    }
-                    Some(&c) => return Err(format!("invalid escape '\\{c}'")),
-                    None => return Err("invalid escape '\\\u{fffd}'".into()),
-                }
-                continue;
-            }
-            '[' | ']' | '{' | '}' | '.' | '+' | '(' | ')' | '|' | '^' | '$' => out.push('\\'),
-            _ => {}
-        }
-        out.push(tok);
-    }
-    regex::Regex::new(&out).map_err(|e| e.to_string())
-}
-
-fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> LexResult<String> {
-    let re = shell_pattern_to_regex(pattern, greedy, true)
-        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
-    Ok(match re.find(value) {
-        Some(m) => value[m.end()..].to_string(),
-        None => value.to_string(),
-    })
-}
-
-/// Reverses a pattern without reversing its escapes (`a\*c` -> `c\*a`).
-fn reverse_pattern(pattern: &str) -> String {
-    let p: Vec<char> = pattern.chars().collect();
-    let mut out = vec!['\0'; p.len()];
-    let last = p.len().saturating_sub(1);
-    let mut i = 0;
-    while i < p.len() {
-        let out_idx = last - i;
-        if p[i] == '\\' && i != last {
-            out[out_idx - 1] = '\\';
-            out[out_idx] = p[i + 1];
-            i += 2;
-        } else {
-            out[out_idx] = p[i];
-            i += 1;
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Shortest/longest suffix removal: regexes find leftmost matches, so both the pattern and
-/// the value are reversed to turn the suffix search into a prefix search (as BuildKit does).
-fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> LexResult<String> {
-    let rp = reverse_pattern(pattern);
-    let rv: String = value.chars().rev().collect();
-    let trimmed = trim_prefix(&rp, &rv, greedy)?;
-    Ok(trimmed.chars().rev().collect())
 }
 
 #[cfg(test)]

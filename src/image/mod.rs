@@ -11,6 +11,7 @@ pub mod history;
 pub mod layer_desc;
 pub mod manifest;
 pub mod reference;
+pub mod source_hash;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, DEFAULT_PATH_ENV};
 pub use history::HistoryFormat;
