@@ -1,11 +1,27 @@
 //! Layer blob compression: the choice (`Compression`), its media types and the streaming encoder.
 
+use crate::digest::Digest;
 use crate::digest::HashingWriter;
 use crate::layer::block_writer::{BlockWriter, BLOCK_SIZE};
 use crate::layer::pgzip::ParGzEncoder;
-use crate::layer::{LayerError, LayerInfo};
+use crate::layer::LayerError;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
+
+/// What a layer writer produced (`diff::write_layer`, `finish` here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// sha256 of the blob as written to `out`.
+    pub digest: Digest,
+    /// Blob bytes.
+    pub size: u64,
+    /// Tar bytes.
+    pub uncompressed_size: u64,
+    /// OCI media type of the blob.
+    pub media_type: String,
+}
 
 /// How a layer blob is compressed.
 ///

@@ -15,7 +15,7 @@
 
 use crate::digest::{Digest, HashingWriter};
 use crate::layer::block_writer::BlockWriter;
-use crate::layer::compression::{Compression, Encoder, Profile};
+use crate::layer::compression::{Compression, Encoder, LayerInfo, Profile};
 use crate::layer::error::LayerError;
 use crate::layer::whiteout::{
     OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR, WHITEOUT_PREFIX,
@@ -39,21 +39,6 @@ pub struct LayerOptions {
     /// Output profile: which compressor scheme makes the blob bytes.
     #[serde(default)]
     pub profile: Profile,
-}
-
-/// What [`write_layer`] produced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerInfo {
-    /// sha256 of the uncompressed tar.
-    pub diff_id: Digest,
-    /// sha256 of the blob as written to `out`.
-    pub digest: Digest,
-    /// Blob bytes.
-    pub size: u64,
-    /// Tar bytes.
-    pub uncompressed_size: u64,
-    /// OCI media type of the blob.
-    pub media_type: String,
 }
 
 /// ustar numeric field limits (octal digits that fit the field, leaving room for the NUL).

@@ -20,6 +20,6 @@ pub mod whiteout;
 pub use apply::{apply, ApplyOptions, ApplyStats, WhiteoutMode};
 pub use archive::extract_if_archive;
 pub use compress::{decompress, is_tar, Detected};
-pub use compression::{Compression, Profile};
-pub use diff::{write_layer, LayerInfo, LayerOptions};
+pub use compression::{Compression, LayerInfo, Profile};
+pub use diff::{write_layer, LayerOptions};
 pub use error::LayerError;
