@@ -451,16 +451,9 @@ fn user_workdir_env_arg_network_and_mounts_in_run() {
     assert_store_consistent(&root);
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
 #[test]
 fn independent_stages_run_in_parallel_and_only_needed_stages_build() {
-    if cores() < 2 {
-        eprintln!("fewer than 2 cores: stages cannot run in parallel here; skipping");
+    if !need_cores(2) {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -528,8 +521,7 @@ fn independent_stages_run_in_parallel_and_only_needed_stages_build() {
 
 #[test]
 fn a_failing_stage_cancels_the_others() {
-    if cores() < 2 {
-        eprintln!("fewer than 2 cores: stages cannot run in parallel here; skipping");
+    if !need_cores(2) {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -589,8 +581,7 @@ fn parallel_and_serial_builds_give_the_same_image() {
 
 #[test]
 fn cache_mount_sharing_locked_serializes_and_private_separates() {
-    if cores() < 2 {
-        eprintln!("fewer than 2 cores: stages cannot run in parallel here; skipping");
+    if !need_cores(2) {
         return;
     }
     let t = tempfile::tempdir().unwrap();

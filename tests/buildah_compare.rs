@@ -98,8 +98,7 @@ fn buildah(root: &Path, args: &[&str]) -> String {
 
 #[test]
 fn flattened_rootfs_matches_buildah() {
-    if !have("buildah") || !have("umoci") {
-        eprintln!("buildah or umoci not installed: skipping the buildah comparison");
+    if !need("buildah") || !need("umoci") || !need("runc") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -1,6 +1,10 @@
 //! Cache-key hashing: exactly what COPY would copy, insensitive to `touch`, sensitive to any real
 //! change, memoised on disk.
 
+mod common;
+
+use common::fanotify::FileEvents;
+use nix::sys::fanotify::MaskFlags;
 use rbuild::context::{hash_sources, Context, CopyRequest, SourceRoot};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -97,6 +101,9 @@ fn memo_is_used_when_stat_matches() {
 
 #[test]
 fn many_files_hash_in_parallel_and_memo_makes_rehash_cheap() {
+    if !common::need_cores(2) {
+        return;
+    }
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("ctx");
     for i in 0..2000 {
@@ -105,8 +112,28 @@ fn many_files_hash_in_parallel_and_memo_makes_rehash_cheap() {
         fs::write(p, format!("{i}")).unwrap();
     }
     let memo = t.path().join("memo.json");
+    // Counted by the kernel: which threads open the context's files.
+    let opens = FileEvents::watch(t.path(), MaskFlags::FAN_OPEN);
     let a = hash(&d, &["."], Some(&memo));
+    let (threads, n) = opens.threads_under(&d);
+    assert!(n >= 2000, "the first hash opened {n} of 2000 files");
+    assert!(
+        threads.len() >= 2,
+        "the first hash ran on {} thread(s), not in parallel",
+        threads.len()
+    );
+    // Cheap: with the memo, no file is opened again (stat only).
     let b = hash(&d, &["."], Some(&memo));
     assert_eq!(a, b);
-    assert_eq!(hash(&d, &["."], None), a);
+    let (_, n) = opens.threads_under(&d);
+    assert_eq!(n, 0, "the memoised rehash opened {n} files");
+    // One edited file: exactly that one is read again.
+    fs::write(d.join("d7/f7"), "changed").unwrap();
+    let (_, n) = opens.threads_under(&d);
+    assert_eq!(n, 1, "the test's own write");
+    let c = hash(&d, &["."], Some(&memo));
+    assert_ne!(c, a);
+    let (_, n) = opens.threads_under(&d);
+    assert_eq!(n, 1, "the rehash after one edit opened {n} files");
+    assert_eq!(hash(&d, &["."], None), c);
 }

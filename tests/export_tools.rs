@@ -1,6 +1,8 @@
 //! Exports checked with the real tools: skopeo (docker-archive:, oci:, oci-archive:), umoci,
 //! and `docker load` when a Docker engine is reachable.
 
+mod common;
+
 use flate2::write::GzEncoder;
 use rbuild::digest::{Digest, HashingWriter};
 use rbuild::export::{docker_archive, oci_layout_dir, oci_layout_tar, ExportImage};
@@ -89,21 +91,13 @@ fn tool(cmd: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap()
 }
 
 #[test]
 fn docker_archive_is_read_by_skopeo_both_ways() {
-    if !have("skopeo") {
-        eprintln!("SKIP: skopeo not installed");
+    if !common::need("skopeo") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -164,8 +158,7 @@ fn docker_archive_is_read_by_skopeo_both_ways() {
 
 #[test]
 fn oci_layout_dir_and_tar_read_by_skopeo_and_umoci() {
-    if !have("skopeo") || !have("umoci") {
-        eprintln!("SKIP: skopeo/umoci not installed");
+    if !common::need("skopeo") || !common::need("umoci") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -225,14 +218,7 @@ fn oci_layout_dir_and_tar_read_by_skopeo_and_umoci() {
 
 #[test]
 fn docker_load_when_engine_available() {
-    let ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "SKIP: no Docker engine reachable (`docker info` failed); docker load not checked"
-        );
+    if !common::need_docker() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

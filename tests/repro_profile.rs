@@ -187,7 +187,7 @@ fn parallel_gzip_layers_read_by_gzip_pigz_and_go() {
     assert_eq!(layers.len(), 2);
     let copied = &layers[1];
     for tool in ["gzip", "pigz"] {
-        if have(tool) {
+        if need(tool) {
             sh(Command::new(tool).arg("-t").arg(copied));
         }
     }
@@ -210,7 +210,7 @@ fn parallel_gzip_layers_read_by_gzip_pigz_and_go() {
     std::io::copy(&mut d, &mut std::io::sink()).unwrap();
     assert!(d.into_inner().is_empty(), "more than one gzip member");
     // Go's compress/gzip (umoci) unpacks it.
-    if have("umoci") {
+    if need("umoci") {
         let index: Value =
             serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
         let tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]

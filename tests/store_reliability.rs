@@ -641,8 +641,7 @@ fn r11_fsck_repairs_corrupt_metadata() {
 /// verifies, a changed file is found and re-extracted, and a changed mtime alone is not a problem.
 #[test]
 fn r10_fsck_verifies_loaded_foreign_layers_by_content() {
-    if !have("umoci") {
-        eprintln!("SKIP: umoci not installed");
+    if !need("umoci") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

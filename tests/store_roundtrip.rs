@@ -172,12 +172,7 @@ fn tampered_blob_is_rejected() {
 
 #[test]
 fn loads_archives_written_by_skopeo() {
-    if !Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        eprintln!("SKIP: skopeo not installed");
+    if !common::need("skopeo") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

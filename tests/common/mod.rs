@@ -116,6 +116,9 @@ pub fn assert_nothing_mounted_under(path: &Path) {
     }
 }
 
+pub mod fanotify;
+
+/// Whether `tool` is on PATH (for optional extras; a test that needs the tool uses [`need`]).
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
@@ -125,12 +128,50 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// CI sets RBUILD_REQUIRE_TOOLS=1 (`.ci/run`): then nothing a test needs may be missing.
+pub fn tools_required() -> bool {
+    std::env::var("RBUILD_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// A test needs `what` and `present` says whether it is there. Missing: panics naming it when
+/// RBUILD_REQUIRE_TOOLS=1, else says it skips (on stderr) and returns false.
+pub fn require(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        !tools_required(),
+        "RBUILD_REQUIRE_TOOLS=1 and this test needs {what}, which is missing (scripts/setup installs the tools)"
+    );
+    eprintln!("SKIP: {what} is missing");
+    false
+}
+
+/// [`require`] for a program on PATH.
+pub fn need(tool: &str) -> bool {
+    require(have(tool), &format!("`{tool}`"))
+}
+
 pub fn docker_running() -> bool {
     Command::new("docker")
         .arg("info")
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// [`require`] for a running Docker engine (scripts/test starts one).
+pub fn need_docker() -> bool {
+    require(
+        docker_running(),
+        "a running Docker engine (`docker info`; scripts/test starts dockerd)",
+    )
+}
+
+/// [`require`] for at least `n` cores (tests that observe work running side by side).
+pub fn need_cores(n: usize) -> bool {
+    let have = std::thread::available_parallelism().map_or(1, |c| c.get());
+    require(have >= n, &format!("{n} cores (this machine has {have})"))
 }
 
 /// Runs a command and returns stdout, panicking with its stderr on failure.
