@@ -286,7 +286,7 @@ impl Store {
     }
 
     /// Deletes an image's config and metadata and every reference to it. Layers stay until
-    /// they are released (see `commands::rmi` / `prune`). Returns the removed references.
+    /// they are released (see `Store::remove_image` / `Store::prune`). Returns the removed references.
     pub fn delete_image(&self, id: &Digest) -> Result<Vec<String>, StoreError> {
         let _lock = self.lock()?;
         let mut repos = self.read_repositories()?;
