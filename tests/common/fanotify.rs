@@ -17,18 +17,22 @@ pub struct FileEvent {
     pub path: PathBuf,
 }
 
+fn group() -> Fanotify {
+    Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF
+            | InitFlags::FAN_NONBLOCK
+            | InitFlags::FAN_REPORT_TID
+            | InitFlags::FAN_UNLIMITED_QUEUE,
+        EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE,
+    )
+    .expect("fanotify_init (the tests run as root)")
+}
+
 impl FileEvents {
-    /// Watches the filesystem holding `path` for `mask` (e.g. `FAN_OPEN`, `FAN_CLOSE_WRITE`),
-    /// in every mount namespace (rbuild runs in its own).
+    /// Watches the whole filesystem holding `path` for `mask` (e.g. `FAN_CLOSE_WRITE`), in every
+    /// mount namespace (rbuild runs in its own): for files that do not exist yet.
     pub fn watch(path: &Path, mask: MaskFlags) -> FileEvents {
-        let fan = Fanotify::init(
-            InitFlags::FAN_CLASS_NOTIF
-                | InitFlags::FAN_NONBLOCK
-                | InitFlags::FAN_REPORT_TID
-                | InitFlags::FAN_UNLIMITED_QUEUE,
-            EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE,
-        )
-        .expect("fanotify_init (the tests run as root)");
+        let fan = group();
         fan.mark(
             MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
             mask,
@@ -36,6 +40,21 @@ impl FileEvents {
             None::<&Path>,
         )
         .expect("fanotify_mark FAN_MARK_FILESYSTEM");
+        FileEvents { fan }
+    }
+
+    /// Watches the files directly in each of `dirs` for `mask` (e.g. `FAN_OPEN`).
+    pub fn watch_dirs(dirs: &[PathBuf], mask: MaskFlags) -> FileEvents {
+        let fan = group();
+        for d in dirs {
+            fan.mark(
+                MarkFlags::FAN_MARK_ADD,
+                mask | MaskFlags::FAN_EVENT_ON_CHILD,
+                std::fs::File::open(d).expect("watched dir"),
+                None::<&Path>,
+            )
+            .expect("fanotify_mark");
+        }
         FileEvents { fan }
     }
 
