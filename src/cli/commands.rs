@@ -1,11 +1,11 @@
 //! Runs a parsed command line.
 
 use super::args::{BuildArgs, Cli, Command, HistoryFormatArg, ProgressArg};
-use crate::build::{
-    self, BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress,
-};
 use crate::image::history::HistoryFormat;
 use crate::layer::Compression;
+use crate::solve::{
+    self, BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress,
+};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -158,7 +158,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
             store.recover(&snapshots)?;
-            let loaded = crate::build::load::load(&store, &snapshots, &a.input)?;
+            let loaded = crate::solve::load::load(&store, &snapshots, &a.input)?;
             if !a.quiet {
                 for l in loaded {
                     println!("Loaded image: {l}");
@@ -383,10 +383,10 @@ fn run_build(
     opts.jobs = a.jobs.map(usize::from);
     opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
-        return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
+        return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }
 
-    let res = match build::build(&opts) {
+    let res = match solve::build(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rbuild: error: {e}");

@@ -15,9 +15,9 @@ pub fn pull(root: &Path, cfg: &RegistryConfig, a: PullArgs) -> Result<i32> {
         ..Default::default()
     };
     if let Some(p) = &a.platform {
-        opts.platform = crate::plan::Platform::parse(p).map_err(|e| anyhow!(e))?;
+        opts.platform = crate::platform::Platform::parse(p).map_err(|e| anyhow!(e))?;
     }
-    let pulled = crate::build::pull::pull(&store, &snapshots, cfg, &a.name, &opts)?;
+    let pulled = crate::solve::pull::pull(&store, &snapshots, cfg, &a.name, &opts)?;
     let reference = crate::image::Reference::parse(&a.name)?;
     if a.quiet {
         println!("{}", reference.normalized());
@@ -35,7 +35,7 @@ pub fn push(root: &Path, cfg: &RegistryConfig, a: PushArgs) -> Result<i32> {
         form: super::commands::layer_form(Some(&a.compression), a.compression_level)?,
         ..Default::default()
     };
-    let digest = crate::build::pull::push(&store, cfg, &a.name, a.target.as_deref(), &opts)?;
+    let digest = crate::solve::pull::push(&store, cfg, &a.name, a.target.as_deref(), &opts)?;
     println!("{digest}");
     Ok(0)
 }

@@ -6,13 +6,12 @@
 
 mod args;
 mod onbuild;
-mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::platform::Platform;
 pub use args::{is_proxy_arg, predefined_args, ArgScope, PROXY_ARGS};
 pub use onbuild::parse_onbuild_triggers;
-pub use platform::Platform;
 
 use crate::dockerfile::mount::parse_mount_expanded;
 use crate::dockerfile::shell::Lexer;

@@ -2,7 +2,7 @@
 
 use crate::digest::Digest;
 use crate::image::ImageConfig;
-use crate::plan::Platform;
+use crate::platform::Platform;
 use crate::store::LayerRecord;
 
 /// What a finished stage leaves for later stages and for the image.

@@ -23,7 +23,8 @@ pub use options::{
 use crate::context::Context;
 use crate::digest::Digest;
 use crate::dockerfile::{self, Dockerfile};
-use crate::plan::{BaseRef, Plan, PlanOptions, Platform};
+use crate::plan::{BaseRef, Plan, PlanOptions};
+use crate::platform::Platform;
 use crate::snapshot::Snapshotter;
 use crate::store::Store;
 use progress::Reporter;
