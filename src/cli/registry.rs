@@ -9,7 +9,7 @@ use std::path::Path;
 pub fn pull(root: &Path, cfg: &RegistryConfig, a: PullArgs) -> Result<i32> {
     let store = crate::store::Store::open(root)
         .with_context(|| format!("opening the store at {}", root.display()))?;
-    let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+    let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
     let mut opts = PullOptions {
         quiet: a.quiet,
         ..Default::default()

@@ -17,6 +17,7 @@ mod container;
 mod devices;
 mod error;
 mod etc_files;
+pub mod executor;
 mod fdmount;
 mod helper;
 mod launch;
@@ -32,6 +33,7 @@ mod stubs;
 mod user;
 
 pub use error::ExecError;
+pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;
 pub use privileges::DOCKER_DEFAULT_CAPS;
 pub use protocol::HELPER_ARG;

@@ -18,7 +18,7 @@ use crate::image::history::{self, HistoryFormat};
 use crate::image::{History, ImageConfig};
 use crate::layer::{self, Compression, LayerOptions};
 use crate::plan::{ArgScope, Plan, PlanOptions};
-use crate::snapshot::{Mounted, Snapshotter};
+use crate::snapshot::{Mounted, OverlaySnapshotter};
 use crate::store::{CacheRecord, LayerRecord, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ pub struct Dispatcher<'a> {
     pub opts: &'a BuildOptions,
     pub epoch: Option<i64>,
     pub store: &'a Store,
-    pub snapshots: &'a Snapshotter,
+    pub snapshots: &'a OverlaySnapshotter,
     pub context: Option<&'a Context>,
     pub df: &'a Dockerfile,
     pub plan: &'a Plan,
@@ -1538,7 +1538,7 @@ fn healthcheck_config(hc: &HealthcheckInst, _shell: &[String]) -> crate::image::
 
 /// Removes a snapshot unless the step committed it.
 struct SnapshotGuard<'a> {
-    snapshots: &'a Snapshotter,
+    snapshots: &'a OverlaySnapshotter,
     id: Option<String>,
 }
 
@@ -1548,7 +1548,7 @@ impl SnapshotGuard<'_> {
     }
 
     /// A complete snapshot that turned out to duplicate a committed layer: set aside for
-    /// `prune` (`Snapshotter::discard` says why) rather than deleted on the build's clock.
+    /// `prune` (`OverlaySnapshotter::discard` says why) rather than deleted on the build's clock.
     fn discard(mut self) {
         if let Some(id) = self.id.take() {
             if self.snapshots.discard(&id).is_err() {

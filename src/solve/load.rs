@@ -2,7 +2,7 @@
 //! snapshot once, so later builds use it as a base without extracting it again.
 
 use crate::layer;
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::Store;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use std::path::Path;
 /// snapshot id (the layer's cache-id). Used by `load`, `pull` and the registry cache import.
 pub fn unpack_layer(
     store: &Store,
-    snapshots: &Snapshotter,
+    snapshots: &OverlaySnapshotter,
     rec: &crate::store::LayerRecord,
     blob: &Path,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
@@ -64,7 +64,11 @@ pub fn unpack_layer(
 }
 
 /// Loads the images in `input`; returns their names (or ids when untagged).
-pub fn load(store: &Store, snapshots: &Snapshotter, input: &Path) -> anyhow::Result<Vec<String>> {
+pub fn load(
+    store: &Store,
+    snapshots: &OverlaySnapshotter,
+    input: &Path,
+) -> anyhow::Result<Vec<String>> {
     let mut unpack =
         |rec: &crate::store::LayerRecord, blob: &Path| unpack_layer(store, snapshots, rec, blob);
     let loaded = store.load_archive(input, &mut unpack)?;

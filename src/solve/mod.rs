@@ -25,7 +25,7 @@ use crate::digest::Digest;
 use crate::dockerfile::{self, Dockerfile};
 use crate::plan::{BaseRef, Plan, PlanOptions};
 use crate::platform::Platform;
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::Store;
 use progress::Reporter;
 use state::{StageResult, StageState};
@@ -43,7 +43,8 @@ pub struct BuildResult {
 pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let reporter = Reporter::new(opts.progress);
     let store = Store::open(&opts.root).map_err(BuildError::store)?;
-    let snapshots = Snapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
+    let snapshots =
+        OverlaySnapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
     // What killed builds left (incomplete snapshots, stale leases) goes before we add ours.
     store.recover(&snapshots).map_err(BuildError::store)?;
 
