@@ -10,6 +10,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod exec;
 pub mod export;
+pub mod fileop;
 pub mod image;
 pub mod layer;
 pub mod plan;

@@ -11,7 +11,7 @@
 use super::cache::StepKey;
 use super::error::BuildError;
 use crate::digest::{chain_id, Digest};
-use crate::snapshot::OverlaySnapshotter;
+use crate::snapshot::Snapshotter;
 use crate::store::{CacheRecord, LayerRecord, Store};
 use std::collections::BTreeMap;
 
@@ -54,7 +54,7 @@ pub struct Relinked {
 /// on `parent`'s and recorded. `Ok(None)` when there is nothing to reuse (first build, pruned layer).
 pub fn relink(
     store: &Store,
-    snapshots: &OverlaySnapshotter,
+    snapshots: &dyn Snapshotter,
     parent: Option<&LayerRecord>,
     key: &StepKey,
 ) -> Result<Option<Relinked>, BuildError> {
