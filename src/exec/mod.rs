@@ -9,7 +9,7 @@
 //!
 //! Integration: `main()` must call `helper_main_if_requested()` before anything else
 //! (before threads, before the CLI's own `unshare`); `src/main.rs` does. The CLI's
-//! SIGINT/SIGTERM handler sets the build's cancel flag, which `build/` passes as
+//! SIGINT/SIGTERM handler sets the build's cancel flag, which `solve/` passes as
 //! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
 //! container and reports `Interrupted`.
 

@@ -1,4 +1,4 @@
-//! The state of a stage while its instructions are dispatched.
+//! The state of a stage while its steps are solved.
 
 use crate::digest::Digest;
 use crate::image::ImageConfig;
