@@ -1,6 +1,6 @@
 //! Values of flags shared by several commands: `-o` outputs, `--compression[-level]`.
 
-use crate::build::{OutputKind, OutputSpec};
+use crate::solve::{OutputKind, OutputSpec};
 use crate::layer::Compression;
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
