@@ -3,9 +3,9 @@
 
 use super::args::{BuildArgs, HistoryFormatArg, ProgressArg};
 use super::options::{parse_output, with_level};
-use crate::solve::{self, BuildOptions, ContextSource, DockerfileSource, Progress};
 use crate::image::history::HistoryFormat;
 use crate::layer::Compression;
+use crate::solve::{self, BuildOptions, ContextSource, DockerfileSource, Progress};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -15,6 +15,7 @@
 //! directory is an error (classic builder rule); BuildKit silently overwrites one file with the next.
 
 use super::chmod::Chmod;
+pub use super::copy_env::{CopyEnv, CopyStats, Extractor};
 use super::copy_io::FileIo;
 use super::copy_writer::Writer;
 use super::dest_root::DestRoot;
@@ -27,11 +28,6 @@ pub use super::source::SourceRoot;
 use super::source::{contains_wildcards, Entry, Resolved, SourceFs};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Extracts `file` into `dest_in_root` inside `root` if it is a tar (plain or compressed) and
-/// returns whether it did; creates `dest_in_root` (in-root) when extracting. Provided by the layer
-/// module (`layer::archive::extract_if_archive`), injected by the integrator.
-pub type Extractor<'a> = &'a (dyn Fn(&Path, &Path, &Path) -> Result<bool, String> + Sync);
 
 /// One COPY or ADD instruction, with build args already expanded.
 pub struct CopyRequest<'a> {
@@ -87,51 +83,6 @@ impl<'a> CopyRequest<'a> {
         } else {
             "COPY"
         }
-    }
-}
-
-/// What the environment provides to a copy.
-pub struct CopyEnv<'a> {
-    pub extract: Option<Extractor<'a>>,
-    /// Where downloads and git clones are staged (default: the system temp dir).
-    pub scratch: Option<&'a Path>,
-    /// Upper bound for one remote download.
-    pub max_download: u64,
-    /// The build's cancel flag: checked per entry and per block of file data.
-    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
-}
-
-impl Default for CopyEnv<'_> {
-    fn default() -> Self {
-        CopyEnv {
-            extract: None,
-            scratch: None,
-            max_download: 8 << 30,
-            cancel: None,
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CopyStats {
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
-    pub hardlinks: u64,
-    pub specials: u64,
-    pub bytes: u64,
-    pub extracted: u64,
-}
-
-impl CopyStats {
-    pub(super) fn add(&mut self, o: &CopyStats) {
-        self.files += o.files;
-        self.dirs += o.dirs;
-        self.symlinks += o.symlinks;
-        self.hardlinks += o.hardlinks;
-        self.specials += o.specials;
-        self.bytes += o.bytes;
-        self.extracted += o.extracted;
     }
 }
 

@@ -1,7 +1,7 @@
 //! File data and inode writes of a COPY: the worker pool, `copy_file_range`/`sendfile` copies,
 //! xattrs, and the check that a source did not change after it was resolved.
 
-use super::copy::CopyStats;
+use super::copy_env::CopyStats;
 use super::dest_root::{apply_fd_meta, DirHandle, Meta};
 use super::error::ContextError;
 use super::source::Entry;

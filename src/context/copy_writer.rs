@@ -3,7 +3,7 @@
 //! workers of `copy_io`.
 
 use super::chmod::Chmod;
-use super::copy::{CopyEnv, CopyStats, Extractor};
+use super::copy_env::{CopyEnv, CopyStats, Extractor};
 use super::copy_io::*;
 use super::dest_root::{apply_fd_meta, DestRoot, DirHandle, Meta};
 use super::error::ContextError;

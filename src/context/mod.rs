@@ -7,6 +7,7 @@
 pub mod build_context;
 pub mod chmod;
 pub mod copy;
+mod copy_env;
 mod copy_io;
 mod copy_writer;
 pub mod dest_root;

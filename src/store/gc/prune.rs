@@ -287,7 +287,10 @@ impl Store {
 
     /// After [`Store::prune`]/[`Store::remove_image`]: removes every snapshot that no layer
     /// record and no running process owns (what those freed, and what killed builds left).
-    pub fn prune_snapshots(&self, snapshots: &OverlaySnapshotter) -> Result<SnapshotPrune, StoreError> {
+    pub fn prune_snapshots(
+        &self,
+        snapshots: &OverlaySnapshotter,
+    ) -> Result<SnapshotPrune, StoreError> {
         let _lock = self.lock()?;
         let orphans = self.orphan_snapshots(snapshots)?;
         let removed = super::snapshots::remove_snapshots(snapshots, orphans);
