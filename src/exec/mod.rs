@@ -13,6 +13,8 @@
 //! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
 //! container and reports `Interrupted`.
 
+mod cgroup;
+mod cgroup_limits;
 mod container;
 mod devices;
 mod error;
@@ -31,6 +33,9 @@ mod spec;
 mod stubs;
 mod user;
 
+pub use cgroup_limits::{
+    parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
+};
 pub use error::ExecError;
 pub use helper::helper_main_if_requested;
 pub use privileges::DOCKER_DEFAULT_CAPS;

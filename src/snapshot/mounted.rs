@@ -81,9 +81,12 @@ pub(crate) fn mount_overlay(
     let c_target = cstr(target.as_os_str().as_bytes())?;
     let c_opts = cstr(options.as_bytes())?;
     let c_type = cstr(b"overlay")?;
-    let mut flags = MsFlags::empty();
+    // nodev always: a device node from a layer, an archive or a RUN's mknod is data here,
+    // never a way to a host device (issue 16; README.md "Devices"). Read-only views are
+    // also nosuid: nothing runs from them but a RUN's bind mount, which is nosuid as well.
+    let mut flags = MsFlags::MS_NODEV;
     if readonly {
-        flags |= MsFlags::MS_RDONLY;
+        flags |= MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
     }
     let flags = flags.bits();
 
