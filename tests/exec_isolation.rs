@@ -363,3 +363,40 @@ fn i07_cgroup_files_and_ulimits_hold_the_requested_limits() {
     };
     assert_eq!(c.stdout, expected, "{}", c.stderr);
 }
+
+#[test]
+fn i08_a_cancelled_run_leaves_no_cgroup() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_t, root) = busybox_rootfs();
+    let out = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        &root,
+        "cat /proc/self/cgroup > /out/cg.tmp; mv /out/cg.tmp /out/cg; sleep 1000",
+    );
+    s.mounts = vec![rw_bind("/out", out.path())];
+    let cancel = Arc::new(AtomicBool::new(false));
+    let config = ExecConfig {
+        cancel: Some(cancel.clone()),
+        ..config()
+    };
+    let marker = out.path().join("cg");
+    let watcher = {
+        let marker = marker.clone();
+        std::thread::spawn(move || {
+            // Counted, not timed: wait for the RUN to report its cgroup, then cancel.
+            for _ in 0..3000 {
+                if marker.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            cancel.store(true, Ordering::SeqCst);
+        })
+    };
+    let r = try_run_with(&s, &config);
+    watcher.join().unwrap();
+    assert!(matches!(r, Err(ExecError::Interrupted)), "{:?}", r.err());
+    let leaf = leaf_of(&std::fs::read_to_string(&marker).unwrap());
+    assert!(!leaf.exists(), "{} left behind", leaf.display());
+}

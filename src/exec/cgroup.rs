@@ -17,13 +17,12 @@
 //! Hand-written rather than `cgroups-rs`: what RUN needs is a few file writes, and that crate's
 //! hierarchy model has neither the v2 self-move nor the stale-leaf sweep.
 
-use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
+use super::cgroup_cleanup::{remove_leaf, sweep_once};
 use super::cgroup_limits::{human, Resources};
 use super::error::ExecError;
 
@@ -46,9 +45,6 @@ const DEVICE_ALLOW: [&str; 11] = [
     "c 5:2 rwm",
     "c 136:* rwm",
 ];
-
-/// How often (at most) removal retries a leaf that still has dying tasks, 10 ms apart.
-const REMOVE_TRIES: u32 = 500;
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -309,7 +305,7 @@ impl RunCgroup {
         }
         for l in &levels {
             make_dir(l, false)?;
-            enable_controllers(l, &ctrls)?;
+            enable_controllers(l, &ctrls, l == &mount)?;
         }
         sweep_once(&parent);
         let dir = parent.join(leaf_name());
@@ -433,7 +429,10 @@ fn make_chain(mount: &Path, parent: &Path, cpuset: bool) -> Result<(), ExecError
     Ok(())
 }
 
-fn enable_controllers(level: &Path, ctrls: &[&str]) -> Result<(), ExecError> {
+/// Enables `ctrls` for the children of `level`. At the hierarchy's root (`at_root`) a busy
+/// error means a cgroup namespace's root with processes in it (rbuild in a container): those
+/// processes move into a leaf `rbuild-init` first, as docker-in-docker's entrypoint does.
+fn enable_controllers(level: &Path, ctrls: &[&str], at_root: bool) -> Result<(), ExecError> {
     let available = read(&level.join("cgroup.controllers"))?;
     let enabled = read(&level.join("cgroup.subtree_control"))?;
     for c in ctrls {
@@ -443,16 +442,39 @@ fn enable_controllers(level: &Path, ctrls: &[&str]) -> Result<(), ExecError> {
                 level.display()
             )));
         }
-        if !enabled.split_whitespace().any(|a| a == *c) {
-            let file = level.join("cgroup.subtree_control");
-            std::fs::write(&file, format!("+{c}")).map_err(|e| {
-                ExecError::Cgroup(format!(
-                    "enable the {c} controller in {}: {e} (a cgroup with processes of its own \
-                     cannot hand controllers on; pass --cgroup-parent)",
-                    file.display()
-                ))
-            })?;
+        if enabled.split_whitespace().any(|a| a == *c) {
+            continue;
         }
+        let file = level.join("cgroup.subtree_control");
+        let mut result = std::fs::write(&file, format!("+{c}"));
+        if at_root
+            && result
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+        {
+            evacuate(level)?;
+            result = std::fs::write(&file, format!("+{c}"));
+        }
+        result.map_err(|e| {
+            ExecError::Cgroup(format!(
+                "enable the {c} controller in {}: {e} (a cgroup with processes of its own \
+                 cannot hand controllers on; run rbuild in a cgroup of its own or pass \
+                 --cgroup-parent)",
+                file.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Moves every process of `level` into `level/rbuild-init`.
+fn evacuate(level: &Path) -> Result<(), ExecError> {
+    let leaf = level.join("rbuild-init");
+    make_dir(&leaf, false)?;
+    let procs = read(&level.join("cgroup.procs"))?;
+    for pid in procs.split_whitespace() {
+        // A process that exited meanwhile is fine; anything left makes the retry fail clearly.
+        let _ = std::fs::write(leaf.join("cgroup.procs"), pid);
     }
     Ok(())
 }
@@ -481,92 +503,16 @@ fn v2_default_parent(mount: &Path) -> Result<PathBuf, ExecError> {
         .map_err(ExecError::Cgroup)
 }
 
-/// Kills what is left in a leaf and removes it; gone already is fine.
-fn remove_leaf(dir: &Path) -> Result<(), ExecError> {
-    for _ in 0..REMOVE_TRIES {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                kill_all(dir);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(cg_err(dir, "remove cgroup", e)),
-        }
-    }
-    Err(ExecError::Cgroup(format!(
-        "remove cgroup {}: its processes did not exit",
-        dir.display()
-    )))
-}
-
-fn kill_all(dir: &Path) {
-    let kill_file = dir.join("cgroup.kill");
-    if kill_file.exists() && std::fs::write(&kill_file, "1").is_ok() {
-        return;
-    }
-    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    for pid in procs
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        if pid as u32 != std::process::id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-/// Removes, once per process and parent, the leaves of rbuild processes that are gone.
-fn sweep_once(parent: &Path) {
-    static SWEPT: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
-    let set = SWEPT.get_or_init(|| Mutex::new(HashSet::new()));
-    let first = set
-        .lock()
-        .map(|mut s| s.insert(parent.to_path_buf()))
-        .unwrap_or(false);
-    if first {
-        sweep(parent);
-    }
-}
-
-/// Removes the `rbuild-<pid>-*` leaves under `parent` whose pid is no longer running.
-pub(crate) fn sweep(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = stale_pid(&name.to_string_lossy()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = remove_leaf(&e.path());
-        }
-    }
-}
-
-/// The pid in a leaf name `rbuild-<pid>-<rest>`.
-fn stale_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("rbuild-")?;
-    let (pid, tail) = rest.split_once('-')?;
-    (!tail.is_empty()).then(|| pid.parse().ok()).flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn leaf_names_carry_the_pid() {
-        assert_eq!(stale_pid("rbuild-123-4"), Some(123));
-        assert_eq!(stale_pid("rbuild-123-self"), Some(123));
-        assert_eq!(stale_pid("rbuild-x-1"), None);
-        assert_eq!(stale_pid("rbuild"), None);
-        assert_eq!(stale_pid("other-1-2"), None);
-        assert_eq!(stale_pid(&leaf_name()), Some(std::process::id()));
+        assert_eq!(
+            super::super::cgroup_cleanup::stale_pid(&leaf_name()),
+            Some(std::process::id())
+        );
     }
 
     #[test]
