@@ -404,15 +404,18 @@ pub(crate) fn join(procs_files: &[PathBuf]) -> Result<(), ExecError> {
 fn make_dir(dir: &Path, cpuset: bool) -> Result<(), ExecError> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(cg_err(dir, "create cgroup", e)),
     }
     if cpuset {
         // A new v1 cpuset is empty and takes no tasks until it has CPUs and memory nodes.
+        // Checked for existing ones too: a parallel RUN may have made it a moment ago.
         if let Some(parent) = dir.parent() {
             for f in ["cpuset.cpus", "cpuset.mems"] {
-                let v = read(&parent.join(f))?;
-                write(&dir.join(f), v.trim())?;
+                if read(&dir.join(f))?.trim().is_empty() {
+                    let v = read(&parent.join(f))?;
+                    write(&dir.join(f), v.trim())?;
+                }
             }
         }
     }
