@@ -253,6 +253,26 @@ fn i13_memory_hog_fails_the_build_naming_the_memory_limit() {
 fn i14_cgroups_of_a_killed_rbuild_are_removed_at_the_next_start() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("root");
+    // A parent of its own: the other tests' builds sweep only theirs.
+    let parent = format!("rbuild-test-i14-{}", std::process::id());
+    let parents: Vec<PathBuf> = if cgroup_v2() {
+        vec![PathBuf::from(format!("/sys/fs/cgroup/{parent}"))]
+    } else {
+        ["pids", "devices"]
+            .iter()
+            .map(|c| PathBuf::from(format!("/sys/fs/cgroup/{c}/{parent}")))
+            .collect()
+    };
+    let leaves = |pid: u32| -> Vec<PathBuf> {
+        let prefix = format!("rbuild-{pid}-");
+        parents
+            .iter()
+            .filter_map(|p| std::fs::read_dir(p).ok())
+            .flat_map(|d| d.flatten())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
     let ctx = busybox_ctx(
         &t.path().join("ctx"),
         "FROM scratch\nADD rootfs.tar /\nRUN sleep 1000\n",
@@ -260,7 +280,7 @@ fn i14_cgroups_of_a_killed_rbuild_are_removed_at_the_next_start() {
     let mut child = Command::new(rbuild_bin())
         .arg("--root")
         .arg(&root)
-        .args(["build", "--progress", "plain"])
+        .args(["build", "--progress", "plain", "--cgroup-parent", &parent])
         .arg(&ctx)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -275,7 +295,7 @@ fn i14_cgroups_of_a_killed_rbuild_are_removed_at_the_next_start() {
     };
     let mut seen = false;
     for _ in 0..3000 {
-        if populated(&leaves_of(pid)) {
+        if populated(&leaves(pid)) {
             seen = true;
             break;
         }
@@ -288,14 +308,16 @@ fn i14_cgroups_of_a_killed_rbuild_are_removed_at_the_next_start() {
     )
     .unwrap();
     child.wait().unwrap();
-    let stale = leaves_of(pid);
+    let stale = leaves(pid);
     assert!(!stale.is_empty(), "kill -9 left nothing to clean up");
-    let ctx2 = busybox_ctx(
-        &t.path().join("ctx2"),
-        "FROM scratch\nADD rootfs.tar /\nRUN echo next\n",
-    );
-    ok(build(&root, &[], &ctx2));
+    // The next build removes them at its start, even with no RUN of its own.
+    let ctx2 = busybox_ctx(&t.path().join("ctx2"), "FROM scratch\nADD rootfs.tar /\n");
+    let r = build(&root, &["--cgroup-parent", &parent], &ctx2);
     let left: Vec<_> = stale.iter().filter(|p| p.exists()).collect();
+    for p in &parents {
+        let _ = std::fs::remove_dir(p);
+    }
+    ok(r);
     assert!(left.is_empty(), "stale cgroups kept: {left:?}");
 }
 

@@ -311,6 +311,8 @@ fn run_build(
         other => bail!("unsupported --network {other:?} (host or none)"),
     };
     opts.resources = resources(&a)?;
+    // Cgroups of RUNs whose rbuild was killed (kill -9) go now, not only at the next RUN.
+    crate::exec::sweep_stale_cgroups(&opts.resources);
     // Secrets given as env=VAR are written to files in here (tmpfs when there is one), removed on return.
     let secret_dir = if a.secret.iter().any(|s| s.contains("env=")) {
         Some(

@@ -11,7 +11,8 @@
 //! - cgroup v2: one leaf. Controllers can only be enabled for a cgroup without processes of its
 //!   own ("no internal processes"), so when rbuild is alone in its cgroup it moves itself into a
 //!   leaf `rbuild-<pid>-self` next to the RUN leaves; otherwise the leaves go under `/rbuild`
-//!   from the hierarchy root, as Docker's cgroupfs driver puts containers under `/docker`.
+//!   from the hierarchy root, as Docker's cgroupfs driver puts containers under `/docker`. In a
+//!   cgroup namespace whose root holds processes, those move into a leaf `rbuild-init` first.
 //! - `--cgroup-parent P`: under `P` from each hierarchy's root.
 //!
 //! Hand-written rather than `cgroups-rs`: what RUN needs is a few file writes, and that crate's
@@ -140,6 +141,41 @@ fn own_path(controller: Option<&str>) -> Option<String> {
     })
 }
 
+/// The mount point of `ctrl`'s v1 hierarchy and the directory RUN leaves go in there.
+fn v1_parent(ctrl: &str, r: &Resources) -> Option<(PathBuf, PathBuf)> {
+    let (mount, mount_root) = v1_mount(ctrl)?;
+    let parent = match &r.cgroup_parent {
+        Some(p) => under(&mount, p),
+        None => {
+            let own = own_path(Some(ctrl)).unwrap_or_default();
+            let rel = own.strip_prefix(mount_root.as_str()).unwrap_or(&own);
+            under(&mount, rel)
+        }
+    };
+    Some((mount, parent))
+}
+
+/// At the start of a build: removes the RUN cgroups that rbuild processes killed earlier
+/// (`kill -9`) left where this build's RUNs would go. Best effort; creating a RUN's cgroup
+/// sweeps its parent as well.
+pub fn sweep_stale(r: &Resources) {
+    if is_v2() {
+        let mount = PathBuf::from(CGROUP_ROOT);
+        let mut parents = vec![mount.join("rbuild")];
+        match &r.cgroup_parent {
+            Some(p) => parents = vec![under(&mount, p)],
+            None => parents.push(under(&mount, &own_path(None).unwrap_or_default())),
+        }
+        parents.iter().for_each(|p| sweep_once(p));
+    } else {
+        for ctrl in ["pids", "devices", "memory", "cpu", "cpuset"] {
+            if let Some((_, parent)) = v1_parent(ctrl, r) {
+                sweep_once(&parent);
+            }
+        }
+    }
+}
+
 /// `base` joined with a cgroup path; `..` and `.` were refused by `Resources::validate`.
 fn under(base: &Path, cgroup_path: &str) -> PathBuf {
     let mut p = base.to_path_buf();
@@ -197,19 +233,11 @@ impl RunCgroup {
         }
         let name = leaf_name();
         for ctrl in wanted {
-            let (mount, mount_root) = v1_mount(ctrl).ok_or_else(|| {
+            let (mount, parent) = v1_parent(ctrl, &r).ok_or_else(|| {
                 ExecError::Cgroup(format!(
                     "no cgroup v1 hierarchy with the {ctrl} controller is mounted"
                 ))
             })?;
-            let parent = match &r.cgroup_parent {
-                Some(p) => under(&mount, p),
-                None => {
-                    let own = own_path(Some(ctrl)).unwrap_or_default();
-                    let rel = own.strip_prefix(mount_root.as_str()).unwrap_or(&own);
-                    under(&mount, rel)
-                }
-            };
             make_chain(&mount, &parent, ctrl == "cpuset")?;
             sweep_once(&parent);
             let dir = parent.join(&name);

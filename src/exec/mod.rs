@@ -34,6 +34,7 @@ mod spec;
 mod stubs;
 mod user;
 
+pub use cgroup::sweep_stale as sweep_stale_cgroups;
 pub use cgroup_limits::{
     parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
 };
