@@ -7,8 +7,9 @@
 //! - cgroup v1 and hybrid hosts: in each v1 hierarchy used (pids, devices, and memory, cpu, cpuset
 //!   when their flags are given), below rbuild's own cgroup of that hierarchy, so any limit on
 //!   rbuild itself still covers its RUNs. The devices hierarchy gets Docker's device allowlist:
-//!   a second layer next to the nodev mounts (see `devices`).
-//! - cgroup v2: one leaf. Controllers can only be enabled for a cgroup without processes of its
+//!   a second layer next to the nodev mounts (see `devices`). A leaf in the unified (v2)
+//!   hierarchy takes the BPF device filter (`cgroup_bpf`) as a third.
+//! - cgroup v2: one leaf, with the BPF device filter. Controllers can only be enabled for a cgroup without processes of its
 //!   own ("no internal processes"), so when rbuild is alone in its cgroup it moves itself into a
 //!   leaf `rbuild-<pid>-self` next to the RUN leaves; otherwise the leaves go under `/rbuild`
 //!   from the hierarchy root, as Docker's cgroupfs driver puts containers under `/docker`. In a
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use super::cgroup_bpf::attach_device_filter;
 use super::cgroup_cleanup::{remove_leaf, sweep_once};
 use super::cgroup_limits::{human, Resources};
 use super::error::ExecError;
@@ -141,6 +143,18 @@ fn own_path(controller: Option<&str>) -> Option<String> {
     })
 }
 
+/// On a hybrid host: rbuild's own cgroup in the unified (v2) hierarchy, where RUN leaves get the
+/// BPF device filter. `None` on a pure v1 host.
+fn unified_parent() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(unescape(mount)))
+    })?;
+    Some(under(&mount, &own_path(None)?))
+}
+
 /// The mount point of `ctrl`'s v1 hierarchy and the directory RUN leaves go in there.
 fn v1_parent(ctrl: &str, r: &Resources) -> Option<(PathBuf, PathBuf)> {
     let (mount, mount_root) = v1_mount(ctrl)?;
@@ -172,6 +186,9 @@ pub fn sweep_stale(r: &Resources) {
             if let Some((_, parent)) = v1_parent(ctrl, r) {
                 sweep_once(&parent);
             }
+        }
+        if let Some(parent) = unified_parent() {
+            sweep_once(&parent);
         }
     }
 }
@@ -247,6 +264,18 @@ impl RunCgroup {
                 v1: Some(ctrl),
             });
             self.write_v1(ctrl, &dir)?;
+        }
+        // Hybrid host: the unified hierarchy takes the BPF device filter as well.
+        if let Some(parent) = unified_parent() {
+            sweep_once(&parent);
+            let dir = parent.join(&name);
+            if make_dir(&dir, false).is_ok() {
+                self.leaves.push(Leaf {
+                    dir: dir.clone(),
+                    v1: Some("unified"),
+                });
+                let _ = attach_device_filter(&dir);
+            }
         }
         Ok(())
     }
@@ -342,6 +371,9 @@ impl RunCgroup {
             dir: dir.clone(),
             v1: None,
         });
+        // Best effort: a parent's own device program may forbid another below it, and the
+        // nodev mounts hold without it.
+        let _ = attach_device_filter(&dir);
         if let Some(n) = r.pids_limit.filter(|n| *n > 0) {
             write(&dir.join("pids.max"), &(n + 1).to_string())?;
         }

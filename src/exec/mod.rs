@@ -14,6 +14,7 @@
 //! container and reports `Interrupted`.
 
 mod cgroup;
+mod cgroup_bpf;
 mod cgroup_cleanup;
 mod cgroup_limits;
 mod container;
