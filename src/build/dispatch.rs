@@ -1153,13 +1153,6 @@ impl<'a> Dispatcher<'a> {
         let cache = self.opts.root.join("cache");
         let locks = cache.join("mount-locks");
         std::fs::create_dir_all(&locks).map_err(|e| BuildError::io(&locks, e))?;
-        // Closed to other host users (issue 16): what a RUN leaves in a cache mount, such as a
-        // setuid binary or a device node, must not be reachable on the host.
-        for d in [cache.clone(), cache.join("mounts")] {
-            std::fs::create_dir_all(&d).map_err(|e| BuildError::io(&d, e))?;
-            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(|e| BuildError::io(&d, e))?;
-        }
         let base = Digest::of_bytes(id.as_bytes()).hex().to_string();
         let open_lock = |name: &str| {
             let p = locks.join(name);
