@@ -32,7 +32,7 @@ pub fn spec(rootfs: &Path, script: &str) -> RunSpec {
 pub fn config() -> ExecConfig {
     ExecConfig {
         helper_exe: PathBuf::from(env!("CARGO_BIN_EXE_rbuild")),
-        cancel: None,
+        ..ExecConfig::default()
     }
 }
 
@@ -43,9 +43,14 @@ pub struct Captured {
 }
 
 pub fn try_run(spec: &RunSpec) -> Result<Captured, ExecError> {
+    try_run_with(spec, &config())
+}
+
+/// `try_run` with an explicit config (resource limits, cancel flag).
+pub fn try_run_with(spec: &RunSpec, config: &ExecConfig) -> Result<Captured, ExecError> {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let outcome = run_with(spec, &config(), &mut |s, b| match s {
+    let outcome = run_with(spec, config, &mut |s, b| match s {
         Stream::Stdout => out.extend_from_slice(b),
         Stream::Stderr => err.extend_from_slice(b),
     })?;

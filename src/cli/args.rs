@@ -154,6 +154,38 @@ pub struct BuildArgs {
     /// How many independent stages may build at once (default: the number of cores)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    // --- RUN resource limits (issue 16; README.md "Resource limits"), as `docker build` ---
+    /// Memory limit of each RUN (e.g. 512m, 2g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit of each RUN; -1 for unlimited swap (default: twice --memory)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPU shares (relative weight) of each RUN
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// CFS period of each RUN, in microseconds
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CFS quota of each RUN, in microseconds per period
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs each RUN may use (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Parent cgroup (from the cgroup root) of the RUN cgroups
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// Ulimit of each RUN: name=soft[:hard] (nofile=1024:2048); repeatable
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm in each RUN (default 64m)
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// Most processes a RUN may have at once; 0 or -1 for no limit (default 2048)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    // --- end of RUN resource limits ---
     /// Build context: a directory, or `-` for a tar on stdin
     pub context: String,
 }

@@ -81,6 +81,9 @@ pub(super) fn run_build(
         "host" | "default" => false,
         other => bail!("unsupported --network {other:?} (host or none)"),
     };
+    opts.resources = resources(&a)?;
+    // Cgroups of RUNs whose rbuild was killed (kill -9) go now, not only at the next RUN.
+    crate::exec::sweep_stale_cgroups(&opts.resources);
     // Secrets given as env=VAR are written to files in here (tmpfs when there is one), removed on return.
     let secret_dir = if a.secret.iter().any(|s| s.contains("env=")) {
         Some(
@@ -299,4 +302,40 @@ fn resolve_epoch(v: &str, context: &ContextSource, opts: &BuildOptions) -> Resul
             bail!("invalid SOURCE_DATE_EPOCH {other:?}: a number of seconds, `git` or `context`")
         }
     }
+}
+
+/// `--memory`, `--cpu-*`, `--ulimit`, `--shm-size`, `--pids-limit`, `--cgroup-parent`.
+fn resources(a: &BuildArgs) -> Result<crate::exec::Resources> {
+    use crate::exec::{parse_size, Resources, Ulimit};
+    let size = |flag: &str, v: &str| parse_size(v).map_err(|e| anyhow!("--{flag}: {e}"));
+    let mut r = Resources::default();
+    if let Some(m) = &a.memory {
+        r.memory = Some(size("memory", m)?);
+    }
+    if let Some(s) = &a.memory_swap {
+        r.memory_swap = Some(if s.trim() == "-1" {
+            -1
+        } else {
+            i64::try_from(size("memory-swap", s)?)
+                .map_err(|_| anyhow!("--memory-swap: too large"))?
+        });
+    }
+    r.cpu_shares = a.cpu_shares;
+    r.cpu_period = a.cpu_period;
+    r.cpu_quota = a.cpu_quota;
+    r.cpuset_cpus = a.cpuset_cpus.clone();
+    r.cgroup_parent = a.cgroup_parent.clone();
+    r.ulimits = a
+        .ulimit
+        .iter()
+        .map(|u| Ulimit::parse(u))
+        .collect::<Result<_, _>>()?;
+    if let Some(s) = &a.shm_size {
+        r.shm_size = size("shm-size", s)?;
+    }
+    if let Some(n) = a.pids_limit {
+        r.pids_limit = (n > 0).then_some(n);
+    }
+    r.validate()?;
+    Ok(r)
 }

@@ -8,6 +8,7 @@ use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use rustix::fs::Mode;
 
+use super::cgroup_limits::Ulimit;
 use super::error::ExecError;
 use super::launch;
 use super::privileges;
@@ -37,6 +38,8 @@ fn start(req: &HelperRequest) -> Result<Infallible, ExecError> {
     stdin_from_dev_null()?;
     enter_workdir(&req.spec.workdir)?;
     let filters = seccomp::programs()?;
+    // While CAP_SYS_RESOURCE is still held: a --ulimit may raise a hard limit.
+    set_ulimits(&req.resources.ulimits)?;
     privileges::drop_to(req.uid, req.gid, &req.groups)?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| ExecError::io("unblock signals", e))?;
@@ -46,6 +49,30 @@ fn start(req: &HelperRequest) -> Result<Infallible, ExecError> {
     // The status pipe stays open until execve succeeds, so a failed exec is reported.
     close_fds_from(STATUS_FD as u32, libc::CLOSE_RANGE_CLOEXEC)?;
     launch::exec(&req.spec.argv, &req.spec.env)
+}
+
+fn set_ulimits(ulimits: &[Ulimit]) -> Result<(), ExecError> {
+    for u in ulimits {
+        let Some(resource) = Ulimit::resource_of(&u.name) else {
+            return Err(ExecError::InvalidSpec(format!(
+                "unknown ulimit {:?}",
+                u.name
+            )));
+        };
+        let limit = libc::rlimit {
+            rlim_cur: u.soft,
+            rlim_max: u.hard,
+        };
+        // SAFETY: setrlimit on this process with a valid resource number and a filled rlimit;
+        // nix's Resource enum cannot be built from a number, hence libc.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(ExecError::io(
+                format!("--ulimit {}={}:{}", u.name, u.soft, u.hard),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn close_fds_from(first: u32, flags: libc::c_uint) -> Result<(), ExecError> {

@@ -2,20 +2,30 @@
 //! planted symlinks such as `/dev/null -> /proc/sys/kernel/core_pattern`, is hidden
 //! under it; SECURITY D4) with Docker's standard nodes, devpts, /dev/shm and the
 //! /proc/self/fd symlinks.
+//!
+//! Devices (issue 16, README.md "Devices"): that tmpfs is `nodev`, like the rootfs and every
+//! `RUN --mount`, so a node the RUN makes with mknod (it keeps CAP_MKNOD; the node still goes
+//! into the layer) or finds in an archive, a base layer or a cache cannot be opened. The
+//! standard nodes are bind-mounted from a small staging tmpfs that is mounted without `nodev`,
+//! filled, made read-only and detached; nothing can be added to it. On cgroup v1 and hybrid
+//! hosts the v1 devices controller enforces the same allowlist as a second layer (`cgroup`).
 
 use std::fs::File;
 use std::os::fd::AsFd;
 
-use nix::mount::MsFlags;
+use nix::mount::{MntFlags, MsFlags};
 use pathrs::flags::OpenFlags;
 use pathrs::Root;
-use rustix::fs::{makedev, FileType, Mode, OFlags};
+use rustix::fs::{makedev, AtFlags, FileType, Mode, OFlags};
 
 use super::error::ExecError;
-use super::fdmount::{mount_on, mount_point};
+use super::fdmount::{fd_path, mount_on, mount_point};
 use super::stubs::StubKind;
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Staging directory for the standard nodes, gone before the command runs.
+const STAGING: &str = ".rbuild-nodes";
 
 /// (name, major, minor): Docker's default device set.
 const NODES: [(&str, u32, u32); 6] = [
@@ -36,15 +46,16 @@ const SYMLINKS: [(&str, &str); 6] = [
     ("core", "/proc/kcore"),
 ];
 
-/// Mounts and fills `/dev`; returns its directory fd (our tmpfs, verified).
-pub(crate) fn mount_dev(root: &Root) -> Result<File, ExecError> {
+/// Mounts and fills `/dev` (`/dev/shm` gets `shm_size` bytes); returns its directory fd
+/// (our tmpfs, verified).
+pub(crate) fn mount_dev(root: &Root, shm_size: u64) -> Result<File, ExecError> {
     let target = mount_point(root, "/dev", StubKind::Dir)?;
     mount_on(
         "/dev",
         Some("tmpfs"),
         &target,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     drop(target);
@@ -61,17 +72,7 @@ pub(crate) fn mount_dev(root: &Root) -> Result<File, ExecError> {
         ));
     }
     let io = |what: &str, e: rustix::io::Errno| ExecError::io(format!("/dev/{what}"), e);
-    for (name, major, minor) in NODES {
-        let mode = Mode::from_raw_mode(0o666);
-        rustix::fs::mknodat(
-            &dev,
-            name,
-            FileType::CharacterDevice,
-            mode,
-            makedev(major, minor),
-        )
-        .map_err(|e| io(name, e))?;
-    }
+    standard_nodes(&dev)?;
     for (name, target) in SYMLINKS {
         rustix::fs::symlinkat(target, &dev, name).map_err(|e| io(name, e))?;
     }
@@ -102,7 +103,7 @@ pub(crate) fn mount_dev(root: &Root) -> Result<File, ExecError> {
         sub("shm")?,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={shm_size}")),
     )?;
     mount_on(
         "/dev/mqueue",
@@ -113,6 +114,82 @@ pub(crate) fn mount_dev(root: &Root) -> Result<File, ExecError> {
         None,
     )?;
     Ok(dev)
+}
+
+/// Makes Docker's standard nodes in a staging tmpfs (without nodev), seals it read-only and
+/// bind-mounts each node onto a file in `/dev`; then detaches the staging mount.
+fn standard_nodes(dev: &File) -> Result<(), ExecError> {
+    let io = |what: &str, e: rustix::io::Errno| ExecError::io(format!("/dev/{what}"), e);
+    let open_dir = |dir: &File, name: &str| {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(name, e))
+    };
+    rustix::fs::mkdirat(dev, STAGING, Mode::from_raw_mode(0o700)).map_err(|e| io(STAGING, e))?;
+    let mount_point = open_dir(dev, STAGING)?;
+    mount_on(
+        "/dev staging",
+        Some("tmpfs"),
+        &mount_point,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=700,size=4k,nr_inodes=16"),
+    )?;
+    drop(mount_point);
+    // Opened after the mount: this fd is the staging tmpfs's root, not the directory below.
+    let staging = File::from(open_dir(dev, STAGING)?);
+    for (name, major, minor) in NODES {
+        rustix::fs::mknodat(
+            &staging,
+            name,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| io(name, e))?;
+    }
+    mount_on(
+        "/dev staging (read-only)",
+        None,
+        &staging,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    for (name, _, _) in NODES {
+        let node = rustix::fs::openat(
+            &staging,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(name, e))?;
+        let stub = rustix::fs::openat(
+            dev,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(|e| io(name, e))?;
+        let src = fd_path(node.as_fd());
+        mount_on(
+            &format!("/dev/{name}"),
+            Some(&src),
+            &stub,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    let path = fd_path(staging.as_fd());
+    nix::mount::umount2(path.as_str(), MntFlags::MNT_DETACH)
+        .map_err(|e| ExecError::io("detach /dev staging", e))?;
+    drop(staging);
+    rustix::fs::unlinkat(dev, STAGING, AtFlags::REMOVEDIR).map_err(|e| io(STAGING, e))
 }
 
 /// An O_PATH fd of our `/dev/null` (for masking files), checked to be the 1:3 device.

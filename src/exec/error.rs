@@ -48,6 +48,15 @@ pub enum ExecError {
 
     #[error("RUN helper failed: {0}")]
     Helper(String),
+
+    /// Creating, joining or removing the RUN's cgroup failed.
+    #[error("RUN cgroup: {0}")]
+    Cgroup(String),
+
+    /// The command failed and the kernel reports that a resource limit stopped it; the text
+    /// names the limit and its flag.
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 impl ExecError {

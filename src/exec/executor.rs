@@ -4,7 +4,7 @@
 //! decides where (and whether) the root is mounted, so one that runs elsewhere (a VM, a remote
 //! machine, a user namespace) fits behind the same call. docs/ARCHITECTURE.md says how.
 
-use crate::exec::{run_with, ExecConfig, ExecError, RunOutcome, RunSpec, Stream};
+use crate::exec::{run_with, ExecConfig, ExecError, Resources, RunOutcome, RunSpec, Stream};
 use crate::snapshot::{mount_fresh, MountSpec};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +30,8 @@ pub trait Executor: Send + Sync {
 pub struct NamespaceExecutor {
     pub mount_dir: PathBuf,
     pub helper_exe: PathBuf,
+    /// Resource limits of every run (cgroup, ulimits, /dev/shm).
+    pub resources: Resources,
 }
 
 impl NamespaceExecutor {
@@ -37,6 +39,7 @@ impl NamespaceExecutor {
         NamespaceExecutor {
             mount_dir,
             helper_exe: ExecConfig::default().helper_exe,
+            resources: Resources::default(),
         }
     }
 }
@@ -56,6 +59,7 @@ impl Executor for NamespaceExecutor {
         let config = ExecConfig {
             helper_exe: self.helper_exe.clone(),
             cancel,
+            resources: self.resources.clone(),
         };
         let outcome = run_with(&spec, &config, output);
         root.unmount()

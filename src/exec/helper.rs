@@ -68,6 +68,9 @@ fn supervise(status: &StatusPipe) -> Result<Status, ExecError> {
     let request: HelperRequest = serde_json::from_reader(std::io::stdin().lock())
         .map_err(|e| ExecError::Helper(format!("decode request: {e}")))?;
 
+    // Before the fork: the container and everything it starts inherit the cgroups.
+    super::cgroup::join(&request.cgroups)?;
+
     let mut supervised = SigSet::empty();
     for s in SUPERVISED {
         supervised.add(s);

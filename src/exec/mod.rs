@@ -13,6 +13,10 @@
 //! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
 //! container and reports `Interrupted`.
 
+mod cgroup;
+mod cgroup_bpf;
+mod cgroup_cleanup;
+mod cgroup_limits;
 mod container;
 mod devices;
 mod error;
@@ -32,6 +36,10 @@ mod spec;
 mod stubs;
 mod user;
 
+pub use cgroup::sweep_stale as sweep_stale_cgroups;
+pub use cgroup_limits::{
+    parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
+};
 pub use error::ExecError;
 pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;

@@ -25,6 +25,10 @@ pub(crate) struct HelperRequest {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// Ulimits and the /dev/shm size for the container init.
+    pub resources: crate::exec::cgroup_limits::Resources,
+    /// `cgroup.procs` files of the RUN's cgroups; the helper joins them before forking.
+    pub cgroups: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use pathrs::error::ErrorKind;
 use pathrs::Root;
 use rustix::fs::{FileType, Mode, OFlags};
 
+use super::cgroup_limits::DEFAULT_TMPFS_SIZE;
 use super::devices::{dev_null, mount_dev};
 use super::error::ExecError;
 use super::etc_files;
@@ -64,9 +65,19 @@ pub(crate) fn setup(req: &HelperRequest) -> Result<(), ExecError> {
         None::<&str>,
     )
     .map_err(|e| ExecError::io(format!("bind {} onto itself", rootfs.display()), e))?;
+    // nodev: a device node in the image, an ADD archive or made by mknod in the RUN stays
+    // unopenable (it still goes into the layer). Not nosuid: setuid programs of the image work.
+    nix::mount::mount(
+        None::<&str>,
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(|e| ExecError::io(format!("remount {} nodev", rootfs.display()), e))?;
     let root = Root::open(rootfs).map_err(|e| ExecError::path(rootfs, e))?;
 
-    let dev = mount_dev(&root)?;
+    let dev = mount_dev(&root, req.resources.shm_size)?;
     let hostname = if spec.hostname.is_empty() {
         "buildkitsandbox"
     } else {
@@ -213,19 +224,20 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
                 }
                 _ => StubKind::File,
             };
-            let extra = if *readonly {
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV
-            } else {
-                MsFlags::empty()
-            };
-            bind(root, &src, target, kind, *readonly, extra)
+            // Cache mounts and read-write binds too: nothing the RUN leaves there (a setuid
+            // binary, a device node) works in a later RUN either.
+            bind(
+                root,
+                &src,
+                target,
+                kind,
+                *readonly,
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            )
         }
         MountKind::Tmpfs { size } => {
             let t = super::fdmount::mount_point(root, target, StubKind::Dir)?;
-            let data = match size {
-                Some(n) => format!("mode=1777,size={n}"),
-                None => "mode=1777".to_string(),
-            };
+            let data = format!("mode=1777,size={}", size.unwrap_or(DEFAULT_TMPFS_SIZE));
             mount_on(
                 target,
                 Some("tmpfs"),

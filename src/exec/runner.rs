@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::cgroup::RunCgroup;
 use super::error::ExecError;
 use super::protocol::{parse_statuses, HelperRequest, Status, HELPER_ARG, STATUS_FD};
 use super::sealed_exe::sealed_path;
@@ -33,22 +34,37 @@ pub fn run_with(
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<RunOutcome, ExecError> {
     validate(spec)?;
+    config.resources.validate()?;
     let (uid, gid, groups) = resolve_user(&spec.rootfs, spec.user.as_deref().unwrap_or("0"))?;
+    let cgroup = RunCgroup::create(&config.resources)?;
     let request = HelperRequest {
         spec: spec.clone(),
         uid,
         gid,
         groups,
+        resources: config.resources.clone(),
+        cgroups: cgroup.procs_files(),
     };
     let mut stubs = MountStubs::new(&spec.rootfs)?;
     let result = mount_points(spec)
         .into_iter()
         .try_for_each(|(path, kind)| stubs.ensure(&path, kind))
         .and_then(|()| run_helper(&request, config, output));
-    // Always runs: the mounts lived in the helper's namespace and are gone by now.
+    // A failed command may have been stopped by a limit: say which, rather than only its exit.
+    let limit = match &result {
+        Ok(outcome) if !outcome.success() => cgroup.exceeded(),
+        _ => None,
+    };
+    // Always run: the mounts lived in the helper's namespace and are gone by now, and every
+    // process of the RUN died with its PID 1.
+    let cgroup_cleanup = cgroup.remove();
     let cleanup = stubs.remove();
     let outcome = result?;
+    if let Some(msg) = limit {
+        return Err(ExecError::LimitExceeded(msg));
+    }
     cleanup?;
+    cgroup_cleanup?;
     Ok(outcome)
 }
 

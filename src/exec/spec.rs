@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::cgroup_limits::Resources;
+
 /// One RUN step to execute in a fresh set of namespaces over `rootfs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -47,9 +49,10 @@ pub struct Mount {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
-    /// Bind a host path the caller prepared (and already confined) onto `target`.
+    /// Bind a host path the caller prepared (and already confined) onto `target`; always
+    /// nosuid and nodev (cache mounts are binds too).
     Bind { source: PathBuf, readonly: bool },
-    /// A fresh tmpfs; `size` in bytes.
+    /// A fresh tmpfs (nosuid, nodev); `size` in bytes, `DEFAULT_TMPFS_SIZE` when `None`.
     Tmpfs { size: Option<u64> },
     /// A read-only file at `target` holding a copy of `source`, owned `uid:gid` with `mode`.
     Secret {
@@ -91,6 +94,8 @@ pub struct ExecConfig {
     /// When set to `true` while running, the container is killed and `run` returns
     /// `ExecError::Interrupted`. The CLI sets it from its SIGINT/SIGTERM handler.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Resource limits (cgroup, ulimits, /dev/shm size) of the RUN.
+    pub resources: Resources,
 }
 
 impl Default for ExecConfig {
@@ -98,6 +103,7 @@ impl Default for ExecConfig {
         ExecConfig {
             helper_exe: PathBuf::from("/proc/self/exe"),
             cancel: None,
+            resources: Resources::default(),
         }
     }
 }

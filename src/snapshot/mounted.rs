@@ -91,11 +91,15 @@ fn mount_all(
 /// so it happens in a short-lived forked child; the child shares our mount namespace, so its
 /// mount is ours, and no other thread of this process ever sees a changed working directory.
 fn mount_one(spec: &MountSpec, target: &Path) -> Result<Mounted, SnapshotError> {
-    let mut flags = MsFlags::empty();
+    // nodev always: a device node from a layer, an archive or a RUN's mknod is data here,
+    // never a way to a host device (issue 16; README.md "Devices"). Read-only views are
+    // also nosuid: nothing runs from them but a RUN's bind mount, which is nosuid as well.
+    // (A plain bind ignores these flags; the RUN's rootfs is remounted nodev in `exec::rootfs`.)
+    let mut flags = MsFlags::MS_NODEV;
     let mut data = Vec::new();
     for o in &spec.options {
         match o.as_str() {
-            "ro" => flags |= MsFlags::MS_RDONLY,
+            "ro" => flags |= MsFlags::MS_RDONLY | MsFlags::MS_NOSUID,
             "bind" => flags |= MsFlags::MS_BIND,
             "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
             other => data.push(other),

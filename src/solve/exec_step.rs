@@ -129,6 +129,7 @@ impl Solver<'_> {
                 )
                 .map_err(|e| match e {
                     ExecError::Interrupted => BuildError::Interrupted,
+                    e @ ExecError::LimitExceeded(_) => self.step_error(line, e.to_string()),
                     e => self.step_error(line, format!("RUN failed to start: {e}")),
                 })?;
             if outcome.exit_code != 0 {

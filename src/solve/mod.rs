@@ -86,7 +86,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             .and_then(|s| s.parse::<i64>().ok())
     });
     let cancel = opts.cancel.clone().unwrap_or_default();
-    let executor = NamespaceExecutor::new(scratch.path().to_path_buf());
+    let executor = NamespaceExecutor {
+        resources: opts.resources.clone(),
+        ..NamespaceExecutor::new(scratch.path().to_path_buf())
+    };
     let ctx = solver::Solver {
         opts,
         epoch,

@@ -69,6 +69,8 @@ pub struct BuildOptions {
     pub rewrite_timestamp: bool,
     pub secrets: BTreeMap<String, PathBuf>,
     pub network_none: bool,
+    /// Resource limits of every RUN (cgroup, ulimits, /dev/shm).
+    pub resources: crate::exec::Resources,
     pub progress: Progress,
     pub explain_cache: bool,
     /// Registry access (insecure hosts, config.json location) for pulls, pushes and the cache.
@@ -104,6 +106,7 @@ impl BuildOptions {
             rewrite_timestamp: true,
             secrets: BTreeMap::new(),
             network_none: false,
+            resources: crate::exec::Resources::default(),
             progress: Progress::Plain,
             explain_cache: false,
             registry: crate::registry::RegistryConfig::default(),

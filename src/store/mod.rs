@@ -131,8 +131,31 @@ impl Store {
         ] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
+        store.close_cache_dirs()?;
         fsutil::clean_stale_tmp(&store.tmp_dir())?;
         Ok(store)
+    }
+
+    /// `<root>/cache` and `<root>/cache/mounts` are 0700: what a RUN leaves in a cache mount (a
+    /// setuid binary, a device node) must not be reachable by other users of the host (issue 16).
+    /// A reader without the right to chmod (another user opening the store) leaves them as they are.
+    fn close_cache_dirs(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = self.root.join("cache");
+        for dir in [cache.clone(), cache.join("mounts")] {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let mode = std::fs::metadata(&dir)
+                .map_err(io_err(&dir))?
+                .permissions()
+                .mode();
+            if mode & 0o777 != 0o700 {
+                match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                    r => r.map_err(io_err(&dir))?,
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
