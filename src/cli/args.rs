@@ -25,6 +25,15 @@ pub struct Cli {
     )]
     pub insecure_registry: Vec<String>,
 
+    /// Overall deadline in seconds for one registry transfer (a manifest, a blob with its
+    /// resumes, an upload); 0 disables it [default: 3600]
+    #[arg(
+        long = "registry-timeout",
+        global = true,
+        env = "RBUILD_REGISTRY_TIMEOUT"
+    )]
+    pub registry_timeout: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let registry = crate::registry::RegistryConfig {
         insecure: cli.insecure_registry.clone(),
         docker_config: None,
+        transfer_deadline: cli.registry_timeout.map(std::time::Duration::from_secs),
     };
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.

@@ -36,6 +36,11 @@ use std::path::PathBuf;
 pub enum RegistryError {
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
+    #[error(
+        "{url}: transfer not finished within its {}s deadline (--registry-timeout)",
+        secs
+    )]
+    Deadline { url: String, secs: u64 },
     #[error("{url}: access denied (HTTP {status}): {tried}")]
     Unauthorized {
         url: String,
