@@ -15,6 +15,8 @@
 //! * malformed whiteouts (`.wh.`, `.wh..`, `.wh...`) are rejected; a whiteout's target is always
 //!   a direct child of its (in-root resolved) directory, so it cannot leave the root;
 //! * truncated archives are errors, and `max_bytes` caps the decompressed tar bytes read.
+//! * `limits` (`layer/limits.rs`) caps what the archive expands to, sparse holes included, and
+//!   keeps a free-space margin; each entry is counted before it is created (archive bombs).
 //!
 //! [`WhiteoutMode::None`] is for `ADD` of an archive: archives are not layers, so `.wh.*` names
 //! are extracted as the ordinary files they are (what Docker's classic `ADD`/`Untar` does).
