@@ -142,32 +142,43 @@ fn gnu_and_pax_sparse_entries_count_their_holes() {
 
 #[test]
 fn the_free_space_margin_is_kept() {
+    // A 16 MiB tmpfs: the default margin there is 5% of it (0.8 MiB), so a 15.5 MiB file that
+    // would fit is refused, naming the space; with no margin it extracts.
     let t = tempfile::tempdir().unwrap();
-    let root = t.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let st = rustix::fs::statvfs(&root).unwrap();
-    let avail = st.f_bavail * st.f_frsize;
-    // A margin that leaves room for less than the 1 KiB file: refused, naming the space.
+    let mnt = t.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs (needs root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let tar = tar_with_bomb(31 << 19);
     let limits = Limits {
         max_expanded: None,
-        min_free: avail.saturating_sub(512),
+        min_free: rbuild::layer::limits::DEFAULT_MIN_FREE,
     };
-    let tar = tar_with_bomb(0);
-    let r = apply(Cursor::new(tar.clone()), &root, &opts(limits));
+    let r = apply(Cursor::new(tar.clone()), &mnt, &opts(limits));
     match r {
         Err(LayerError::TooLarge {
             why: Exceeded::Space { margin, .. },
             ref entry,
         }) => {
-            assert_eq!(margin, limits.min_free);
-            assert_eq!(entry, "small");
+            assert_eq!(margin, (16 << 20) / 20);
+            assert_eq!(entry, "bomb");
             let msg = r.as_ref().unwrap_err().to_string();
             assert!(msg.contains("--min-free-space"), "{msg}");
         }
         other => panic!("expected the margin to hold, got {other:?}"),
     }
-    assert!(!root.join("small").exists());
-    // With no margin the same archive extracts.
-    apply(Cursor::new(tar), &root, &opts(Limits::none())).unwrap();
-    assert!(root.join("small").exists());
+    assert!(!mnt.join("bomb").exists(), "refused before it was written");
+    apply(Cursor::new(tar), &mnt, &opts(Limits::none())).unwrap();
+    assert_eq!(std::fs::metadata(mnt.join("bomb")).unwrap().len(), 31 << 19);
 }

@@ -170,7 +170,11 @@ fn image(foreign_urls: Option<String>) -> Image {
     h.set_mtime(0);
     h.set_cksum();
     tar.append_data(&mut h, "hello", &b"world\n"[..]).unwrap();
-    let layer = tar.into_inner().unwrap();
+    image_with_layer(tar.into_inner().unwrap(), foreign_urls)
+}
+
+/// An image whose one uncompressed layer is `layer`.
+fn image_with_layer(layer: Vec<u8>, foreign_urls: Option<String>) -> Image {
     let diff = Digest::of_bytes(&layer);
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
@@ -797,5 +801,52 @@ fn r14_a_dripping_registry_fails_the_pull_at_the_transfer_deadline() {
     // No resume after the deadline: one request for the layer, and no partial blob kept.
     let layer_gets = reg.seen().iter().filter(|s| s.path == layer_path).count();
     assert_eq!(layer_gets, 1, "{:?}", reg.seen());
+    assert_store_consistent(&root);
+}
+
+#[test]
+fn r15_a_pulled_sparse_bomb_layer_is_refused_and_not_kept() {
+    // A few KiB of GNU sparse tar that expands to 256 MiB, under a 16 MiB cap.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::File::create(src.join("hole"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let tar_path = t.path().join("bomb.tar");
+    sh(std::process::Command::new("tar")
+        .args(["--format=gnu", "--sparse", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tar_path)
+        .arg("hole"));
+    let img = Arc::new(image_with_layer(std::fs::read(&tar_path).unwrap(), None));
+    let i2 = img.clone();
+    let reg = Fake::start(move |s, _| serve_image(&i2, s).unwrap_or_else(|| resp(404, "")));
+    let cfg = docker_config(t.path(), "elsewhere.example");
+    let root = t.path().join("root");
+    let r = rbuild_env(
+        &root,
+        &["pull", &format!("{}/t/img:1", reg.addr())],
+        &[
+            ("DOCKER_CONFIG", cfg.to_str().unwrap()),
+            ("RBUILD_MAX_EXPANDED_SIZE", "16m"),
+        ],
+    );
+    assert_ne!(r.status, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("expands to more than 16777216 bytes"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&Digest::of_bytes(&img.layer).to_string()),
+        "names the layer: {}",
+        r.stderr
+    );
+    let images = ok(rbuild(&root, &["images", "-q"]));
+    assert!(images.stdout.trim().is_empty(), "{}", images.stdout);
+    assert_nothing_mounted_under(&root);
     assert_store_consistent(&root);
 }

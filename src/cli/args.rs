@@ -39,7 +39,8 @@ pub struct Cli {
     #[arg(long = "max-expanded-size", global = true, env = "RBUILD_MAX_EXPANDED_SIZE", value_parser = parse_byte_size)]
     pub max_expanded_size: Option<u64>,
 
-    /// Free space an extraction must leave on its filesystem; 0 disables the check [default: 512m]
+    /// Free space an extraction must leave on its filesystem (at most 5% of it); 0 disables the
+    /// check [default: 512m]
     #[arg(long = "min-free-space", global = true, env = "RBUILD_MIN_FREE_SPACE", value_parser = parse_byte_size)]
     pub min_free_space: Option<u64>,
 

@@ -5,7 +5,8 @@
 //!   with its holes, as extraction writes them out) plus 512 bytes per entry (its header, so a
 //!   flood of empty files counts too);
 //! * a free-space margin: what the archive expands to must leave at least this much free on the
-//!   destination's filesystem (`statvfs` when extraction starts).
+//!   destination's filesystem (`statvfs` when extraction starts), or 5% of that filesystem's
+//!   size when that is less (a small tmpfs is not refused everything).
 //!
 //! The CLI sets them once per process ([`configure`]: `--max-expanded-size`,
 //! `--min-free-space`); [`Limits::default`] is what was configured, else the defaults below.
@@ -17,6 +18,13 @@ use std::sync::OnceLock;
 pub const DEFAULT_MAX_EXPANDED: u64 = 64 << 30;
 /// Default free space an extraction must leave on its filesystem: 512 MiB.
 pub const DEFAULT_MIN_FREE: u64 = 512 << 20;
+/// The margin never exceeds this share of the filesystem's size (1/20 = 5%).
+const MAX_MARGIN_SHARE: u64 = 20;
+
+/// The margin kept on a filesystem of `fs_size` bytes when `min_free` is asked for.
+pub fn effective_margin(min_free: u64, fs_size: u64) -> u64 {
+    min_free.min(fs_size / MAX_MARGIN_SHARE)
+}
 /// What one entry costs besides its data (its tar header).
 pub const ENTRY_COST: u64 = 512;
 
@@ -60,7 +68,7 @@ impl Limits {
 pub enum Exceeded {
     /// The expanded size would pass `cap`.
     Cap { cap: u64 },
-    /// Less than `margin` would be left free (`avail` was free when extraction started).
+    /// Less than `margin` would be left (`avail` was free when extraction started).
     Space { avail: u64, margin: u64 },
 }
 
@@ -74,8 +82,8 @@ impl std::fmt::Display for Exceeded {
             ),
             Exceeded::Space { avail, margin } => write!(
                 f,
-                "expanding it would leave less than {margin} bytes free on the destination's \
-                 filesystem ({avail} bytes free; --min-free-space)"
+                "would leave less than {margin} bytes free on the destination's filesystem \
+                 ({avail} bytes were free; --min-free-space)"
             ),
         }
     }
@@ -84,23 +92,26 @@ impl std::fmt::Display for Exceeded {
 /// The running count of one extraction against its limits.
 pub(crate) struct Budget {
     limits: Limits,
-    /// Free bytes on the destination's filesystem at the start (when a margin is set).
-    avail: Option<u64>,
+    /// Free bytes on the destination's filesystem at the start and the margin to keep there
+    /// (when a margin is set).
+    space: Option<(u64, u64)>,
     used: u64,
 }
 
 impl Budget {
     /// Starts counting for an extraction into `dest`.
     pub(crate) fn new(limits: Limits, dest: impl AsFd) -> std::io::Result<Budget> {
-        let avail = if limits.min_free > 0 {
+        let space = if limits.min_free > 0 {
             let st = rustix::fs::fstatvfs(dest)?;
-            Some(st.f_bavail.saturating_mul(st.f_frsize))
+            let avail = st.f_bavail.saturating_mul(st.f_frsize);
+            let size = st.f_blocks.saturating_mul(st.f_frsize);
+            Some((avail, effective_margin(limits.min_free, size)))
         } else {
             None
         };
         Ok(Budget {
             limits,
-            avail,
+            space,
             used: 0,
         })
     }
@@ -114,8 +125,7 @@ impl Budget {
                 return Err(Exceeded::Cap { cap });
             }
         }
-        if let Some(avail) = self.avail {
-            let margin = self.limits.min_free;
+        if let Some((avail, margin)) = self.space {
             if self.used > avail.saturating_sub(margin) {
                 return Err(Exceeded::Space { avail, margin });
             }
@@ -152,14 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn margin_uses_the_destinations_free_space() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = std::fs::File::open(dir.path()).unwrap();
-        let limits = Limits {
-            max_expanded: None,
-            min_free: u64::MAX / 2,
-        };
-        let mut b = Budget::new(limits, &f).unwrap();
-        assert!(matches!(b.take(1), Err(Exceeded::Space { .. })));
+    fn margin_is_at_most_a_twentieth_of_the_filesystem() {
+        assert_eq!(
+            effective_margin(DEFAULT_MIN_FREE, 100 << 30),
+            DEFAULT_MIN_FREE
+        );
+        assert_eq!(
+            effective_margin(DEFAULT_MIN_FREE, 16 << 20),
+            (16 << 20) / 20
+        );
+        assert_eq!(effective_margin(0, 100 << 30), 0);
     }
 }
