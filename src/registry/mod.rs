@@ -22,6 +22,7 @@ pub mod host;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod url;
 
 pub use client::Client;
 pub use host::{Host, RegistryConfig};
