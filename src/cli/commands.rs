@@ -38,16 +38,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         transfer_deadline: cli.registry_timeout.map(std::time::Duration::from_secs),
     };
     // Archive-bomb limits for every extraction in this process (layer/limits.rs).
-    crate::layer::limits::configure(crate::layer::Limits {
-        max_expanded: match cli.max_expanded_size {
-            Some(0) => None,
-            Some(n) => Some(n),
-            None => Some(crate::layer::limits::DEFAULT_MAX_EXPANDED),
-        },
-        min_free: cli
-            .min_free_space
-            .unwrap_or(crate::layer::limits::DEFAULT_MIN_FREE),
-    });
+    crate::layer::limits::configure(crate::layer::Limits::from_flags(
+        cli.max_expanded_size,
+        cli.min_free_space,
+    ));
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()

@@ -46,14 +46,23 @@ pub fn configure(limits: Limits) {
 
 impl Default for Limits {
     fn default() -> Self {
-        *CONFIGURED.get_or_init(|| Limits {
-            max_expanded: Some(DEFAULT_MAX_EXPANDED),
-            min_free: DEFAULT_MIN_FREE,
-        })
+        *CONFIGURED.get_or_init(|| Limits::from_flags(None, None))
     }
 }
 
 impl Limits {
+    /// From `--max-expanded-size` and `--min-free-space`: unset means the default, 0 none.
+    pub fn from_flags(max_expanded: Option<u64>, min_free: Option<u64>) -> Limits {
+        Limits {
+            max_expanded: match max_expanded {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => Some(DEFAULT_MAX_EXPANDED),
+            },
+            min_free: min_free.unwrap_or(DEFAULT_MIN_FREE),
+        }
+    }
+
     /// No limit at all.
     pub fn none() -> Limits {
         Limits {
