@@ -83,6 +83,7 @@ fn add(archive: &Path, dest: &Path) {
         whiteouts: WhiteoutMode::None,
         max_bytes: None,
         same_owner: true,
+        limits: Default::default(),
     };
     let done = layer::extract_if_archive(archive, dest, Path::new("/"), &opts).expect("extract");
     assert!(done, "{} is not an archive", archive.display());

@@ -141,6 +141,7 @@ impl Fx {
                 whiteouts: mode,
                 max_bytes: None,
                 same_owner: true,
+                limits: Default::default(),
             },
         )
     }
@@ -688,6 +689,7 @@ fn a17_size_cap() {
         whiteouts: WhiteoutMode::Apply,
         max_bytes: Some(1 << 20),
         same_owner: true,
+        limits: Default::default(),
     };
     let r = apply(Cursor::new(big.clone()), &fx.root, &opts);
     assert!(

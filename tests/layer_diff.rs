@@ -284,6 +284,7 @@ fn round_trip_through_apply_overlay_and_mount() {
         whiteouts: WhiteoutMode::Overlay,
         max_bytes: None,
         same_owner: true,
+        limits: Default::default(),
     };
     apply(&mut hashing, &copy.diff_dir(), &opts).unwrap();
     let (_, applied_diff_id, _) = hashing.finish();
@@ -311,6 +312,7 @@ fn round_trip_through_apply_overlay_and_mount() {
         whiteouts: WhiteoutMode::Apply,
         max_bytes: None,
         same_owner: true,
+        limits: Default::default(),
     };
     for snap in [&base, &child] {
         let (tar_bytes, _) = layer(&snap.diff_dir(), Compression::Uncompressed, None);

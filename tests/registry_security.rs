@@ -26,6 +26,8 @@ struct Resp {
     body: Vec<u8>,
     /// Send only this many body bytes, then drop the connection. Status 0: drop it at once.
     cut_at: Option<usize>,
+    /// Send the body one byte per second (up to `cut_at`), as a server holding a pull open would.
+    drip: bool,
 }
 
 fn resp(status: u16, body: impl Into<Vec<u8>>) -> Resp {
@@ -34,6 +36,7 @@ fn resp(status: u16, body: impl Into<Vec<u8>>) -> Resp {
         headers: Vec::new(),
         body: body.into(),
         cut_at: None,
+        drip: false,
     }
 }
 
@@ -122,7 +125,17 @@ impl Fake {
                     let _ = out.write_all(head.as_bytes());
                     if seen.method != "HEAD" {
                         let end = r.cut_at.unwrap_or(r.body.len());
-                        let _ = out.write_all(&r.body[..end]);
+                        if r.drip {
+                            for b in &r.body[..end] {
+                                let _ = out.flush();
+                                std::thread::sleep(std::time::Duration::from_secs(1));
+                                if out.write_all(&[*b]).is_err() {
+                                    break;
+                                }
+                            }
+                        } else {
+                            let _ = out.write_all(&r.body[..end]);
+                        }
                     }
                     let _ = out.flush();
                 });
@@ -157,7 +170,11 @@ fn image(foreign_urls: Option<String>) -> Image {
     h.set_mtime(0);
     h.set_cksum();
     tar.append_data(&mut h, "hello", &b"world\n"[..]).unwrap();
-    let layer = tar.into_inner().unwrap();
+    image_with_layer(tar.into_inner().unwrap(), foreign_urls)
+}
+
+/// An image whose one uncompressed layer is `layer`.
+fn image_with_layer(layer: Vec<u8>, foreign_urls: Option<String>) -> Image {
     let diff = Digest::of_bytes(&layer);
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
@@ -737,4 +754,99 @@ fn r13_interrupted_chunked_push_resumes_from_the_registry_offset() {
     assert!(e.contains("HTTP 500"), "{e}");
     let patches = reg.seen().iter().filter(|s| s.method == "PATCH").count();
     assert_eq!(patches, 5);
+}
+
+#[test]
+fn r14_a_dripping_registry_fails_the_pull_at_the_transfer_deadline() {
+    // The layer comes one byte per second: never slow enough for the per-read timeout, so only
+    // the overall deadline (here RBUILD_REGISTRY_TIMEOUT=2) ends the pull. The server hangs up after
+    // 8 bytes so that, without a deadline, the test ends in failure rather than hanging.
+    let img = Arc::new(image(None));
+    let i2 = img.clone();
+    let layer_path = format!("/v2/t/img/blobs/{}", Digest::of_bytes(&img.layer));
+    let lp = layer_path.clone();
+    let reg = Fake::start(move |s, _| {
+        if s.path.split('?').next() == Some(lp.as_str()) {
+            return Resp {
+                drip: true,
+                cut_at: Some(8),
+                ..resp(200, i2.layer.clone())
+            };
+        }
+        serve_image(&i2, s).unwrap_or_else(|| resp(404, ""))
+    });
+    let t = tempfile::tempdir().unwrap();
+    let cfg = docker_config(t.path(), "elsewhere.example");
+    let root = t.path().join("root");
+    let r = rbuild_env(
+        &root,
+        &["pull", &format!("{}/t/img:1", reg.addr())],
+        &[
+            ("DOCKER_CONFIG", cfg.to_str().unwrap()),
+            ("RBUILD_REGISTRY_TIMEOUT", "2"),
+        ],
+    );
+    assert_ne!(r.status, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("transfer not finished within its 2s deadline (--registry-timeout)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&Digest::of_bytes(&img.layer).to_string()),
+        "names the blob: {}",
+        r.stderr
+    );
+    // No resume after the deadline: one request for the layer, and no partial blob kept.
+    let layer_gets = reg.seen().iter().filter(|s| s.path == layer_path).count();
+    assert_eq!(layer_gets, 1, "{:?}", reg.seen());
+    assert_store_consistent(&root);
+}
+
+#[test]
+fn r15_a_pulled_sparse_bomb_layer_is_refused_and_not_kept() {
+    // A few KiB of GNU sparse tar that expands to 256 MiB, under a 16 MiB cap.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::File::create(src.join("hole"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let tar_path = t.path().join("bomb.tar");
+    sh(std::process::Command::new("tar")
+        .args(["--format=gnu", "--sparse", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tar_path)
+        .arg("hole"));
+    let img = Arc::new(image_with_layer(std::fs::read(&tar_path).unwrap(), None));
+    let i2 = img.clone();
+    let reg = Fake::start(move |s, _| serve_image(&i2, s).unwrap_or_else(|| resp(404, "")));
+    let cfg = docker_config(t.path(), "elsewhere.example");
+    let root = t.path().join("root");
+    let r = rbuild_env(
+        &root,
+        &["pull", &format!("{}/t/img:1", reg.addr())],
+        &[
+            ("DOCKER_CONFIG", cfg.to_str().unwrap()),
+            ("RBUILD_MAX_EXPANDED_SIZE", "16m"),
+        ],
+    );
+    assert_ne!(r.status, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("expands to more than 16777216 bytes"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&Digest::of_bytes(&img.layer).to_string()),
+        "names the layer: {}",
+        r.stderr
+    );
+    let images = ok(rbuild(&root, &["images", "-q"]));
+    assert!(images.stdout.trim().is_empty(), "{}", images.stdout);
+    assert_nothing_mounted_under(&root);
+    assert_store_consistent(&root);
 }

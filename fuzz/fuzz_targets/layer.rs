@@ -110,6 +110,7 @@ fuzz_target!(|data: &[u8]| {
         whiteouts,
         max_bytes: Some(64 << 20),
         same_owner: true,
+        limits: Default::default(),
     };
     match mode & 3 {
         3 => {

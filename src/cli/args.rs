@@ -25,6 +25,25 @@ pub struct Cli {
     )]
     pub insecure_registry: Vec<String>,
 
+    /// Overall deadline in seconds for one registry transfer (a manifest, a blob with its
+    /// resumes, an upload); 0 disables it [default: 3600]
+    #[arg(
+        long = "registry-timeout",
+        global = true,
+        env = "RBUILD_REGISTRY_TIMEOUT"
+    )]
+    pub registry_timeout: Option<u64>,
+
+    /// Cap on what one ADD archive or image layer expands to (logical size, sparse holes
+    /// included); bytes or with a k/m/g/t suffix (powers of 1024); 0 disables it [default: 64g]
+    #[arg(long = "max-expanded-size", global = true, env = "RBUILD_MAX_EXPANDED_SIZE", value_parser = parse_byte_size)]
+    pub max_expanded_size: Option<u64>,
+
+    /// Free space an extraction must leave on its filesystem (at most 5% of it); 0 disables the
+    /// check [default: 512m]
+    #[arg(long = "min-free-space", global = true, env = "RBUILD_MIN_FREE_SPACE", value_parser = parse_byte_size)]
+    pub min_free_space: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -339,4 +358,39 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// Registry host[:port] (default: docker.io)
     pub server: Option<String>,
+}
+
+/// `123`, `64k`, `512m`, `64g`, `1t` (optionally with a trailing `b`/`B`): powers of 1024, as
+/// docker's size flags read them.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, shift) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 10),
+        Some('m') => (&t[..t.len() - 1], 20),
+        Some('g') => (&t[..t.len() - 1], 30),
+        Some('t') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 512m or 64g"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_byte_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_byte_size("123"), Ok(123));
+        assert_eq!(parse_byte_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_byte_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_byte_size("64gb"), Ok(64 << 30));
+        assert!(parse_byte_size("lots").is_err());
+        assert!(parse_byte_size("99999999t").is_err());
+    }
 }

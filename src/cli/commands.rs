@@ -28,7 +28,13 @@ pub fn run(cli: Cli) -> Result<i32> {
     let registry = crate::registry::RegistryConfig {
         insecure: cli.insecure_registry.clone(),
         docker_config: None,
+        transfer_deadline: cli.registry_timeout.map(std::time::Duration::from_secs),
     };
+    // Archive-bomb limits for every extraction in this process (layer/limits.rs).
+    crate::layer::limits::configure(crate::layer::Limits::from_flags(
+        cli.max_expanded_size,
+        cli.min_free_space,
+    ));
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()

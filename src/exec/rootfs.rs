@@ -6,9 +6,8 @@
 //! none of its code runs until all of this is done.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
 use pathrs::error::ErrorKind;
@@ -21,6 +20,7 @@ use super::error::ExecError;
 use super::etc_files;
 use super::fdmount::{bind, mount_on};
 use super::protocol::HelperRequest;
+use super::secret::read_secret;
 use super::spec::{Mount, MountKind};
 use super::stubs::StubKind;
 
@@ -48,9 +48,6 @@ const MASKED_PATHS: [&str; 12] = [
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ];
-
-/// Largest secret copied into the container (its tmpfs is /dev's, 64 MiB).
-const MAX_SECRET: u64 = 32 * 1024 * 1024;
 
 /// Sets everything up and pivots into the rootfs; afterwards cwd is the new `/`.
 pub(crate) fn setup(req: &HelperRequest) -> Result<(), ExecError> {
@@ -267,22 +264,6 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
             scratch.remove()
         }
     }
-}
-
-fn read_secret(source: &Path) -> Result<Vec<u8>, ExecError> {
-    let f = File::open(source)
-        .map_err(|e| ExecError::io(format!("open secret {}", source.display()), e))?;
-    let mut buf = Vec::new();
-    f.take(MAX_SECRET + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| ExecError::io(format!("read secret {}", source.display()), e))?;
-    if buf.len() as u64 > MAX_SECRET {
-        return Err(ExecError::BadFile {
-            path: source.to_path_buf(),
-            reason: format!("secret larger than {MAX_SECRET} bytes"),
-        });
-    }
-    Ok(buf)
 }
 
 fn exists(root: &Root, path: &str) -> Result<bool, ExecError> {

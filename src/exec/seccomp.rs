@@ -7,6 +7,11 @@
 //!
 //! Docker allows `ptrace`, `process_vm_readv` and `process_vm_writev` on kernels >= 4.8 (the
 //! kernel then checks them like any ptrace access), so they are allowed here too.
+//!
+//! x32: on kernels built with `CONFIG_X86_X32_ABI`, an x86_64 process may call any syscall with
+//! `__X32_SYSCALL_BIT` (0x40000000) set in its number; the audit arch is still x86_64, so a deny
+//! list keyed by x86_64 numbers would let `unshare | 0x40000000` through. A third program refuses
+//! every x32 number with EPERM (docs/compat.md "Seccomp and x32").
 
 use std::collections::BTreeMap;
 
@@ -162,7 +167,61 @@ pub(crate) fn programs() -> Result<Vec<BpfProgram>, ExecError> {
         BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         libc::ENOSYS,
     )?;
-    Ok(vec![deny, clone3])
+    let mut programs = vec![deny, clone3];
+    #[cfg(target_arch = "x86_64")]
+    programs.push(deny_x32());
+    Ok(programs)
+}
+
+/// `__X32_SYSCALL_BIT`: x32 syscall numbers are the x86_64 ones (or 512+) with this bit set.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// A classic-BPF program refusing every x32 syscall number with EPERM. seccompiler's rules
+/// match syscall numbers exactly, so "every number at or above the x32 bit" is written
+/// directly: load arch, load nr, one `jge`. Other arches return ALLOW here; the deny program
+/// decides for them.
+#[cfg(target_arch = "x86_64")]
+fn deny_x32() -> BpfProgram {
+    use seccompiler::sock_filter;
+    // `struct seccomp_data`: nr at offset 0, arch at offset 4.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    // AUDIT_ARCH_X86_64 = EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let allow = libc::SECCOMP_RET_ALLOW;
+    let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    vec![
+        stmt(ld, ARCH),
+        jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            AUDIT_ARCH_X86_64,
+            0,
+            3,
+        ),
+        stmt(ld, NR),
+        jump(
+            libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+            X32_SYSCALL_BIT,
+            0,
+            1,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, eperm),
+        stmt(libc::BPF_RET | libc::BPF_K, allow),
+    ]
 }
 
 /// Installs `programs` on the calling thread (after `no_new_privs`, just before `execve`).
@@ -181,7 +240,7 @@ mod tests {
     #[test]
     fn d5_the_filters_compile_for_this_machine() {
         let p = programs().unwrap();
-        assert_eq!(p.len(), 2);
+        assert_eq!(p.len(), if cfg!(target_arch = "x86_64") { 3 } else { 2 });
         assert!(
             p[0].len() > DENIED.len(),
             "one check per denied syscall at least"

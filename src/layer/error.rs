@@ -37,6 +37,12 @@ pub enum LayerError {
     Truncated { name: String, got: u64, want: u64 },
     #[error("layer exceeds the size cap of {cap} bytes")]
     SizeCap { cap: u64 },
+    /// An archive bomb: see `layer::limits`.
+    #[error("the archive {why}, at tar entry {entry:?}")]
+    TooLarge {
+        entry: String,
+        why: crate::layer::limits::Exceeded,
+    },
     #[error("tar entry {name:?}: unsupported entry type {kind:?}")]
     Unsupported { name: String, kind: tar::EntryType },
     #[error("tar entry {name:?}: {op}: {source}")]

@@ -344,6 +344,7 @@ mod tests {
         let cfg = RegistryConfig {
             insecure: vec![],
             docker_config: Some(dir.path().to_path_buf()),
+            transfer_deadline: None,
         };
         for (domain, found) in [
             ("evil.azurecr.io", true),

@@ -1,9 +1,11 @@
 //! Requests to one registry: authentication (anonymous, Basic, Bearer tokens per scope), manual
 //! redirects that drop `Authorization` when leaving the registry's origin (SECURITY G3), and
-//! bounded retries for 429/502/503/504 honouring `Retry-After`.
+//! bounded retries for 429/502/503/504 honouring `Retry-After`, and an overall deadline per
+//! transfer (`RegistryConfig::deadline`) on top of the per-read timeout.
 
 use super::auth::{self, realm_allowed, url_origin, Challenge, Lookup, Secret};
 use super::host::{Host, RegistryConfig};
+pub use super::url::{encode_query, resolve_location, with_query};
 use super::{redact_url, RegistryError};
 use std::collections::HashMap;
 use std::io::Read;
@@ -37,6 +39,8 @@ pub struct Req<'a> {
     pub scopes: Vec<String>,
     pub headers: Vec<(&'static str, String)>,
     pub payload: Payload<'a>,
+    /// When the whole transfer must be done; `None`: the client's deadline from `send` on.
+    pub deadline: Option<Instant>,
 }
 
 impl<'a> Req<'a> {
@@ -47,7 +51,14 @@ impl<'a> Req<'a> {
             scopes,
             headers: Vec::new(),
             payload: Payload::Empty,
+            deadline: None,
         }
+    }
+
+    /// Shares one deadline between several requests (a blob download and its resumes).
+    pub fn deadline(mut self, d: Option<Instant>) -> Self {
+        self.deadline = d;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -78,57 +89,13 @@ pub struct Client {
     pub host: Host,
     lookup: Lookup,
     state: Mutex<AuthState>,
+    /// Overall deadline of one transfer; `None`: none.
+    pub deadline: Option<Duration>,
 }
 
 /// `repository:NAME:ACTIONS`.
 pub fn scope(repo: &str, actions: &str) -> String {
     format!("repository:{repo}:{actions}")
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
-pub fn encode_query(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Appends `k=v` pairs to a URL that may already have a query.
-pub fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
-    let mut u = url.to_string();
-    for (k, v) in pairs {
-        u.push(if u.contains('?') { '&' } else { '?' });
-        u.push_str(k);
-        u.push('=');
-        u.push_str(&encode_query(v));
-    }
-    u
-}
-
-/// Resolves a `Location` header against the URL it answered.
-pub fn resolve_location(base: &str, loc: &str) -> String {
-    if loc.contains("://") {
-        return loc.to_string();
-    }
-    let Some((scheme, authority)) = url_origin(base) else {
-        return loc.to_string();
-    };
-    if loc.starts_with("//") {
-        return format!("{scheme}:{loc}");
-    }
-    if loc.starts_with('/') {
-        return format!("{scheme}://{authority}{loc}");
-    }
-    let path = base.split('?').next().unwrap_or(base);
-    match path.rfind('/') {
-        Some(i) if i > scheme.len() + 3 => format!("{}/{loc}", &path[..i]),
-        _ => format!("{scheme}://{authority}/{loc}"),
-    }
 }
 
 fn header_str(resp: &Response, name: &str) -> Option<String> {
@@ -186,7 +153,9 @@ impl Client {
     pub fn new(domain: &str, cfg: &RegistryConfig) -> Result<Client, RegistryError> {
         let host = Host::new(domain, cfg);
         let lookup = auth::lookup(&host, cfg)?;
-        Ok(Self::with_lookup(host, lookup))
+        let mut client = Self::with_lookup(host, lookup);
+        client.deadline = cfg.deadline();
+        Ok(client)
     }
 
     /// A client with explicitly given credentials (login verifies them this way).
@@ -203,7 +172,61 @@ impl Client {
             host,
             lookup,
             state: Mutex::new(AuthState::default()),
+            deadline: Some(super::host::DEFAULT_TRANSFER_DEADLINE),
         }
+    }
+
+    /// The instant a transfer starting now must be done by.
+    pub fn transfer_deadline(&self) -> Option<Instant> {
+        self.deadline.map(|d| Instant::now() + d)
+    }
+
+    /// Time left before `deadline`; an error naming `url` once it has passed.
+    pub fn time_left(
+        &self,
+        deadline: Option<Instant>,
+        url: &str,
+    ) -> Result<Option<Duration>, RegistryError> {
+        let Some(d) = deadline else {
+            return Ok(None);
+        };
+        match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(self.deadline_error(url)),
+        }
+    }
+
+    fn deadline_error(&self, url: &str) -> RegistryError {
+        RegistryError::Deadline {
+            url: redact_url(url),
+            secs: self.deadline.map(|d| d.as_secs()).unwrap_or(0),
+        }
+    }
+
+    /// Runs one request with ureq's global timeout set to what is left of the deadline, so a
+    /// body dripping in after the headers is cut off too (the budget keeps running while the
+    /// caller reads the body).
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        r: http::Request<S>,
+        left: Option<Duration>,
+        url: &str,
+    ) -> Result<Response, RegistryError> {
+        let r = match left {
+            Some(d) => self
+                .agent
+                .configure_request(r)
+                .timeout_global(Some(d))
+                .build(),
+            None => r,
+        };
+        self.agent.run(r).map_err(|e| match e {
+            ureq::Error::Timeout(ureq::Timeout::Global) => self.deadline_error(url),
+            e => RegistryError::Transport {
+                url: redact_url(url),
+                message: e.to_string(),
+            },
+        })
     }
 
     /// `scheme://authority/v2/<path>`.
@@ -221,9 +244,11 @@ impl Client {
     pub fn send(&self, req: &Req<'_>) -> Result<Response, RegistryError> {
         let mut auth_retried = false;
         let mut attempt = 0;
+        let deadline = req.deadline.or_else(|| self.transfer_deadline());
         loop {
+            self.time_left(deadline, &req.url)?;
             let auth = self.auth_header(&req.scopes)?;
-            let resp = match self.send_following(req, auth.as_deref()) {
+            let resp = match self.send_following(req, auth.as_deref(), deadline) {
                 Ok(r) => r,
                 Err(e)
                     if matches!(e, RegistryError::Transport { .. })
@@ -285,7 +310,12 @@ impl Client {
     }
 
     /// One request, following redirects; `Authorization` only goes to the registry's origin.
-    fn send_following(&self, req: &Req<'_>, auth: Option<&str>) -> Result<Response, RegistryError> {
+    fn send_following(
+        &self,
+        req: &Req<'_>,
+        auth: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Response, RegistryError> {
         let mut url = req.url.clone();
         let mut method = req.method.to_string();
         let mut payload = req.payload;
@@ -306,20 +336,21 @@ impl Client {
                 url: redact_url(&url),
                 message: e.to_string(),
             };
+            let left = self.time_left(deadline, &url)?;
             let result = match payload {
                 Payload::Empty => b
                     .body(ureq::SendBody::none())
                     .map_err(|e| transport(&e))
-                    .and_then(|r| self.agent.run(r).map_err(|e| transport(&e))),
+                    .and_then(|r| self.run(r, left, &url)),
                 Payload::Bytes(bytes) => b
                     .body(bytes)
                     .map_err(|e| transport(&e))
-                    .and_then(|r| self.agent.run(r).map_err(|e| transport(&e))),
+                    .and_then(|r| self.run(r, left, &url)),
                 Payload::File(path) => {
                     let f = std::fs::File::open(path).map_err(RegistryError::io(path))?;
                     b.body(f)
                         .map_err(|e| transport(&e))
-                        .and_then(|r| self.agent.run(r).map_err(|e| transport(&e)))
+                        .and_then(|r| self.run(r, left, &url))
                 }
             };
             let resp = result?;
@@ -462,7 +493,7 @@ impl Client {
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .body(form.as_bytes())
                     .map_err(|e| transport(&e))?;
-                self.agent.run(r).map_err(|e| transport(&e))?
+                self.run(r, self.deadline, realm)?
             }
             other => {
                 let url = with_query(realm, &pairs);
@@ -473,7 +504,7 @@ impl Client {
                     }
                 }
                 let r = b.body(ureq::SendBody::none()).map_err(|e| transport(&e))?;
-                self.agent.run(r).map_err(|e| transport(&e))?
+                self.run(r, self.deadline, realm)?
             }
         };
         let status = resp.status().as_u16();
@@ -521,28 +552,5 @@ impl Client {
             header: format!("Bearer {value}"),
             expires: Instant::now() + Duration::from_secs(secs - 10),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locations() {
-        let base = "http://127.0.0.1:5000/v2/x/blobs/uploads/";
-        assert_eq!(
-            resolve_location(base, "/v2/x/blobs/uploads/u?_state=a"),
-            "http://127.0.0.1:5000/v2/x/blobs/uploads/u?_state=a"
-        );
-        assert_eq!(resolve_location(base, "https://other/b"), "https://other/b");
-        assert_eq!(
-            resolve_location("http://h/v2/a/b?q=1", "c"),
-            "http://h/v2/a/c"
-        );
-        assert_eq!(
-            with_query("http://h/u?_state=a", &[("digest", "sha256:ab")]),
-            "http://h/u?_state=a&digest=sha256%3Aab"
-        );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Registry settings shared by pull, push, login and the cache.
 #[derive(Debug, Clone, Default)]
@@ -12,9 +13,26 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// Directory holding `config.json` (default: `$DOCKER_CONFIG`, else `~/.docker`).
     pub docker_config: Option<PathBuf>,
+    /// Longest one transfer may take, retries and resumes included (`--registry-timeout`);
+    /// `None`: [`DEFAULT_TRANSFER_DEADLINE`]; zero: no deadline.
+    pub transfer_deadline: Option<Duration>,
 }
 
+/// Default overall deadline of one registry transfer (a manifest, a blob with its resumes, an
+/// upload): an hour, about 7 GB at 2 MB/s. The per-read timeout alone cannot stop a server that
+/// sends a byte just often enough (README "Registries").
+pub const DEFAULT_TRANSFER_DEADLINE: Duration = Duration::from_secs(3600);
+
 impl RegistryConfig {
+    /// The overall deadline of one transfer, `None` when disabled.
+    pub fn deadline(&self) -> Option<Duration> {
+        match self.transfer_deadline {
+            None => Some(DEFAULT_TRANSFER_DEADLINE),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        }
+    }
+
     /// The directory of `config.json`.
     pub fn config_dir(&self) -> Option<PathBuf> {
         if let Some(d) = &self.docker_config {
@@ -99,6 +117,7 @@ mod tests {
         let cfg = RegistryConfig {
             insecure: vec!["reg.internal:5000".into()],
             docker_config: None,
+            transfer_deadline: None,
         };
         let hub = Host::new("docker.io", &cfg);
         assert_eq!(hub.base_url(), "https://registry-1.docker.io");

@@ -23,6 +23,7 @@ pub mod host;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod url;
 
 pub use client::Client;
 pub use host::{Host, RegistryConfig};
@@ -37,6 +38,11 @@ use std::path::PathBuf;
 pub enum RegistryError {
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
+    #[error(
+        "{url}: transfer not finished within its {}s deadline (--registry-timeout)",
+        secs
+    )]
+    Deadline { url: String, secs: u64 },
     #[error("{url}: access denied (HTTP {status}): {tried}")]
     Unauthorized {
         url: String,

@@ -403,9 +403,11 @@ pub fn fetch_blob_to_store(
     let scopes = vec![scope(repo, "pull")];
     let mut w = store.new_blob_writer()?;
     let mut failures = 0u32;
+    // One deadline for the blob, resumes included (a dripping server cannot restart it).
+    let deadline = client.transfer_deadline();
     loop {
         let offset = w.size();
-        let mut req = Req::new("GET", url.clone(), scopes.clone());
+        let mut req = Req::new("GET", url.clone(), scopes.clone()).deadline(deadline);
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
         }
@@ -466,6 +468,7 @@ pub fn fetch_blob_to_store(
         match res {
             Ok(()) if w.size() >= desc.size => break,
             Ok(()) | Err(_) => {
+                client.time_left(deadline, &url)?;
                 failures += 1;
                 if failures >= MAX_ATTEMPTS {
                     let message = match res {

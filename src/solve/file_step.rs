@@ -127,6 +127,7 @@ impl Solver<'_> {
                 whiteouts: layer::WhiteoutMode::None,
                 max_bytes: None,
                 same_owner: true,
+                limits: layer::Limits::default(),
             };
             let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
             let size = f.metadata().map(|m| m.len()).ok();

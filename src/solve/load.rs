@@ -44,6 +44,7 @@ pub fn unpack_layer(
                 whiteouts: layer::WhiteoutMode::Overlay,
                 max_bytes: None,
                 same_owner: true,
+                limits: layer::Limits::default(),
             },
         )?;
         // Drain the tar's zero-block padding so the diffID covers the whole stream.

@@ -218,7 +218,9 @@ impl Solver<'_> {
             return Ok(None);
         };
         if let Some(var) = &m.env {
-            let value = std::fs::read(path).map_err(|e| BuildError::io(path, e))?;
+            // The file mount's size cap holds for env too (exec::MAX_SECRET).
+            let value =
+                crate::exec::read_secret(path).map_err(|e| self.step_error(line, e.to_string()))?;
             let value = String::from_utf8(value).map_err(|_| {
                 self.step_error(
                     line,

@@ -74,6 +74,7 @@ pub fn write_outputs(
                         whiteouts: layer::WhiteoutMode::Apply,
                         max_bytes: None,
                         same_owner: true,
+                        limits: layer::Limits::default(),
                     };
                     layer::apply::apply(std::io::BufReader::new(f), dir, &opts)
                         .map_err(BuildError::layer)?;

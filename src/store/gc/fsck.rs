@@ -516,6 +516,7 @@ pub(super) fn apply_blob(blob: &Path, dir: &Path) -> Result<(), String> {
             whiteouts: WhiteoutMode::Overlay,
             max_bytes: None,
             same_owner: true,
+            limits: layer::Limits::default(),
         },
     )
     .map(|_| ())

@@ -15,22 +15,28 @@
 //! * malformed whiteouts (`.wh.`, `.wh..`, `.wh...`) are rejected; a whiteout's target is always
 //!   a direct child of its (in-root resolved) directory, so it cannot leave the root;
 //! * truncated archives are errors, and `max_bytes` caps the decompressed tar bytes read.
+//! * `limits` (`layer/limits.rs`) caps what the archive expands to, sparse holes included, and
+//!   keeps a free-space margin; each entry is counted before it is created (archive bombs).
 //!
 //! [`WhiteoutMode::None`] is for `ADD` of an archive: archives are not layers, so `.wh.*` names
 //! are extracted as the ordinary files they are (what Docker's classic `ADD`/`Untar` does).
 
+mod meta;
+mod names;
+
 use crate::layer::error::LayerError;
+use crate::layer::limits::{Budget, Limits, ENTRY_COST};
 use crate::layer::whiteout::{self, Whiteout, OVERLAY_OPAQUE_XATTR};
+use meta::{times, Meta};
+use names::{clean, join};
 use pathrs::Root;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec};
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::rc::Rc;
 use tar::EntryType;
 
@@ -57,6 +63,8 @@ pub struct ApplyOptions {
     /// Keep the archive's uid/gid (root applying image layers); otherwise files belong to the
     /// current user.
     pub same_owner: bool,
+    /// Expanded-size cap and free-space margin (default: the process-wide `layer::limits`).
+    pub limits: Limits,
 }
 
 /// What [`apply`] did.
@@ -98,8 +106,11 @@ pub(crate) fn apply_in<R: Read>(
         count: Rc::clone(&count),
         cap: opts.max_bytes,
     };
+    let budget =
+        Budget::new(opts.limits, root).map_err(|e| LayerError::io(root_path, "statvfs", e))?;
     let mut archive = tar::Archive::new(counting);
     let mut applier = Applier {
+        budget,
         root,
         root_path,
         opts,
@@ -153,6 +164,8 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 struct Applier<'a> {
+    /// What the archive expanded to so far, against `opts.limits`.
+    budget: Budget,
     root: &'a Root,
     root_path: &'a Path,
     opts: &'a ApplyOptions,
@@ -163,15 +176,6 @@ struct Applier<'a> {
     unpacked: HashSet<Vec<u8>>,
     /// File data goes through here ([`copy_data`]).
     buf: Vec<u8>,
-}
-
-/// Header fields that PAX records may override.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: Timespec,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Applier<'_> {
@@ -190,6 +194,13 @@ impl Applier<'_> {
         let (base, parent) = comps
             .split_last()
             .ok_or_else(|| LayerError::Escape { name: name.clone() })?;
+        // Counted before anything is created: a bomb stops before its big entry is written.
+        // For a GNU sparse entry `size()` is the logical size, holes included.
+        let data = match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => entry.size(),
+            _ => 0,
+        };
+        self.count(&name, ENTRY_COST.saturating_add(data))?;
 
         if self.opts.whiteouts != WhiteoutMode::None {
             if let Some(w) = whiteout::classify(base) {
@@ -202,7 +213,10 @@ impl Applier<'_> {
             }
         }
 
-        let meta = self.meta(&mut entry, &name)?;
+        let meta = Meta::read(&mut entry, &name)?;
+        if let Some(sparse) = meta.sparse_size {
+            self.count(&name, sparse.saturating_sub(data))?;
+        }
         let dir = self.parent_dir(&name, parent)?;
         // Only dir-over-dir merges; anything else at that name is removed first, so nothing is
         // ever written through what was there (a symlink, a hardlinked file...). Creation is
@@ -236,7 +250,7 @@ impl Applier<'_> {
                 if got != want {
                     return Err(LayerError::Truncated { name, got, want });
                 }
-                self.set_attrs_fd(&name, file.as_fd(), &meta)?;
+                meta.set_on_fd(&name, file.as_fd(), self.opts.same_owner)?;
                 rustix::fs::futimens(&file, &times(meta.mtime))
                     .map_err(|e| LayerError::entry(&name, "set mtime", e))?;
             }
@@ -263,7 +277,7 @@ impl Applier<'_> {
                     Mode::empty(),
                 )
                 .map_err(|e| LayerError::entry(&name, "open dir", e))?;
-                self.set_attrs_fd(&name, fd.as_fd(), &meta)?;
+                meta.set_on_fd(&name, fd.as_fd(), self.opts.same_owner)?;
                 self.dir_times.push((comps.clone(), meta.mtime));
             }
             EntryType::Symlink => {
@@ -277,7 +291,7 @@ impl Applier<'_> {
                 self.create_replacing(&name, parent, base, "symlink", || {
                     rustix::fs::symlinkat(target.as_slice(), &dir, base.as_slice())
                 })?;
-                self.set_attrs_at(&name, &dir, base, &meta, false)?;
+                meta.set_at(&name, &dir, base, false, self.opts.same_owner)?;
             }
             EntryType::Link => {
                 let target = entry
@@ -305,7 +319,7 @@ impl Applier<'_> {
                 self.create_replacing(&name, parent, base, "mknod", || {
                     rustix::fs::mknodat(&dir, base.as_slice(), ft, Mode::from_raw_mode(0o600), dev)
                 })?;
-                self.set_attrs_at(&name, &dir, base, &meta, true)?;
+                meta.set_at(&name, &dir, base, true, self.opts.same_owner)?;
             }
             other => {
                 return Err(LayerError::Unsupported { name, kind: other });
@@ -319,127 +333,11 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Mode, uid/gid, mtime (PAX-aware) and `SCHILY.xattr.*` records of an entry.
-    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, LayerError> {
-        let h = entry.header();
-        let mode = h
-            .mode()
-            .map_err(|e| LayerError::entry(name, "mode field", e))?
-            & 0o7777;
-        let mut uid = h
-            .uid()
-            .map_err(|e| LayerError::entry(name, "uid field", e))?;
-        let mut gid = h
-            .gid()
-            .map_err(|e| LayerError::entry(name, "gid field", e))?;
-        let mut mtime = Timespec {
-            tv_sec: h
-                .mtime()
-                .map_err(|e| LayerError::entry(name, "mtime field", e))? as i64,
-            tv_nsec: 0,
-        };
-        let mut xattrs = Vec::new();
-        if let Some(pax) = entry
-            .pax_extensions()
-            .map_err(|e| LayerError::entry(name, "PAX header", e))?
-        {
-            for ext in pax {
-                let ext = ext.map_err(|e| LayerError::entry(name, "PAX record", e))?;
-                let Ok(key) = ext.key() else { continue };
-                let value = ext.value_bytes();
-                let text = std::str::from_utf8(value).unwrap_or("");
-                match key {
-                    "uid" => uid = text.parse().unwrap_or(uid),
-                    "gid" => gid = text.parse().unwrap_or(gid),
-                    "mtime" => {
-                        if let Some(ts) = parse_pax_time(text) {
-                            mtime = ts;
-                        }
-                    }
-                    _ => {
-                        if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
-                            // Overlay bookkeeping from an untrusted tar could redirect lookups.
-                            if !x.starts_with("trusted.overlay.") && !x.starts_with("user.overlay.")
-                            {
-                                xattrs.push((x.as_bytes().to_vec(), value.to_vec()));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Meta {
-            mode,
-            uid: u32::try_from(uid).unwrap_or(0),
-            gid: u32::try_from(gid).unwrap_or(0),
-            mtime,
-            xattrs,
+    fn count(&mut self, name: &str, bytes: u64) -> Result<(), LayerError> {
+        self.budget.take(bytes).map_err(|why| LayerError::TooLarge {
+            entry: name.to_string(),
+            why,
         })
-    }
-
-    /// Owner, then mode (chown clears setuid), then xattrs, on an open file or directory.
-    fn set_attrs_fd(&self, name: &str, fd: BorrowedFd<'_>, meta: &Meta) -> Result<(), LayerError> {
-        if self.opts.same_owner {
-            rustix::fs::fchown(
-                fd,
-                Some(rustix::fs::Uid::from_raw(meta.uid)),
-                Some(rustix::fs::Gid::from_raw(meta.gid)),
-            )
-            .map_err(|e| LayerError::entry(name, "chown", e))?;
-        }
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| LayerError::entry(name, "chmod", e))?;
-        for (key, value) in &meta.xattrs {
-            let res =
-                rustix::fs::fsetxattr(fd, key.as_slice(), value, rustix::fs::XattrFlags::empty());
-            ignore_unsupported_xattr(res).map_err(|e| LayerError::entry(name, "setxattr", e))?;
-        }
-        Ok(())
-    }
-
-    /// Attributes of a symlink/device/fifo just created as `base` in `dir`.
-    fn set_attrs_at(
-        &self,
-        name: &str,
-        dir: &OwnedFd,
-        base: &[u8],
-        meta: &Meta,
-        chmod: bool,
-    ) -> Result<(), LayerError> {
-        if self.opts.same_owner {
-            rustix::fs::chownat(
-                dir,
-                base,
-                Some(rustix::fs::Uid::from_raw(meta.uid)),
-                Some(rustix::fs::Gid::from_raw(meta.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| LayerError::entry(name, "lchown", e))?;
-        }
-        if chmod {
-            // Not a symlink (we just mknod'ed it), so following is moot here.
-            rustix::fs::chmodat(dir, base, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-                .map_err(|e| LayerError::entry(name, "chmod", e))?;
-        }
-        if !meta.xattrs.is_empty() {
-            // l*xattr through the parent fd's /proc path: the final component is not followed.
-            let mut path =
-                format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(dir)).into_bytes();
-            path.extend_from_slice(base);
-            let path = Path::new(OsStr::from_bytes(&path));
-            for (key, value) in &meta.xattrs {
-                let res = rustix::fs::lsetxattr(
-                    path,
-                    key.as_slice(),
-                    value,
-                    rustix::fs::XattrFlags::empty(),
-                );
-                ignore_unsupported_xattr(res)
-                    .map_err(|e| LayerError::entry(name, "lsetxattr", e))?;
-            }
-        }
-        rustix::fs::utimensat(dir, base, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| LayerError::entry(name, "set mtime", e))
     }
 
     fn hardlink(
@@ -686,87 +584,4 @@ fn dir_fd(dir: &OwnedFd, name: &str) -> Result<OwnedFd, LayerError> {
         Mode::empty(),
     )
     .map_err(|e| LayerError::entry(name, "open dir", e))
-}
-
-fn ignore_unsupported_xattr(res: rustix::io::Result<()>) -> rustix::io::Result<()> {
-    match res {
-        // Filesystems without xattrs, or user.* on special files: Docker skips these too.
-        Err(e) if e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::PERM => Ok(()),
-        other => other,
-    }
-}
-
-fn times(mtime: Timespec) -> Timestamps {
-    Timestamps {
-        last_access: mtime,
-        last_modification: mtime,
-    }
-}
-
-/// PAX `mtime` is decimal seconds with an optional fraction.
-fn parse_pax_time(text: &str) -> Option<Timespec> {
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    let tv_sec: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let tv_nsec = if digits.is_empty() {
-        0
-    } else {
-        let n: i64 = digits.parse().ok()?;
-        n * 10i64.pow(9 - digits.len() as u32)
-    };
-    Some(Timespec { tv_sec, tv_nsec })
-}
-
-/// Lexically cleans an archive name into components: `""`/`.` dropped, `..` pops, a leading
-/// `/` ignored. `None` if `..` climbs above the root; `Some(None)` if it is the root itself.
-#[allow(clippy::option_option)]
-fn clean(name: &[u8]) -> Option<Option<Vec<Vec<u8>>>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    for comp in name.split(|b| *b == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => {
-                out.pop()?;
-            }
-            c => out.push(c.to_vec()),
-        }
-    }
-    Some(if out.is_empty() { None } else { Some(out) })
-}
-
-/// Components -> a relative path for pathrs (`.` for the root).
-fn join(comps: &[Vec<u8>]) -> PathBuf {
-    if comps.is_empty() {
-        return PathBuf::from(".");
-    }
-    PathBuf::from(OsStr::from_bytes(&comps.join(&b'/')))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_names() {
-        let c = |s: &str| clean(s.as_bytes());
-        let v = |parts: &[&str]| Some(Some(parts.iter().map(|p| p.as_bytes().to_vec()).collect()));
-        assert_eq!(c("a/b"), v(&["a", "b"]));
-        assert_eq!(c("/etc/passwd"), v(&["etc", "passwd"]));
-        assert_eq!(c("./a/./b/"), v(&["a", "b"]));
-        assert_eq!(c("a/../b"), v(&["b"]));
-        assert_eq!(c("../x"), None);
-        assert_eq!(c("a/../../x"), None);
-        assert_eq!(c("."), Some(None));
-        assert_eq!(c("/"), Some(None));
-        assert_eq!(c(""), Some(None));
-    }
-
-    #[test]
-    fn pax_times() {
-        let t = parse_pax_time("1700000000.5").unwrap();
-        assert_eq!((t.tv_sec, t.tv_nsec), (1700000000, 500_000_000));
-        let t = parse_pax_time("12").unwrap();
-        assert_eq!((t.tv_sec, t.tv_nsec), (12, 0));
-        assert!(parse_pax_time("x").is_none());
-    }
 }
