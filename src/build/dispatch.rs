@@ -971,15 +971,18 @@ impl<'a> Dispatcher<'a> {
                 history_args.push((k, v));
             }
         }
-        let network = match run.network.as_deref() {
-            Some("none") => Network::None,
-            Some("host") | Some("default") => Network::Host,
-            Some(other) => {
-                return Err(self.step_error(line, format!("unsupported RUN --network={other}")))
-            }
-            None if self.opts.network_none => Network::None,
-            None => Network::Host,
-        };
+        // `default` is the build's --network; `host` is an entitlement, as in buildx (README "Network modes").
+        let network =
+            match run.network.as_deref() {
+                None | Some("default") => self.opts.network,
+                Some("host") if !self.opts.allow_network_host => return Err(self.step_error(
+                    line,
+                    "network.host is not allowed: RUN --network=host needs --allow network.host",
+                )),
+                Some(other) => other
+                    .parse::<Network>()
+                    .map_err(|e| self.step_error(line, format!("RUN --network: {e}")))?,
+            };
         let form = match &run.cmd {
             CommandLine::Exec(v) => history::CommandForm::Exec(v.clone()),
             CommandLine::Shell(_) => {
@@ -1034,6 +1037,16 @@ impl<'a> Dispatcher<'a> {
         inputs.insert("user".to_string(), st.config.config.user.clone());
         inputs.insert("workdir".to_string(), workdir_of(st));
         inputs.insert("network".to_string(), format!("{network:?}"));
+        if !self.opts.extra_hosts.is_empty() {
+            // As in BuildKit, where the hosts are part of the exec op.
+            let hosts: Vec<String> = self
+                .opts
+                .extra_hosts
+                .iter()
+                .map(|(h, ip)| format!("{h}={ip}"))
+                .collect();
+            inputs.insert("extra-hosts".to_string(), hosts.join("\n"));
+        }
         inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
@@ -1072,7 +1085,7 @@ impl<'a> Dispatcher<'a> {
             hostname: "rbuild".to_string(),
             network,
             mounts,
-            extra_hosts: Vec::new(),
+            extra_hosts: self.opts.extra_hosts.clone(),
         };
         let reporter = self.reporter;
         let step_id = step.id();

@@ -305,11 +305,7 @@ fn run_build(
         _ => Progress::Plain,
     };
     opts.explain_cache = a.explain_cache;
-    opts.network_none = match a.network.as_str() {
-        "none" => true,
-        "host" | "default" => false,
-        other => bail!("unsupported --network {other:?} (host or none)"),
-    };
+    super::network::apply(&a.network, &a.allow, &a.add_host, &mut opts)?;
     // Secrets given as env=VAR are written to files in here (tmpfs when there is one), removed on return.
     let secret_dir = if a.secret.iter().any(|s| s.contains("env=")) {
         Some(

@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod network;
 mod registry;
 
 use std::ffi::OsString;

@@ -48,6 +48,16 @@ pub enum ExecError {
 
     #[error("RUN helper failed: {0}")]
     Helper(String),
+
+    /// `Network::Default` without slirp4netns or pasta: never a silent fallback to the host.
+    #[error(
+        "RUN --network=default needs slirp4netns or pasta: install the Debian package \
+         slirp4netns (or passt), or build with --network none"
+    )]
+    NoUserNet,
+
+    #[error("RUN network: {0}")]
+    UserNet(String),
 }
 
 impl ExecError {

@@ -11,6 +11,7 @@ use std::os::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{RunOutcome, RunSpec};
+use super::usernet::UserNet;
 
 /// argv[1] that turns the rbuild binary into the RUN helper.
 pub const HELPER_ARG: &str = "__rbuild-exec";
@@ -25,6 +26,8 @@ pub(crate) struct HelperRequest {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The network stack to start for `Network::Default` (found by rbuild, which has `PATH`).
+    pub usernet: Option<UserNet>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

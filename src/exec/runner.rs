@@ -13,9 +13,10 @@ use std::time::Duration;
 use super::error::ExecError;
 use super::protocol::{parse_statuses, HelperRequest, Status, HELPER_ARG, STATUS_FD};
 use super::sealed_exe::sealed_path;
-use super::spec::{ExecConfig, MountKind, RunOutcome, RunSpec, Stream};
+use super::spec::{ExecConfig, MountKind, Network, RunOutcome, RunSpec, Stream};
 use super::stubs::{MountStubs, StubKind};
 use super::user::resolve_user;
+use super::usernet::find_usernet;
 
 /// How often the output loop looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -34,11 +35,17 @@ pub fn run_with(
 ) -> Result<RunOutcome, ExecError> {
     validate(spec)?;
     let (uid, gid, groups) = resolve_user(&spec.rootfs, spec.user.as_deref().unwrap_or("0"))?;
+    // Looked up per RUN so a missing stack fails this RUN with one line (never the host network).
+    let usernet = match spec.network {
+        Network::Default => Some(find_usernet()?),
+        Network::Host | Network::None => None,
+    };
     let request = HelperRequest {
         spec: spec.clone(),
         uid,
         gid,
         groups,
+        usernet,
     };
     let mut stubs = MountStubs::new(&spec.rootfs)?;
     let result = mount_points(spec)
