@@ -330,8 +330,8 @@ fn apt_get_install_works_in_the_default_network() {
     assert_nothing_mounted_under(&root);
 }
 
-/// Pids of slirp4netns processes started by a RUN helper of rbuild process `rbuild`.
-fn stacks_of(rbuild: u32) -> Vec<u32> {
+/// Pids of `stack` processes started by a RUN helper of rbuild process `rbuild`.
+fn stacks_of(rbuild: u32, stack: &str) -> Vec<u32> {
     let ppid = |pid: u32| -> Option<u32> {
         let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         st.rsplit(')')
@@ -346,7 +346,8 @@ fn stacks_of(rbuild: u32) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                c.starts_with(b"/usr/bin/slirp4netns") || c.starts_with(b"slirp4netns")
+                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+                argv0.ends_with(stack.as_bytes())
             }) && ppid(pid).and_then(ppid) == Some(rbuild)
         })
         .collect()
@@ -364,35 +365,39 @@ fn stopped(pid: u32) -> bool {
 
 #[test]
 fn network_stack_is_stopped_when_the_build_is_cancelled_or_killed() {
-    if !require(have("slirp4netns"), "slirp4netns is not installed") {
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
     let ctx = busybox_context(&t.path().join("ctx"), "RUN sleep 60\n");
     let root = t.path().join("root");
-    for signal in [
+    let signals = [
         nix::sys::signal::Signal::SIGINT,
         nix::sys::signal::Signal::SIGKILL,
-    ] {
+    ];
+    for (stack, signal) in ["slirp4netns", "pasta"]
+        .into_iter()
+        .flat_map(|s| signals.map(|g| (s, g)))
+    {
+        if !require(have(stack), &format!("{stack} is not installed")) {
+            continue;
+        }
         let mut child = Command::new(rbuild_bin())
             .arg("--root")
             .arg(&root)
             .args(["build", "--no-cache", "--progress", "plain"])
             .arg(&ctx)
-            .env("RBUILD_USERNET", "slirp4netns")
+            .env("RBUILD_USERNET", stack)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let mut stacks = Vec::new();
         for _ in 0..600 {
-            stacks = stacks_of(child.id());
+            stacks = stacks_of(child.id(), stack);
             if !stacks.is_empty() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(stacks.len(), 1, "no slirp4netns seen for the RUN");
+        assert_eq!(stacks.len(), 1, "no {stack} seen for the RUN");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         child.wait().unwrap();
         let mut gone = false;
@@ -403,11 +408,7 @@ fn network_stack_is_stopped_when_the_build_is_cancelled_or_killed() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(
-            gone,
-            "slirp4netns {} still runs after {signal:?}",
-            stacks[0]
-        );
+        assert!(gone, "{stack} {} still runs after {signal:?}", stacks[0]);
     }
     assert_nothing_mounted_under(&root);
 }
