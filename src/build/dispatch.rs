@@ -25,6 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// BuildKit's words for a missing entitlement, plus how to grant it.
+const NETWORK_HOST_NOT_ALLOWED: &str =
+    "network.host is not allowed: RUN --network=host needs --allow network.host";
+
 /// The default SHELL on Linux.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
@@ -972,17 +976,15 @@ impl<'a> Dispatcher<'a> {
             }
         }
         // `default` is the build's --network; `host` is an entitlement, as in buildx (README "Network modes").
-        let network =
-            match run.network.as_deref() {
-                None | Some("default") => self.opts.network,
-                Some("host") if !self.opts.allow_network_host => return Err(self.step_error(
-                    line,
-                    "network.host is not allowed: RUN --network=host needs --allow network.host",
-                )),
-                Some(other) => other
-                    .parse::<Network>()
-                    .map_err(|e| self.step_error(line, format!("RUN --network: {e}")))?,
-            };
+        let network = match run.network.as_deref() {
+            None | Some("default") => self.opts.network,
+            Some("host") if !self.opts.allow_network_host => {
+                return Err(self.step_error(line, NETWORK_HOST_NOT_ALLOWED))
+            }
+            Some(other) => other
+                .parse::<Network>()
+                .map_err(|e| self.step_error(line, format!("RUN --network: {e}")))?,
+        };
         let form = match &run.cmd {
             CommandLine::Exec(v) => history::CommandForm::Exec(v.clone()),
             CommandLine::Shell(_) => {

@@ -76,7 +76,7 @@ fn supervise(status: &StatusPipe) -> Result<Status, ExecError> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised), None)
         .map_err(|e| ExecError::io("block signals", e))?;
 
-    // Kept until the container is gone: dropping it kills and reaps the network stack.
+    // Kept until the container is gone: dropping it kills the network stack.
     let _usernet = enter_network(&request)?;
     unshare(
         CloneFlags::CLONE_NEWNS
