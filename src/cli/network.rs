@@ -2,8 +2,8 @@
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::build::BuildOptions;
 use crate::exec::Network;
+use crate::solve::BuildOptions;
 
 /// Sets the build's network options from the flags.
 pub(super) fn apply(
@@ -88,7 +88,7 @@ mod tests {
     fn network_and_entitlement() {
         let mut o = BuildOptions::new(
             "/nonexistent".into(),
-            crate::build::ContextSource::Dir("/nonexistent".into()),
+            crate::solve::ContextSource::Dir("/nonexistent".into()),
         );
         apply("default", &[], &[], &mut o).unwrap();
         assert_eq!((o.network, o.allow_network_host), (Network::Default, false));

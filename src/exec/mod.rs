@@ -10,7 +10,7 @@
 //!
 //! Integration: `main()` must call `helper_main_if_requested()` before anything else
 //! (before threads, before the CLI's own `unshare`); `src/main.rs` does. The CLI's
-//! SIGINT/SIGTERM handler sets the build's cancel flag, which `build/` passes as
+//! SIGINT/SIGTERM handler sets the build's cancel flag, which `solve/` passes as
 //! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
 //! container and reports `Interrupted`.
 
@@ -18,6 +18,7 @@ mod container;
 mod devices;
 mod error;
 mod etc_files;
+pub mod executor;
 mod fdmount;
 mod helper;
 mod launch;
@@ -34,6 +35,7 @@ mod user;
 mod usernet;
 
 pub use error::ExecError;
+pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;
 pub use netns::host_gateway_ip;
 pub use privileges::DOCKER_DEFAULT_CAPS;
