@@ -152,9 +152,15 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH (or env=VAR); repeatable
     #[arg(long)]
     pub secret: Vec<String>,
-    /// Default network mode for RUN: host (default) or none
-    #[arg(long, default_value = "host")]
+    /// Network for RUN: default (own namespace, outbound via slirp4netns or pasta), none, or host
+    #[arg(long, default_value = "default")]
     pub network: String,
+    /// Entitlement for the Dockerfile: network.host (lets `RUN --network=host` use the host network)
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// Extra /etc/hosts entry for RUN: NAME:IP (IP may be host-gateway); repeatable
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// Explain every cache miss (always on with --progress plain)
     #[arg(long)]
     pub explain_cache: bool,

@@ -76,11 +76,7 @@ pub(super) fn run_build(
         _ => Progress::Plain,
     };
     opts.explain_cache = a.explain_cache;
-    opts.network_none = match a.network.as_str() {
-        "none" => true,
-        "host" | "default" => false,
-        other => bail!("unsupported --network {other:?} (host or none)"),
-    };
+    super::network::apply(&a.network, &a.allow, &a.add_host, &mut opts)?;
     opts.resources = resources(&a)?;
     // Cgroups of RUNs whose rbuild was killed (kill -9) go now, not only at the next RUN.
     crate::exec::sweep_stale_cgroups(&opts.resources);

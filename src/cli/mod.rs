@@ -5,6 +5,7 @@
 mod args;
 mod build;
 mod commands;
+mod network;
 mod options;
 mod registry;
 pub mod render;

@@ -57,6 +57,15 @@ pub enum ExecError {
     /// names the limit and its flag.
     #[error("{0}")]
     LimitExceeded(String),
+    /// `Network::Default` without slirp4netns or pasta: never a silent fallback to the host.
+    #[error(
+        "RUN --network=default needs slirp4netns or pasta: install the Debian package \
+         slirp4netns (or passt), or build with --network none"
+    )]
+    NoUserNet,
+
+    #[error("RUN network: {0}")]
+    UserNet(String),
 }
 
 impl ExecError {

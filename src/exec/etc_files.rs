@@ -15,10 +15,22 @@ pub(crate) fn hosts(hostname: &str, extra_hosts: &[(String, String)]) -> String 
     s
 }
 
-/// Host network: the host's resolver config. No network: only localhost, so lookups fail
-/// fast instead of timing out.
+/// Host network: the host's resolver config. Default network: the user-mode stack's DNS
+/// forwarder, keeping the host's `search`/`options` lines. No network: only localhost, so
+/// lookups fail fast instead of timing out.
 pub(crate) fn resolv_conf(network: Network, host_resolv: Option<&str>) -> String {
     match network {
+        Network::Default => {
+            let mut s = format!("nameserver {}\n", super::usernet::DNS_ADDR);
+            for line in host_resolv.unwrap_or("").lines() {
+                let t = line.trim_start();
+                if t.starts_with("search") || t.starts_with("options") {
+                    s.push_str(line);
+                    s.push('\n');
+                }
+            }
+            s
+        }
         Network::Host => host_resolv
             .filter(|s| s.lines().any(|l| l.trim_start().starts_with("nameserver")))
             .map(str::to_string)
@@ -57,5 +69,13 @@ mod tests {
             resolv_conf(Network::None, Some(host)),
             "nameserver 127.0.0.1\n"
         );
+        assert_eq!(
+            resolv_conf(
+                Network::Default,
+                Some("search lan\nnameserver 127.0.0.53\noptions edns0\n")
+            ),
+            "nameserver 10.0.2.3\nsearch lan\noptions edns0\n"
+        );
+        assert_eq!(resolv_conf(Network::Default, None), "nameserver 10.0.2.3\n");
     }
 }

@@ -18,6 +18,7 @@ use super::error::ExecError;
 use super::netns::loopback_up;
 use super::protocol::{HelperRequest, Status, StatusPipe, HELPER_ARG, STATUS_FD};
 use super::spec::{Network, RunOutcome};
+use super::usernet;
 
 /// Signals the helper handles itself (blocked, then taken with `sigwait`).
 const SUPERVISED: [Signal; 5] = [
@@ -68,9 +69,6 @@ fn supervise(status: &StatusPipe) -> Result<Status, ExecError> {
     let request: HelperRequest = serde_json::from_reader(std::io::stdin().lock())
         .map_err(|e| ExecError::Helper(format!("decode request: {e}")))?;
 
-    // Before the fork: the container and everything it starts inherit the cgroups.
-    super::cgroup::join(&request.cgroups)?;
-
     let mut supervised = SigSet::empty();
     for s in SUPERVISED {
         supervised.add(s);
@@ -78,23 +76,25 @@ fn supervise(status: &StatusPipe) -> Result<Status, ExecError> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised), None)
         .map_err(|e| ExecError::io("block signals", e))?;
 
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    if request.spec.network == Network::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    unshare(flags).map_err(|e| ExecError::io("unshare namespaces", e))?;
+    // Kept until the container is gone: dropping it kills the network stack.
+    let _usernet = enter_network(&request)?;
+    // After the network stack started (it stays in rbuild's cgroup: it needs /dev/net/tun, which
+    // the RUN's device filter refuses, and is not the RUN's to pay for), before the fork: the
+    // container and everything it starts inherit the cgroups.
+    super::cgroup::join(&request.cgroups)?;
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| ExecError::io("unshare namespaces", e))?;
     let hostname = if request.spec.hostname.is_empty() {
         "buildkitsandbox"
     } else {
         request.spec.hostname.as_str()
     };
     nix::unistd::sethostname(hostname).map_err(|e| ExecError::io("sethostname", e))?;
-    if request.spec.network == Network::None {
-        loopback_up()?;
-    }
     // No mount made for the container may propagate back to rbuild or the host.
     nix::mount::mount(
         None::<&str>,
@@ -109,6 +109,26 @@ fn supervise(status: &StatusPipe) -> Result<Status, ExecError> {
     match unsafe { fork() }.map_err(|e| ExecError::io("fork container init", e))? {
         ForkResult::Child => container::init(&request, status),
         ForkResult::Parent { child } => wait_for(child, &supervised),
+    }
+}
+
+/// Puts this process into the RUN's network namespace: the host's, an empty one with `lo`,
+/// or one served by slirp4netns/pasta (started before the new PID namespace exists, so the
+/// stack never becomes part of the container's process tree).
+fn enter_network(request: &HelperRequest) -> Result<Option<usernet::Running>, ExecError> {
+    if request.spec.network == Network::Host {
+        return Ok(None);
+    }
+    let host_net = OwnedFd::from(
+        std::fs::File::open("/proc/self/ns/net")
+            .map_err(|e| ExecError::io("open the host network namespace", e))?,
+    );
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::io("unshare network", e))?;
+    loopback_up()?;
+    match (&request.spec.network, &request.usernet) {
+        (Network::Default, Some(net)) => usernet::start(net, &host_net).map(Some),
+        (Network::Default, None) => Err(ExecError::NoUserNet),
+        _ => Ok(None),
     }
 }
 

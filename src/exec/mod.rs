@@ -2,7 +2,8 @@
 //!
 //! `run` (in rbuild, multi-threaded) re-executes the rbuild binary as a single-threaded
 //! helper (`helper_main_if_requested`, called first in `main`). The helper unshares
-//! mount/pid/uts/ipc (and net for `Network::None`) namespaces and forks the container's
+//! mount/pid/uts/ipc namespaces, and net unless `Network::Host` (for
+//! `Network::Default` it starts slirp4netns or pasta first, `usernet`), and forks the container's
 //! PID 1, which builds the filesystem view (`rootfs`), drops privileges and execs the
 //! command. Mount points missing from the image are stubbed for the run and removed
 //! afterwards (`stubs`), so they never reach the layer.
@@ -36,6 +37,7 @@ mod secret;
 mod spec;
 mod stubs;
 mod user;
+mod usernet;
 
 pub use cgroup::sweep_stale as sweep_stale_cgroups;
 pub use cgroup_limits::{
@@ -44,9 +46,11 @@ pub use cgroup_limits::{
 pub use error::ExecError;
 pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;
+pub use netns::host_gateway_ip;
 pub use privileges::DOCKER_DEFAULT_CAPS;
 pub use protocol::HELPER_ARG;
 pub use runner::{run, run_with};
 pub use secret::{read_secret, MAX_SECRET};
 pub use spec::{ExecConfig, Mount, MountKind, Network, RunOutcome, RunSpec, Stream};
 pub use user::{resolve_chown, resolve_group, resolve_user};
+pub use usernet::{find_usernet, UserNet, UserNetKind, USERNET_ENV};

@@ -1,4 +1,5 @@
-//! Bringing `lo` up in a new network namespace (`Network::None`).
+//! Small network-namespace chores: bringing `lo` up in a new namespace, and the host's own
+//! address for `--add-host NAME:host-gateway`.
 
 use super::error::ExecError;
 
@@ -38,4 +39,23 @@ pub(crate) fn loopback_up() -> Result<(), ExecError> {
         libc::close(sock);
         result
     }
+}
+
+/// The host's address on its default route: what `--add-host NAME:host-gateway` maps to.
+///
+/// From `Network::Default` the gateway 10.0.2.2 does not reach the host (the host's loopback
+/// is closed to RUN), so the host's own interface address is used, as Docker uses its bridge
+/// address: services the host binds on all interfaces are reachable, loopback-only ones not.
+pub fn host_gateway_ip() -> Result<std::net::IpAddr, ExecError> {
+    // A UDP connect only picks a route and a source address; no packet is sent.
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .map_err(|e| ExecError::io("socket for host-gateway", e))?;
+    sock.connect("8.8.8.8:53")
+        .and_then(|()| sock.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+        .ok_or_else(|| {
+            ExecError::UserNet("host-gateway: the host has no IPv4 default route".into())
+        })
 }

@@ -11,6 +11,7 @@ use std::os::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{RunOutcome, RunSpec};
+use super::usernet::UserNet;
 
 /// argv[1] that turns the rbuild binary into the RUN helper.
 pub const HELPER_ARG: &str = "__rbuild-exec";
@@ -29,6 +30,8 @@ pub(crate) struct HelperRequest {
     pub resources: crate::exec::cgroup_limits::Resources,
     /// `cgroup.procs` files of the RUN's cgroups; the helper joins them before forking.
     pub cgroups: Vec<std::path::PathBuf>,
+    /// The network stack to start for `Network::Default` (found by rbuild, which has `PATH`).
+    pub usernet: Option<UserNet>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -14,9 +14,10 @@ use super::cgroup::RunCgroup;
 use super::error::ExecError;
 use super::protocol::{parse_statuses, HelperRequest, Status, HELPER_ARG, STATUS_FD};
 use super::sealed_exe::sealed_path;
-use super::spec::{ExecConfig, MountKind, RunOutcome, RunSpec, Stream};
+use super::spec::{ExecConfig, MountKind, Network, RunOutcome, RunSpec, Stream};
 use super::stubs::{MountStubs, StubKind};
 use super::user::resolve_user;
+use super::usernet::find_usernet;
 
 /// How often the output loop looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -37,6 +38,11 @@ pub fn run_with(
     config.resources.validate()?;
     let (uid, gid, groups) = resolve_user(&spec.rootfs, spec.user.as_deref().unwrap_or("0"))?;
     let cgroup = RunCgroup::create(&config.resources)?;
+    // Looked up per RUN so a missing stack fails this RUN with one line (never the host network).
+    let usernet = match spec.network {
+        Network::Default => Some(find_usernet()?),
+        Network::Host | Network::None => None,
+    };
     let request = HelperRequest {
         spec: spec.clone(),
         uid,
@@ -44,6 +50,7 @@ pub fn run_with(
         groups,
         resources: config.resources.clone(),
         cgroups: cgroup.procs_files(),
+        usernet,
     };
     let mut stubs = MountStubs::new(&spec.rootfs)?;
     let result = mount_points(spec)

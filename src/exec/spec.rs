@@ -29,14 +29,33 @@ pub struct RunSpec {
     pub extra_hosts: Vec<(String, String)>,
 }
 
-/// Network namespace choice for a RUN step.
+/// Network namespace choice for a RUN step (README "Network modes").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
-    /// Share the host's network namespace (like `buildah --network=host`).
+    /// A new network namespace with outbound TCP/UDP/DNS through a user-mode stack
+    /// (slirp4netns or pasta, `usernet`); the host's loopback and abstract sockets are out of reach.
     #[default]
+    Default,
+    /// Share the host's network namespace (an explicit opt-in).
     Host,
     /// A new, empty network namespace with only `lo` up.
     None,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    /// Docker's names: `default`, `host`, `none`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Network::Default),
+            "host" => Ok(Network::Host),
+            "none" => Ok(Network::None),
+            other => Err(format!(
+                "unsupported network mode {other:?} (default, host or none)"
+            )),
+        }
+    }
 }
 
 /// One `RUN --mount` mount.

@@ -12,6 +12,10 @@ use crate::plan::lower::{ExecOp, NetworkMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// BuildKit's words for a missing entitlement, plus how to grant it.
+const NETWORK_HOST_NOT_ALLOWED: &str =
+    "network.host is not allowed: RUN --network=host needs --allow network.host";
+
 impl Solver<'_> {
     pub(super) fn exec_step(
         &self,
@@ -21,11 +25,12 @@ impl Solver<'_> {
         step: &mut StepHandle,
         no_cache: bool,
     ) -> Result<bool, BuildError> {
+        // `host` from the Dockerfile is an entitlement, as in buildx (README "Network modes").
         let network = match op.network {
+            NetworkMode::Default => self.opts.network,
             NetworkMode::None => Network::None,
-            NetworkMode::Host => Network::Host,
-            NetworkMode::Default if self.opts.network_none => Network::None,
-            NetworkMode::Default => Network::Host,
+            NetworkMode::Host if self.opts.allow_network_host => Network::Host,
+            NetworkMode::Host => return Err(self.step_error(line, NETWORK_HOST_NOT_ALLOWED)),
         };
         // Mounts: prepared before the cache lookup because their content is part of the key.
         let mut mounts = Vec::new();
@@ -68,6 +73,16 @@ impl Solver<'_> {
             mounts.push(mount);
         }
         inputs.insert("network".to_string(), format!("{network:?}"));
+        if !self.opts.extra_hosts.is_empty() {
+            // As in BuildKit, where the hosts are part of the exec op.
+            let hosts: Vec<String> = self
+                .opts
+                .extra_hosts
+                .iter()
+                .map(|(h, ip)| format!("{h}={ip}"))
+                .collect();
+            inputs.insert("extra-hosts".to_string(), hosts.join("\n"));
+        }
         inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
         if self.try_cache(st, &key, step, no_cache)? {
@@ -107,7 +122,7 @@ impl Solver<'_> {
             hostname: "rbuild".to_string(),
             network,
             mounts,
-            extra_hosts: Vec::new(),
+            extra_hosts: self.opts.extra_hosts.clone(),
         };
         let reporter = self.reporter;
         let step_id = step.id();

@@ -68,9 +68,15 @@ pub struct BuildOptions {
     /// Clamp file mtimes in new layers to the epoch (on by default when an epoch is set).
     pub rewrite_timestamp: bool,
     pub secrets: BTreeMap<String, PathBuf>,
-    pub network_none: bool,
     /// Resource limits of every RUN (cgroup, ulimits, /dev/shm).
     pub resources: crate::exec::Resources,
+    /// The network of RUN steps without `--network` (or with `--network=default`).
+    pub network: crate::exec::Network,
+    /// The `network.host` entitlement (`--allow network.host`, implied by `--network host`):
+    /// without it `RUN --network=host` fails.
+    pub allow_network_host: bool,
+    /// `--add-host NAME:IP` entries, `(name, ip)`, written to every RUN's /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
     pub progress: Progress,
     pub explain_cache: bool,
     /// Registry access (insecure hosts, config.json location) for pulls, pushes and the cache.
@@ -105,8 +111,10 @@ impl BuildOptions {
             source_date_epoch: None,
             rewrite_timestamp: true,
             secrets: BTreeMap::new(),
-            network_none: false,
             resources: crate::exec::Resources::default(),
+            network: crate::exec::Network::Default,
+            allow_network_host: false,
+            extra_hosts: Vec::new(),
             progress: Progress::Plain,
             explain_cache: false,
             registry: crate::registry::RegistryConfig::default(),

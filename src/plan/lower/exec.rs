@@ -40,11 +40,12 @@ pub(super) fn lower_run(
         .into_iter()
         .filter(|(k, _)| !env_keys.contains(k))
         .collect();
+    // `default` is the build's own mode (BuildKit's "unset"), not the host's network.
     let network = match run.network.as_deref() {
         Some("none") => NetworkMode::None,
-        Some("host") | Some("default") => NetworkMode::Host,
+        Some("host") => NetworkMode::Host,
+        Some("default") | None => NetworkMode::Default,
         Some(other) => return Err(at(line, format!("unsupported RUN --network={other}"))),
-        None => NetworkMode::Default,
     };
     let form = match &run.cmd {
         CommandLine::Exec(v) => history::CommandForm::Exec(v.clone()),

@@ -116,7 +116,7 @@ pub struct FileOp {
 /// Where RUN's network comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
-    /// No `--network`: the build's default (`--network` of the build command).
+    /// No `--network` or `--network=default`: the build's mode (`--network` of the build command).
     Default,
     Host,
     None,
