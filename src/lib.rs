@@ -13,6 +13,7 @@ pub mod exec;
 pub mod export;
 pub mod image;
 pub mod layer;
+pub mod lint;
 pub mod plan;
 pub mod registry;
 pub mod snapshot;
