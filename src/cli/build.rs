@@ -1,7 +1,7 @@
 //! `rbuild build`: turns the build flags into `BuildOptions` (secrets, outputs, SOURCE_DATE_EPOCH)
 //! and runs the build with Ctrl-C cancelling it.
 
-use super::args::{BuildArgs, HistoryFormatArg, ProgressArg};
+use super::args::{BuildArgs, CallArg, HistoryFormatArg, ProgressArg};
 use super::options::{parse_output, with_level};
 use crate::build::{self, BuildOptions, ContextSource, DockerfileSource, Progress};
 use crate::image::history::HistoryFormat;
@@ -60,6 +60,19 @@ pub(super) fn run_build(
             .map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?;
     }
     opts.build_args = parse_build_args(&a.build_args)?;
+    let call = if a.check { CallArg::Check } else { a.call };
+    let checked = super::check::run_checks(
+        &a,
+        &opts.root,
+        &opts.build_args,
+        a.check || a.call != CallArg::Build,
+    )?;
+    if call != CallArg::Build {
+        return super::check::call(&a, checked, call);
+    }
+    if let Some(c) = &checked {
+        super::check::warn_before_build(c)?;
+    }
     opts.target = a.target.clone();
     opts.no_cache = a.no_cache;
     opts.no_cache_filter = a.no_cache_filter.clone();

@@ -29,6 +29,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         insecure: cli.insecure_registry.clone(),
         docker_config: None,
     };
+    match cli.command {
+        Command::Completion(a) => return super::docs::completion(a.shell),
+        Command::Man => return super::docs::man(),
+        _ => {}
+    }
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()
@@ -194,6 +199,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Push(a) => super::registry::push(&root, &registry, a),
         Command::Login(a) => super::registry::login(&registry, a),
         Command::Logout(a) => super::registry::logout(&registry, a),
+        Command::Completion(_) | Command::Man => Ok(0),
     }
 }
 
