@@ -71,7 +71,7 @@ pub(super) fn run_build(
         return super::check::call(&a, checked, call);
     }
     if let Some(c) = &checked {
-        super::check::warn_before_build(c)?;
+        super::check::warn_before_build(c, a.progress == ProgressArg::Rawjson)?;
     }
     opts.target = a.target.clone();
     opts.no_cache = a.no_cache;
@@ -83,6 +83,7 @@ pub(super) fn run_build(
     opts.progress = match (a.progress, a.quiet) {
         (_, true) | (ProgressArg::Quiet, _) => Progress::Quiet,
         (ProgressArg::Tty, _) => Progress::Tty,
+        (ProgressArg::Rawjson, _) => Progress::RawJson,
         (ProgressArg::Auto, _) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
             Progress::Tty
         }
@@ -91,8 +92,9 @@ pub(super) fn run_build(
     opts.explain_cache = a.explain_cache;
     opts.network_none = match a.network.as_str() {
         "none" => true,
-        "host" | "default" => false,
-        other => bail!("unsupported --network {other:?} (host or none)"),
+        // docker's `bridge` is its default network; rbuild's default is the host's.
+        "host" | "default" | "bridge" => false,
+        other => bail!("unsupported --network {other:?} (host, default, bridge or none)"),
     };
     // Secrets given as env=VAR are written to files in here (tmpfs when there is one), removed on return.
     let secret_dir = if a.secret.iter().any(|s| s.contains("env=")) {
@@ -129,7 +131,13 @@ pub(super) fn run_build(
                 .map_err(|e| anyhow!("--cache-from: {e}"))?,
         );
     }
+    let mut load = a.load;
     for o in &a.outputs {
+        // `-o type=docker` without dest: into the local Docker engine, as buildx's docker driver.
+        if o == "type=docker" || (o.starts_with("type=docker,") && !o.contains("dest=")) {
+            load = true;
+            continue;
+        }
         if let Some(names) = super::registry::registry_output(o, &a.tags)? {
             opts.push.extend(names);
             continue;
@@ -165,6 +173,16 @@ pub(super) fn run_build(
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
     };
     opts.jobs = a.jobs.map(usize::from);
+    for l in &a.labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --label {l:?}: expected KEY=VALUE"))?;
+        opts.labels.insert(k.to_string(), v.to_string());
+    }
+    match a.isolation.as_deref() {
+        None | Some("default") | Some("process") => {}
+        Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),
+    }
     opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
         return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
@@ -177,6 +195,18 @@ pub(super) fn run_build(
             return Ok(e.exit_code());
         }
     };
+    if load {
+        let store = crate::store::Store::open(&opts.root)?;
+        super::engine::load(
+            &store,
+            &res.image_id,
+            &opts.tags,
+            opts.progress == Progress::Quiet,
+        )?;
+    }
+    if let Some(p) = &a.metadata_file {
+        super::metadata::write(p, &opts, &res.image_id)?;
+    }
     if let Some(p) = &a.iidfile {
         std::fs::write(p, res.image_id.to_string())
             .with_context(|| format!("writing {}", p.display()))?;

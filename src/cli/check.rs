@@ -100,9 +100,22 @@ pub(super) fn run_checks(
 }
 
 /// Before a build: one `WARN:` line per finding, and the error `error=true` asks for.
-pub(super) fn warn_before_build(c: &Checked) -> Result<()> {
+/// With `--progress rawjson` each is a `SolveStatus` warning object instead.
+pub(super) fn warn_before_build(c: &Checked, rawjson: bool) -> Result<()> {
     for w in &c.warnings {
-        eprintln!("WARN: {}", w.short());
+        if rawjson {
+            use base64::Engine;
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            let v = serde_json::json!({"warnings": [{
+                "level": 1,
+                "short": b64(&format!("{}: {}", w.rule, w.message)),
+                "url": w.url(),
+                "range": [{"start": {"line": w.line}, "end": {"line": w.end_line}}],
+            }]});
+            eprintln!("{v}");
+        } else {
+            eprintln!("WARN: {}", w.short());
+        }
     }
     fail_on_error(c)
 }

@@ -7,6 +7,8 @@ mod build;
 mod check;
 mod commands;
 mod docs;
+mod engine;
+mod metadata;
 mod options;
 mod registry;
 pub mod render;

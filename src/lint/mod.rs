@@ -87,6 +87,9 @@ pub const RULES: &[&str] = &[
 /// Rules BuildKit marks experimental.
 pub const EXPERIMENTAL: &[&str] = &["InvalidDefinitionDescription"];
 
+/// Looks up a base image's environment (`KEY`, `value` pairs) by its FROM name.
+pub type BaseEnv<'a> = dyn Fn(&str) -> Option<Vec<(String, String)>> + 'a;
+
 /// What the checks may know besides the Dockerfile.
 pub struct Input<'a> {
     pub dockerfile: &'a Dockerfile,
@@ -94,7 +97,7 @@ pub struct Input<'a> {
     pub build_args: &'a BTreeMap<String, String>,
     /// The environment of a base image (`FROM` name after expansion), when known; a stage whose
     /// base is unknown is not checked for UndefinedVar (its image may define anything).
-    pub base_env: &'a dyn Fn(&str) -> Option<Vec<(String, String)>>,
+    pub base_env: &'a BaseEnv<'a>,
     /// `.dockerignore` matcher for COPY/ADD sources, when the file exists and has no `!`
     /// exclusions (BuildKit checks nothing otherwise).
     pub ignored: Option<&'a dyn Fn(&str) -> bool>,

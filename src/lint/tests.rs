@@ -31,11 +31,13 @@ fn run(path: &Path, ignore: Option<&str>) -> Vec<Warning> {
                 .collect()
         })
         .unwrap_or_default();
-    let matcher = |p: &str| {
-        patterns
-            .iter()
-            .any(|pat| crate::context::filepath_match::matches(pat, p).unwrap_or(false))
-    };
+    // `*` within one path element, as filepath.Match (the examples need nothing more).
+    let globs: Vec<regex::Regex> = patterns
+        .iter()
+        .map(|p| regex::Regex::new(&format!("^{}$", regex::escape(p).replace("\\*", "[^/]*"))))
+        .collect::<Result<_, _>>()
+        .expect("patterns");
+    let matcher = |p: &str| globs.iter().any(|g| g.is_match(p));
     let input = Input {
         dockerfile: &df,
         build_args: &args,
