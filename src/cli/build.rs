@@ -3,9 +3,9 @@
 
 use super::args::{BuildArgs, CallArg, HistoryFormatArg, ProgressArg};
 use super::options::{parse_output, with_level};
-use crate::build::{self, BuildOptions, ContextSource, DockerfileSource, Progress};
 use crate::image::history::HistoryFormat;
 use crate::layer::Compression;
+use crate::solve::{self, BuildOptions, ContextSource, DockerfileSource, Progress};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -185,10 +185,10 @@ pub(super) fn run_build(
     }
     opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
-        return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
+        return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }
 
-    let res = match build::build(&opts) {
+    let res = match solve::build(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rbuild: error: {e}");

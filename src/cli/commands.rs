@@ -84,7 +84,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Rmi(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             let freed =
                 super::render::rmi(&store, &mut std::io::stdout().lock(), &a.images, a.force)?;
             remove_snapshots(&snapshots, freed);
@@ -140,9 +140,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Load(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             store.recover(&snapshots)?;
-            let loaded = crate::build::load::load(&store, &snapshots, &a.input)?;
+            let loaded = crate::solve::load::load(&store, &snapshots, &a.input)?;
             if !a.quiet {
                 for l in loaded {
                     println!("Loaded image: {l}");
@@ -152,7 +152,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Prune(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             store.recover(&snapshots)?;
             let freed = super::render::prune(&store, &mut std::io::stdout().lock(), a.all)?;
             remove_snapshots(&snapshots, freed);
@@ -189,7 +189,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Fsck(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             let opts = crate::store::FsckOptions { repair: a.repair };
             let report = store.fsck(&snapshots, &opts, &mut std::io::stdout().lock())?;
             // 0: verified; 1: problems remain (after repair, if asked).
@@ -204,7 +204,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 /// Removes freed snapshots, children first (a snapshot with children refuses removal).
-fn remove_snapshots(snapshots: &crate::snapshot::Snapshotter, mut ids: Vec<String>) {
+fn remove_snapshots(snapshots: &crate::snapshot::OverlaySnapshotter, mut ids: Vec<String>) {
     for _ in 0..ids.len().max(1) {
         ids.retain(|id| snapshots.remove(id).is_err());
         if ids.is_empty() {

@@ -2,9 +2,9 @@
 //! `containerimage.config.digest`, `containerimage.descriptor`, `image.name`,
 //! `buildx.build.ref`), written atomically. Which manifest the digest names: docs/compat.md.
 
-use crate::build::BuildOptions;
 use crate::digest::Digest;
 use crate::image::manifest::{self, ManifestKind};
+use crate::solve::BuildOptions;
 use crate::store::{LayerForm, Store};
 use anyhow::{Context as _, Result};
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! Values of flags shared by several commands: `-o` outputs, `--compression[-level]`.
 
-use crate::build::{OutputKind, OutputSpec};
 use crate::layer::Compression;
+use crate::solve::{OutputKind, OutputSpec};
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! prints them.
 
 use super::table::{human_size, write_table};
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::{RmiEvent, Store};
 use anyhow::Result;
 use std::io::Write;
@@ -92,7 +92,7 @@ pub fn prune(store: &Store, out: &mut dyn Write, all: bool) -> Result<Vec<String
 /// owns, printing each one.
 pub fn prune_snapshots(
     store: &Store,
-    snapshots: &Snapshotter,
+    snapshots: &OverlaySnapshotter,
     out: &mut dyn Write,
 ) -> Result<usize> {
     let r = store.prune_snapshots(snapshots)?;

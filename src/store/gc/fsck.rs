@@ -21,7 +21,7 @@
 use crate::digest::{chain_id, chain_ids, Digest, HashingReader, HashingWriter};
 use crate::image::ImageConfig;
 use crate::layer::{self, Compression, LayerOptions, WhiteoutMode};
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::check::Problem;
 use crate::store::{fsutil, gc, io_err, LayerRecord, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -81,7 +81,7 @@ impl Store {
     /// to `out` as they happen.
     pub fn fsck(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         opts: &FsckOptions,
         out: &mut dyn Write,
     ) -> Result<FsckReport, StoreError> {
@@ -165,7 +165,7 @@ impl Store {
     /// One full verification pass (no changes).
     fn scan(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         memo: &mut Memo,
     ) -> Result<(Vec<Problem>, Counts), StoreError> {
         let mut problems = Vec::new();
@@ -417,7 +417,7 @@ impl Store {
     /// The snapshot's nearest lower dir is the parent layer's snapshot (none for a base layer).
     fn snapshot_on_parent(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         rec: &LayerRecord,
         records: &BTreeMap<Digest, LayerRecord>,
     ) -> Result<bool, StoreError> {
@@ -438,7 +438,7 @@ impl Store {
     /// None when the snapshot's diff dir holds exactly the layer's content, else why not.
     fn verify_snapshot(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         rec: &LayerRecord,
         blob_ok: bool,
     ) -> Result<Option<String>, StoreError> {

@@ -3,7 +3,7 @@
 
 use crate::digest::Digest;
 use crate::image::Reference;
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::{ImageSummary, LayerRecord, Store, StoreError};
 use std::collections::BTreeSet;
 
@@ -287,7 +287,10 @@ impl Store {
 
     /// After [`Store::prune`]/[`Store::remove_image`]: removes every snapshot that no layer
     /// record and no running process owns (what those freed, and what killed builds left).
-    pub fn prune_snapshots(&self, snapshots: &Snapshotter) -> Result<SnapshotPrune, StoreError> {
+    pub fn prune_snapshots(
+        &self,
+        snapshots: &OverlaySnapshotter,
+    ) -> Result<SnapshotPrune, StoreError> {
         let _lock = self.lock()?;
         let orphans = self.orphan_snapshots(snapshots)?;
         let removed = super::snapshots::remove_snapshots(snapshots, orphans);

@@ -4,7 +4,7 @@
 use super::fsck::{apply_blob, Memo};
 use crate::digest::Digest;
 use crate::layer::{self, Compression, LayerOptions};
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::check::Problem;
 use crate::store::{fsutil, io_err, LayerRecord, Store, StoreError};
 use std::io;
@@ -14,7 +14,7 @@ impl Store {
     /// Fixes one problem; returns the actions taken (empty: nothing to do or not repairable).
     pub(super) fn repair(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         problem: &Problem,
         memo: &mut Memo,
     ) -> Result<Vec<String>, StoreError> {
@@ -134,7 +134,7 @@ impl Store {
     /// is now missing).
     fn drop_layer(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         chain: &Digest,
         memo: &mut Memo,
     ) -> Result<Vec<String>, StoreError> {
@@ -167,7 +167,7 @@ impl Store {
     /// digest exactly (layers rbuild wrote itself, default compression, no clamped mtimes).
     fn regenerate_blob(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         rec: &LayerRecord,
     ) -> Result<bool, StoreError> {
         let Ok(diff) = snapshots.diff_dir(&rec.cache_id) else {
