@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 /// The Dockerfile a build reads, when it is a file (not stdin).
 fn dockerfile_path(a: &BuildArgs) -> Option<PathBuf> {
     match a.file.as_deref() {
+        // With a tar context on stdin, a relative -f names a file inside the tar.
+        _ if a.context == "-" => None,
         Some("-") => None,
         Some(p) => Some(PathBuf::from(p)),
-        None if a.context == "-" => None,
         None => Some(Path::new(&a.context).join("Dockerfile")),
     }
 }
@@ -44,8 +45,14 @@ pub(super) fn run_checks(
     {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("unable to read Dockerfile {}", path.display()))?;
+    // Before a build, a Dockerfile that cannot be read is left for the build to report.
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) if !strict => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("unable to read Dockerfile {}", path.display()))
+        }
+    };
     let shown = match &a.file {
         Some(f) => PathBuf::from(f),
         None => PathBuf::from("Dockerfile"),
