@@ -191,3 +191,19 @@ fn urls_as_docker_docs() {
         "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
     );
 }
+
+#[test]
+fn undefined_var_knows_scratch_path_and_stage_parents() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let df = dir.path().join("Dockerfile");
+    std::fs::write(
+        &df,
+        "FROM scratch AS a\nENV PATH=$PATH:/x A=1\nFROM a\nWORKDIR /$A\nCOPY $NOPE /\n",
+    )
+    .expect("write");
+    let got: Vec<String> = run(&df, None).iter().map(|w| w.short()).collect();
+    assert_eq!(
+        got,
+        ["UndefinedVar: Usage of undefined variable '$NOPE' (line 5)"]
+    );
+}

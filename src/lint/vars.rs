@@ -104,7 +104,11 @@ pub(super) fn check(input: &Input, globals: &[Node], stages: &[Stage], out: &mut
         // A stage built on another stage starts from that stage's variables.
         let mut env = match finished.iter().find(|(n, _)| *n == base) {
             Some((_, e)) => e.clone(),
-            None if base == "scratch" => Vec::new(),
+            // A stage FROM scratch gets the default PATH, as its image config does.
+            None if base == "scratch" => vec![(
+                "PATH".to_string(),
+                crate::image::DEFAULT_PATH_ENV.to_string(),
+            )],
             None => match (input.base_env)(&base) {
                 Some(e) => e,
                 None => {
