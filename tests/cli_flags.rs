@@ -438,3 +438,45 @@ fn load_puts_the_image_into_the_docker_engine() {
     sh(Command::new("docker").args(["image", "inspect", &tag2]));
     let _ = Command::new("docker").args(["rmi", &tag, &tag2]).output();
 }
+
+/// Without a push the digest is the manifest's over the stored layers: the one `rbuild save` writes.
+#[test]
+fn metadata_file_without_push_names_the_saved_manifest() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY f /f\n",
+        &[("f", "local")],
+    );
+    let meta = t.path().join("meta.json");
+    ok(rbuild(
+        &root,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "meta-local:1",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(
+        m["containerimage.config.digest"],
+        inspect(&root, "meta-local:1")["Id"]
+    );
+    assert_eq!(m["image.name"], "meta-local:1");
+    let saved = t.path().join("saved.tar");
+    ok(rbuild(
+        &root,
+        &["save", "-o", saved.to_str().unwrap(), "meta-local:1"],
+    ));
+    let index = sh(Command::new("tar")
+        .arg("-xOf")
+        .arg(&saved)
+        .arg("index.json"));
+    let index: serde_json::Value = serde_json::from_str(&index).unwrap();
+    assert_eq!(m["containerimage.digest"], index["manifests"][0]["digest"]);
+}

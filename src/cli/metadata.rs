@@ -23,7 +23,7 @@ fn pushed_digest(store: &Store, id: &Digest, name: &str) -> Option<String> {
 pub(super) fn write(path: &Path, opts: &BuildOptions, id: &Digest) -> Result<()> {
     let store = Store::open(&opts.root)?;
     // The manifest as shipped: compressed layers when pushed, the stored tars otherwise (the
-    // manifest of `-o type=docker` and `--load`).
+    // manifest `--load` and `rbuild save` carry).
     let form = if opts.push.is_empty() {
         LayerForm::AsStored
     } else {
