@@ -13,6 +13,7 @@ pub mod export;
 pub mod fileop;
 pub mod image;
 pub mod layer;
+pub mod lint;
 pub mod plan;
 pub mod platform;
 pub mod registry;

@@ -103,7 +103,16 @@ fn flags_are_typed_and_unknown_flags_rejected() {
         .starts_with("Dockerfile:2"));
     assert_eq!(
         err("FROM a\nRUN x\nFOO bar\n").to_string(),
-        "Dockerfile:3:1: unknown instruction: FOO"
+        "Dockerfile:3:1: unknown instruction: FOO (did you mean FROM?)"
+    );
+    // As BuildKit's suggest.Search: nothing within edit distance 2, no suggestion.
+    assert_eq!(
+        err("FROM a\nRUN x\nBOGUS bar\n").to_string(),
+        "Dockerfile:3:1: unknown instruction: BOGUS"
+    );
+    assert_eq!(
+        err("FROM a\nworkdri /x\n").to_string(),
+        "Dockerfile:2:1: unknown instruction: WORKDRI (did you mean workdir?)"
     );
     assert!(err("FROM a\nHEALTHCHECK --interval=1x CMD a\n")
         .to_string()

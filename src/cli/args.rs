@@ -82,6 +82,15 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
+    Completion(CompletionArgs),
+    /// Print the man page (roff) to stdout
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +106,21 @@ pub enum ProgressArg {
     Plain,
     Quiet,
     Tty,
+    /// One JSON object per event, in BuildKit's `SolveStatus` shape (docs/compat.md)
+    Rawjson,
+}
+
+/// `--call`: what a build returns instead of (or besides) an image.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CallArg {
+    /// Build the image (default)
+    Build,
+    /// Run the build checks only; exit 1 when any check reports
+    Check,
+    /// List the build args and secrets the target uses
+    Outline,
+    /// List the stages and their descriptions
+    Targets,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,7 +155,7 @@ pub struct BuildArgs {
     /// Write the image id to this file
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
-    /// Progress output: auto, plain, tty or quiet
+    /// Progress output: auto, plain, tty, quiet or rawjson
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
     /// Target platform (only the native linux/amd64 today)
@@ -211,6 +235,35 @@ pub struct BuildArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     // --- end of RUN resource limits ---
+    /// Set image labels (K=V); repeatable. Override LABEL instructions of the Dockerfile
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Write buildx's build result metadata (digests, name, build ref) as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Load the image into the local Docker engine (same as -o type=docker without dest)
+    #[arg(long)]
+    pub load: bool,
+    /// Run a build method instead of building: check, outline or targets
+    #[arg(long, value_enum, default_value = "build")]
+    pub call: CallArg,
+    /// Shorthand for --call=check
+    #[arg(long)]
+    pub check: bool,
+    /// Accepted for docker compatibility; no effect (rbuild keeps no intermediate containers)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", hide_default_value = true)]
+    pub rm: bool,
+    /// Accepted for docker compatibility; no effect (rbuild keeps no intermediate containers)
+    #[arg(long)]
+    pub force_rm: bool,
+    /// Accepted for docker compatibility; no effect (the context is read in place, never sent)
+    #[arg(long)]
+    pub compress: bool,
+    /// Accepted for docker compatibility: `default` or `process` only (Windows isolation has no
+    /// meaning on Linux)
+    #[arg(long)]
+    pub isolation: Option<String>,
     /// Build context: a directory, or `-` for a tar on stdin
     pub context: String,
 }

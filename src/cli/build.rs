@@ -1,7 +1,7 @@
 //! `rbuild build`: turns the build flags into `BuildOptions` (secrets, outputs, SOURCE_DATE_EPOCH)
 //! and runs the build with Ctrl-C cancelling it.
 
-use super::args::{BuildArgs, HistoryFormatArg, ProgressArg};
+use super::args::{BuildArgs, CallArg, HistoryFormatArg, ProgressArg};
 use super::options::{parse_output, with_level};
 use crate::image::history::HistoryFormat;
 use crate::layer::Compression;
@@ -60,6 +60,19 @@ pub(super) fn run_build(
             .map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?;
     }
     opts.build_args = parse_build_args(&a.build_args)?;
+    let call = if a.check { CallArg::Check } else { a.call };
+    let checked = super::check::run_checks(
+        &a,
+        &opts.root,
+        &opts.build_args,
+        a.check || a.call != CallArg::Build,
+    )?;
+    if call != CallArg::Build {
+        return super::check::call(&a, checked, call);
+    }
+    if let Some(c) = &checked {
+        super::check::warn_before_build(c, a.progress == ProgressArg::Rawjson)?;
+    }
     opts.target = a.target.clone();
     opts.no_cache = a.no_cache;
     opts.no_cache_filter = a.no_cache_filter.clone();
@@ -70,6 +83,7 @@ pub(super) fn run_build(
     opts.progress = match (a.progress, a.quiet) {
         (_, true) | (ProgressArg::Quiet, _) => Progress::Quiet,
         (ProgressArg::Tty, _) => Progress::Tty,
+        (ProgressArg::Rawjson, _) => Progress::RawJson,
         (ProgressArg::Auto, _) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
             Progress::Tty
         }
@@ -115,7 +129,13 @@ pub(super) fn run_build(
                 .map_err(|e| anyhow!("--cache-from: {e}"))?,
         );
     }
+    let mut load = a.load;
     for o in &a.outputs {
+        // `-o type=docker` without dest: into the local Docker engine, as buildx's docker driver.
+        if o == "type=docker" || (o.starts_with("type=docker,") && !o.contains("dest=")) {
+            load = true;
+            continue;
+        }
         if let Some(names) = super::registry::registry_output(o, &a.tags)? {
             opts.push.extend(names);
             continue;
@@ -151,6 +171,16 @@ pub(super) fn run_build(
         Some(v) => Some(resolve_epoch(v, &context, &opts)?),
     };
     opts.jobs = a.jobs.map(usize::from);
+    for l in &a.labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --label {l:?}: expected KEY=VALUE"))?;
+        opts.labels.insert(k.to_string(), v.to_string());
+    }
+    match a.isolation.as_deref() {
+        None | Some("default") | Some("process") => {}
+        Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),
+    }
     opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
         return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
@@ -163,6 +193,18 @@ pub(super) fn run_build(
             return Ok(e.exit_code());
         }
     };
+    if load {
+        let store = crate::store::Store::open(&opts.root)?;
+        super::engine::load(
+            &store,
+            &res.image_id,
+            &opts.tags,
+            opts.progress == Progress::Quiet,
+        )?;
+    }
+    if let Some(p) = &a.metadata_file {
+        super::metadata::write(p, &opts, &res.image_id)?;
+    }
     if let Some(p) = &a.iidfile {
         std::fs::write(p, res.image_id.to_string())
             .with_context(|| format!("writing {}", p.display()))?;

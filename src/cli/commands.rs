@@ -35,6 +35,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         cli.max_expanded_size,
         cli.min_free_space,
     ));
+    match cli.command {
+        Command::Completion(a) => return super::docs::completion(a.shell),
+        Command::Man => return super::docs::man(),
+        _ => {}
+    }
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()
@@ -200,6 +205,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Push(a) => super::registry::push(&root, &registry, a),
         Command::Login(a) => super::registry::login(&registry, a),
         Command::Logout(a) => super::registry::logout(&registry, a),
+        Command::Completion(_) | Command::Man => Ok(0),
     }
 }
 

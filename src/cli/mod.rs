@@ -4,7 +4,11 @@
 
 mod args;
 mod build;
+mod check;
 mod commands;
+mod docs;
+mod engine;
+mod metadata;
 mod network;
 mod options;
 mod registry;
@@ -16,8 +20,25 @@ pub use args::{Cli, Command};
 
 /// Names of subcommands; anything else after the global options means `build`.
 const SUBCOMMANDS: &[&str] = &[
-    "build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune", "df", "diff",
-    "fsck", "help", "pull", "push", "login", "logout",
+    "build",
+    "images",
+    "inspect",
+    "history",
+    "tag",
+    "rmi",
+    "save",
+    "load",
+    "prune",
+    "df",
+    "diff",
+    "fsck",
+    "help",
+    "pull",
+    "push",
+    "login",
+    "logout",
+    "completion",
+    "man",
 ];
 
 /// Inserts `build` when the first non-global argument is not a subcommand (`rbuild -t x .`).
@@ -41,12 +62,22 @@ fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
     }
     let first = args[i].to_string_lossy().to_string();
     let is_top_level_flag = matches!(first.as_str(), "-h" | "--help" | "-V" | "--version");
-    if SUBCOMMANDS.contains(&first.as_str()) || is_top_level_flag {
+    if SUBCOMMANDS.contains(&first.as_str()) || is_top_level_flag || looks_like_typo(&first) {
         return args;
     }
     let mut out = args;
     out.insert(i, OsString::from("build"));
     out
+}
+
+/// A word close to a subcommand (`buildd`, `imgaes`) that is not a path: left for clap, which
+/// then names the nearest subcommand instead of taking the word for a build context.
+fn looks_like_typo(word: &str) -> bool {
+    !word.starts_with('-')
+        && !std::path::Path::new(word).exists()
+        && SUBCOMMANDS
+            .iter()
+            .any(|s| strsim::levenshtein(s, word) <= 2 || strsim::jaro(s, word) > 0.8)
 }
 
 /// Entry point used by `main.rs`; returns the process exit code.
@@ -101,5 +132,6 @@ mod tests {
         assert_eq!(v(&["rbuild", "images"]), ["rbuild", "images"]);
         assert_eq!(v(&["rbuild", "--help"]), ["rbuild", "--help"]);
         assert_eq!(v(&["rbuild", "."]), ["rbuild", "build", "."]);
+        assert_eq!(v(&["rbuild", "buildd", "."]), ["rbuild", "buildd", "."]);
     }
 }

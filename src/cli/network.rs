@@ -12,6 +12,12 @@ pub(super) fn apply(
     add_hosts: &[String],
     opts: &mut BuildOptions,
 ) -> Result<()> {
+    // docker's `bridge` is its default network: here, the build's own namespace per RUN.
+    let network = if network == "bridge" {
+        "default"
+    } else {
+        network
+    };
     opts.network = network
         .parse::<Network>()
         .map_err(|e| anyhow!("--network: {e}"))?;
@@ -96,7 +102,9 @@ mod tests {
         assert_eq!((o.network, o.allow_network_host), (Network::Host, true));
         apply("none", &["network.host".into()], &[], &mut o).unwrap();
         assert_eq!((o.network, o.allow_network_host), (Network::None, true));
-        assert!(apply("bridge", &[], &[], &mut o).is_err());
+        apply("bridge", &[], &[], &mut o).unwrap();
+        assert_eq!((o.network, o.allow_network_host), (Network::Default, false));
+        assert!(apply("bridged", &[], &[], &mut o).is_err());
         assert!(apply("default", &["security.insecure".into()], &[], &mut o).is_err());
     }
 }

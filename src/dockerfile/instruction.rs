@@ -199,13 +199,53 @@ pub enum Instruction {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstructionError {
-    #[error("unknown instruction: {0}")]
-    UnknownInstruction(String),
+    /// The keyword (upper-cased) and the nearest known one, as BuildKit's `did you mean`.
+    #[error("unknown instruction: {0}{hint}", hint = .1.as_ref().map(|m| format!(" (did you mean {m}?)")).unwrap_or_default())]
+    UnknownInstruction(String, Option<String>),
     #[error("{0}")]
     Invalid(String),
 }
 
 type IResult<T> = Result<T, InstructionError>;
+
+const KEYWORDS: [&str; 18] = [
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
+
+/// BuildKit's suggestion for an unknown keyword: the closest one within edit distance 2, in
+/// the case the user wrote (upper for an upper-case word).
+fn nearest_instruction(word: &str) -> Option<String> {
+    let lower = word.to_lowercase();
+    let (best, dist) = KEYWORDS
+        .iter()
+        .map(|k| (k, strsim::levenshtein(k, &lower)))
+        .min_by_key(|(_, d)| *d)?;
+    if dist == 0 || dist > 2 {
+        return None;
+    }
+    Some(if word == word.to_uppercase() {
+        best.to_uppercase()
+    } else {
+        best.to_string()
+    })
+}
 
 fn invalid<T>(m: impl Into<String>) -> IResult<T> {
     Err(InstructionError::Invalid(m.into()))
@@ -639,6 +679,7 @@ impl Instruction {
             _ => {
                 return Err(InstructionError::UnknownInstruction(
                     node.value.to_uppercase(),
+                    nearest_instruction(&node.value),
                 ))
             }
         })

@@ -104,7 +104,7 @@ impl Dockerfile {
             .map(|n| {
                 let inner = Instruction::from_node(n).map_err(|e| {
                     let mut err = self.error_for(n, e.to_string());
-                    if let InstructionError::UnknownInstruction(_) = e {
+                    if let InstructionError::UnknownInstruction(..) = e {
                         let t = &err.line_text;
                         let col = t.len() - t.trim_start().len() + 1;
                         err = err.with_column(col);

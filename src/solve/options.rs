@@ -46,6 +46,8 @@ pub enum Progress {
     /// Plain lines plus byte bars for transfers (a terminal on stderr).
     Tty,
     Quiet,
+    /// One JSON object per event, shaped as BuildKit's `client.SolveStatus` (`--progress rawjson`).
+    RawJson,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +93,8 @@ pub struct BuildOptions {
     /// Set from the CLI's SIGINT/SIGTERM handler: the build kills its containers, cleans up and returns
     /// `BuildError::Interrupted`.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// `--label K=V`: labels set on the final image's config.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl BuildOptions {
@@ -123,6 +127,7 @@ impl BuildOptions {
             cache_from: Vec::new(),
             jobs: None,
             cancel: None,
+            labels: BTreeMap::new(),
         }
     }
 }

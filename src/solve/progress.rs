@@ -133,6 +133,8 @@ fn sized_style() -> ProgressStyle {
 pub struct StepHandle {
     id: usize,
     started: Instant,
+    /// rawjson: the vertex's name, digest and start time (RFC 3339).
+    vertex: Option<(String, String, String)>,
     /// Holds an incomplete output line until its newline arrives, so prefixes stay at line starts.
     partial: Vec<u8>,
 }
@@ -196,7 +198,45 @@ impl Reporter {
         }
     }
 
+    /// rawjson: one `SolveStatus` object per line on stderr.
+    fn json(&self, v: serde_json::Value) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{v}");
+    }
+
+    fn rawjson(&self) -> bool {
+        self.mode == Progress::RawJson
+    }
+
+    /// rawjson: the vertex object of a step, with `extra` fields (completed, cached, error).
+    fn vertex(step: &StepHandle, extra: serde_json::Value) -> serde_json::Value {
+        let (name, digest, started) = step.vertex.clone().unwrap_or_default();
+        let mut v = serde_json::json!({"digest": digest, "name": name, "started": started});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        serde_json::json!({ "vertexes": [v] })
+    }
+
+    fn log(&self, step: &StepHandle, data: &[u8]) {
+        use base64::Engine;
+        let digest = step
+            .vertex
+            .as_ref()
+            .map(|v| v.1.clone())
+            .unwrap_or_default();
+        self.json(serde_json::json!({"logs": [{
+            "vertex": digest,
+            "stream": 1,
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "timestamp": now(),
+        }]}));
+    }
+
     pub fn message(&self, msg: &str) {
+        if self.rawjson() {
+            return;
+        }
         if !self.quiet() {
             self.line(msg);
         }
@@ -204,6 +244,11 @@ impl Reporter {
 
     pub fn warn(&self, msg: &str) {
         // Warnings are shown even in quiet mode: they tell the user something is off.
+        if self.rawjson() {
+            use base64::Engine;
+            let short = base64::engine::general_purpose::STANDARD.encode(msg);
+            return self.json(serde_json::json!({"warnings": [{"level": 1, "short": short}]}));
+        }
         self.line(&format!("WARNING: {msg}"));
     }
 
@@ -221,17 +266,27 @@ impl Reporter {
 
     pub fn start(&self, title: &str) -> StepHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if !self.quiet() {
-            self.line(&format!("#{id} {title}"));
-        }
-        StepHandle {
+        let mut step = StepHandle {
             id,
             started: Instant::now(),
+            vertex: None,
             partial: Vec::new(),
+        };
+        if self.rawjson() {
+            let digest =
+                crate::digest::Digest::of_bytes(format!("rbuild-step-{id}-{title}").as_bytes());
+            step.vertex = Some((title.to_string(), digest.to_string(), now()));
+            self.json(Self::vertex(&step, serde_json::json!({})));
+        } else if !self.quiet() {
+            self.line(&format!("#{id} {title}"));
         }
+        step
     }
 
     pub fn detail(&self, step: &StepHandle, msg: &str) {
+        if self.rawjson() {
+            return self.log(step, format!("{msg}\n").as_bytes());
+        }
         if !self.quiet() {
             self.line(&format!("#{} {msg}", step.id));
         }
@@ -239,6 +294,9 @@ impl Reporter {
 
     /// Streams a chunk of step output, prefixing every complete line.
     pub fn output(&self, step: &mut StepHandle, data: &[u8]) {
+        if self.rawjson() {
+            return self.log(step, data);
+        }
         if self.quiet() {
             return;
         }
@@ -271,6 +329,10 @@ impl Reporter {
     }
 
     pub fn cached(&self, mut step: StepHandle) {
+        if self.rawjson() {
+            let v = serde_json::json!({"completed": now(), "cached": true});
+            return self.json(Self::vertex(&step, v));
+        }
         self.flush_partial(&mut step);
         if !self.quiet() {
             self.line(&format!("#{} CACHED", step.id));
@@ -278,6 +340,9 @@ impl Reporter {
     }
 
     pub fn done(&self, mut step: StepHandle) {
+        if self.rawjson() {
+            return self.json(Self::vertex(&step, serde_json::json!({"completed": now()})));
+        }
         self.flush_partial(&mut step);
         if !self.quiet() {
             self.line(&format!(
@@ -290,11 +355,19 @@ impl Reporter {
 
     /// The step was stopped by Ctrl-C or by another stage's failure (BuildKit prints `CANCELED`).
     pub fn canceled(&self, mut step: StepHandle) {
+        if self.rawjson() {
+            let v = serde_json::json!({"completed": now(), "error": "context canceled"});
+            return self.json(Self::vertex(&step, v));
+        }
         self.flush_partial(&mut step);
         self.line(&format!("#{} CANCELED", step.id));
     }
 
     pub fn error(&self, mut step: StepHandle, msg: &str) {
+        if self.rawjson() {
+            let v = serde_json::json!({"completed": now(), "error": msg});
+            return self.json(Self::vertex(&step, v));
+        }
         self.flush_partial(&mut step);
         self.line(&format!(
             "#{} ERROR {}: {msg}",
@@ -302,6 +375,11 @@ impl Reporter {
             secs(step.started.elapsed())
         ));
     }
+}
+
+/// RFC 3339 with nanoseconds, as Go's `time.Time` marshals.
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
 }
 
 fn secs(d: Duration) -> String {

@@ -278,6 +278,8 @@ impl<'a> Solver<'a> {
     /// Stores the final config as an image, tags it, and returns the image id.
     pub fn commit_image(&self, r: &StageResult) -> Result<Digest, BuildError> {
         let mut config = r.config.clone();
+        // `--label K=V` overrides the Dockerfile's LABELs, on the final image only (as BuildKit).
+        config.config.labels.extend(self.opts.labels.clone());
         config.created = match self.epoch {
             Some(_) => Some(self.now_created()),
             // The newest history entry: a fully cached rebuild then gives the same image id.

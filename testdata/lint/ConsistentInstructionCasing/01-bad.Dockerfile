@@ -1,0 +1,3 @@
+From alpine
+Run echo hello > /greeting.txt
+EntRYpOiNT ["cat", "/greeting.txt"]

@@ -1,0 +1,2 @@
+FROM scratch
+COPY ./forever/helloworld.txt /helloworld.txt

@@ -1,0 +1,4 @@
+FROM debian:latest AS deb-builder
+RUN apt-get update; apt-get install -y curl
+
+FROM golang:latest AS go-builder

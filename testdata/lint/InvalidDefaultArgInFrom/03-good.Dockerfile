@@ -1,0 +1,2 @@
+ARG VARIANT
+FROM busybox:stable${VARIANT}

@@ -1,0 +1,4 @@
+ENV DEPS="\
+    curl \
+    git \
+    make"

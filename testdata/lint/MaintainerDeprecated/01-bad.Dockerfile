@@ -1,0 +1,1 @@
+MAINTAINER moby@example.com

@@ -1,0 +1,2 @@
+FROM alpine
+ENTRYPOINT ["echo", "Hello, Norway!\nHello, Sweden!"]

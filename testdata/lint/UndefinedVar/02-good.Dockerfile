@@ -1,0 +1,3 @@
+FROM alpine AS base
+ARG foo
+COPY $foo .

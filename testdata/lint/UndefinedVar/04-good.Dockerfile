@@ -1,0 +1,2 @@
+FROM python AS base
+ARG VERSION=$PYTHON_VERSION

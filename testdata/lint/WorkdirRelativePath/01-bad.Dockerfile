@@ -1,0 +1,3 @@
+FROM nginx AS web
+WORKDIR usr/share/nginx/html
+COPY public .
