@@ -476,13 +476,17 @@ struct Writer<'w> {
 }
 
 impl Writer<'_> {
-    /// Metadata for a created parent or destination directory.
+    /// Metadata for a created parent or destination directory: 0755, or an octal `--chmod`'s
+    /// mode as BuildKit gives the directories a COPY creates (its testCopyChmod).
     fn parent_meta(&self) -> Meta {
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         Meta {
             uid,
             gid,
-            mode: Some(0o755),
+            mode: Some(match self.chmod {
+                Some(Chmod::Octal(m)) => m,
+                _ => 0o755,
+            }),
             mtime: self.timestamp.map(|t| (t, 0)),
         }
     }
@@ -982,8 +986,14 @@ fn write_inode(
         dir.replace_node(name, kind, meta.rdev(), &src_desc)?;
         dir.apply_special_meta(name, m)?;
         stats.specials += 1;
+    } else if ft.is_socket() {
+        // BuildKit's context transfer turns a socket into an empty regular file
+        // (docs/compat.md, "COPY of a socket").
+        let out = dir.replace_file(name, &src_desc)?;
+        apply_fd_meta(out.as_fd(), m)
+            .map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
+        stats.files += 1;
     }
-    // Sockets cannot be copied (BuildKit skips them too).
     Ok(())
 }
 

@@ -682,17 +682,11 @@ impl Instruction {
                 .map(|(k, val)| Ok((w(k)?, w(val)?)))
                 .collect::<Result<Vec<_>, ExpandError>>()
         };
-        // `COPY x $EMPTY`: a destination that expands to nothing is an error (buildkit #679,
-        // SECURITY H5), not a copy to the working directory.
-        let dest = |d: &str| {
+        // `COPY x $EMPTY`: a destination that expands to nothing means the working directory,
+        // as in BuildKit (its testEmptyDestDir; docs/compat.md).
+        let dest = |d: &str| -> Result<String, ExpandError> {
             let out = w(d)?;
-            if out.is_empty() {
-                return Err(ExpandError {
-                    source_text: d.to_string(),
-                    message: "destination path cannot be empty".into(),
-                });
-            }
-            Ok(out)
+            Ok(if out.is_empty() { ".".to_string() } else { out })
         };
         Ok(match self {
             Instruction::From(f) => Instruction::From(FromInst {
@@ -732,7 +726,16 @@ impl Instruction {
                 sources: all(&c.sources)?,
                 heredoc_sources: c.heredoc_sources.clone(),
                 dest: dest(&c.dest)?,
-                from: ow(&c.from)?,
+                from: match &c.from {
+                    // BuildKit never expands `--from`: a value the shell would change is refused.
+                    Some(f) if lexer.process_word(f, &Vec::<(String, String)>::new())? != *f => {
+                        return Err(ExpandError {
+                            source_text: f.clone(),
+                            message: "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".into(),
+                        });
+                    }
+                    other => other.clone(),
+                },
                 chown: ow(&c.chown)?,
                 chmod: ow(&c.chmod)?,
                 link: c.link,

@@ -127,6 +127,11 @@ fn parse_mount_with(s: &str, expand: &Expander<'_>) -> Result<RunMount, MountErr
             }
             continue;
         };
+        // As BuildKit: `from=` names a stage or image literally; a variable there is refused
+        // (an alias stage does the job), so it can never expand to nothing.
+        if key == "from" && value.find('$').is_some_and(|i| i + 1 != value.len()) {
+            return err("'from' doesn't support variable expansion, define alias stage instead");
+        }
         let value = expand(value)?;
         let unexpected = |m: &RunMount| {
             err::<()>(format!(
