@@ -5,7 +5,7 @@ use super::duration::parse_go_duration;
 use super::flags::{FlagKind, Flags};
 use super::heredoc::{chomp_heredoc_content, parse_heredoc};
 use super::node::{Node, NodeArg};
-use super::shell::{Env, ExpandError, Lexer};
+use super::shell::{Env, ExpandError, LexOptions, Lexer};
 
 /// Exec form (JSON array) or shell form (the raw text, to be run by the stage's SHELL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -518,7 +518,19 @@ impl Instruction {
                     _ => {}
                 }
                 let trigger = Instruction::from_node(child)?;
-                let expression = strip_onbuild_prefix(&node.original);
+                // As BuildKit: the stored trigger carries its heredoc bodies, so the image that
+                // inherits it can parse it again.
+                let mut expression = strip_onbuild_prefix(&node.original);
+                let docs = if node.heredocs.is_empty() {
+                    &child.heredocs
+                } else {
+                    &node.heredocs
+                };
+                for h in docs {
+                    expression.push('\n');
+                    expression.push_str(&h.content);
+                    expression.push_str(&h.name);
+                }
                 Instruction::Onbuild(OnbuildInst {
                     expression,
                     trigger: Box::new(trigger),
@@ -688,6 +700,26 @@ impl Instruction {
             let out = w(d)?;
             Ok(if out.is_empty() { ".".to_string() } else { out })
         };
+        // An unquoted-delimiter COPY/ADD heredoc expands like BuildKit's ExpandRaw: always with
+        // `\` as escape, quotes kept as written (docs/compat.md).
+        let bodies = |v: &[HeredocSource]| -> Result<Vec<HeredocSource>, ExpandError> {
+            let raw = LexOptions {
+                skip_process_quotes: true,
+                ..LexOptions::new('\\')
+            };
+            v.iter()
+                .map(|h| {
+                    Ok(HeredocSource {
+                        content: if h.expand {
+                            raw.process(&h.content, env)?.0
+                        } else {
+                            h.content.clone()
+                        },
+                        ..h.clone()
+                    })
+                })
+                .collect()
+        };
         Ok(match self {
             Instruction::From(f) => Instruction::From(FromInst {
                 image: w(&f.image)?,
@@ -724,7 +756,7 @@ impl Instruction {
             }),
             Instruction::Copy(c) => Instruction::Copy(CopyInst {
                 sources: all(&c.sources)?,
-                heredoc_sources: c.heredoc_sources.clone(),
+                heredoc_sources: bodies(&c.heredoc_sources)?,
                 dest: dest(&c.dest)?,
                 from: match &c.from {
                     // BuildKit never expands `--from`: a value the shell would change is refused.
@@ -745,7 +777,7 @@ impl Instruction {
             }),
             Instruction::Add(a) => Instruction::Add(AddInst {
                 sources: all(&a.sources)?,
-                heredoc_sources: a.heredoc_sources.clone(),
+                heredoc_sources: bodies(&a.heredoc_sources)?,
                 dest: dest(&a.dest)?,
                 chown: ow(&a.chown)?,
                 chmod: ow(&a.chmod)?,

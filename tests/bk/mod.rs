@@ -15,7 +15,12 @@ fn busybox_archive() -> &'static Path {
     TAR.get_or_init(|| {
         let base = std::env::temp_dir().join(format!("rbuild-bk-base-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
-        let ctx = context(&base.join("ctx"), "FROM scratch\nADD rootfs.tar /\n", &[]);
+        // The busybox image has every applet in /bin (`/bin/awk`); Debian's rootfs spreads them.
+        let ctx = context(
+            &base.join("ctx"),
+            "FROM scratch\nADD rootfs.tar /\nRUN for a in $(busybox --list); do [ -e /bin/$a ] || ln -s busybox /bin/$a; done\n",
+            &[],
+        );
         rootfs_archive(&ctx, "rootfs.tar");
         let root = base.join("root");
         ok(rbuild(
