@@ -197,6 +197,28 @@ pub enum Instruction {
     Shell(ShellInst),
 }
 
+/// Every instruction keyword (for "did you mean" hints).
+const INSTRUCTIONS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstructionError {
     #[error("unknown instruction: {0}")]
@@ -649,9 +671,13 @@ impl Instruction {
                 })
             }
             _ => {
-                return Err(InstructionError::UnknownInstruction(
-                    node.value.to_uppercase(),
-                ))
+                let name = node.value.to_uppercase();
+                return Err(InstructionError::UnknownInstruction(super::suggest::wrap(
+                    name.clone(),
+                    &name,
+                    INSTRUCTIONS,
+                    false,
+                )));
             }
         })
     }
