@@ -1,6 +1,7 @@
 //! Harness for the ports of BuildKit's Dockerfile frontend integration tests (tests/buildkit_*.rs):
 //! a context directory, a store that already holds `busybox:latest` (and `alpine:latest`, the same
-//! image: the tests only need a shell), builds through the real binary, and readers for the outputs.
+//! image: the tests only need a shell; it has /etc/alpine-release for the cases that read it),
+//! builds through the real binary, and readers for the outputs.
 #![allow(dead_code)]
 
 pub use crate::common::*;
@@ -18,7 +19,7 @@ fn busybox_archive() -> &'static Path {
         // The busybox image has every applet in /bin (`/bin/awk`); Debian's rootfs spreads them.
         let ctx = context(
             &base.join("ctx"),
-            "FROM scratch\nADD rootfs.tar /\nRUN for a in $(busybox --list); do [ -e /bin/$a ] || ln -s busybox /bin/$a; done\n",
+            "FROM scratch\nADD rootfs.tar /\nRUN for a in $(busybox --list); do [ -e /bin/$a ] || ln -s busybox /bin/$a; done\nRUN echo 3.20.0 > /etc/alpine-release\n",
             &[],
         );
         rootfs_archive(&ctx, "rootfs.tar");
