@@ -217,14 +217,13 @@ fn copy_symlinks() {
 
 #[test]
 fn copy_chown() {
-    // Debian's busybox rootfs names gid 65534 `nogroup` where the busybox image says `nobody`.
     let b = Bk::new();
     b.dockerfile(
         r#"FROM busybox AS base
 ENV owner 1000
 RUN mkdir -m 0777 /out
 COPY --chown=daemon foo /
-COPY --chown=1000:nogroup bar /baz
+COPY --chown=1000:nobody bar /baz
 ARG group
 COPY --chown=${owner}:${group} foo /foobis
 RUN stat -c "%U %G" /foo  > /out/fooowner
@@ -237,10 +236,10 @@ COPY --from=base /out /
     .file("foo", b"foo-contents", 0o600)
     .mkdir("bar", 0o700)
     .file("bar/sub", b"", 0o600);
-    let out = b.local(&["--build-arg", "group=nogroup"]);
+    let out = b.local(&["--build-arg", "group=nobody"]);
     assert_eq!(text(&out, "fooowner"), "daemon daemon\n");
-    assert_eq!(text(&out, "subowner"), "1000 nogroup\n");
-    assert_eq!(text(&out, "foobisowner"), "1000 nogroup\n");
+    assert_eq!(text(&out, "subowner"), "1000 nobody\n");
+    assert_eq!(text(&out, "foobisowner"), "1000 nobody\n");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Harness for the ports of BuildKit's Dockerfile frontend integration tests (tests/buildkit_*.rs):
 //! a context directory, a store that already holds `busybox:latest` (and `alpine:latest`, the same
-//! image: the tests only need a shell; it has /etc/alpine-release for the cases that read it),
+//! image: the tests only need a shell; like the busybox image it has every applet in /bin, a group
+//! `nobody` (65534) and `wheel` (10, root), and /etc/alpine-release for the cases that read it),
 //! builds through the real binary, and readers for the outputs.
 #![allow(dead_code)]
 
@@ -16,10 +17,9 @@ fn busybox_archive() -> &'static Path {
     TAR.get_or_init(|| {
         let base = std::env::temp_dir().join(format!("rbuild-bk-base-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
-        // The busybox image has every applet in /bin (`/bin/awk`); Debian's rootfs spreads them.
         let ctx = context(
             &base.join("ctx"),
-            "FROM scratch\nADD rootfs.tar /\nRUN for a in $(busybox --list); do [ -e /bin/$a ] || ln -s busybox /bin/$a; done\nRUN echo 3.20.0 > /etc/alpine-release\n",
+            "FROM scratch\nADD rootfs.tar /\nRUN for a in $(busybox --list); do [ -e /bin/$a ] || ln -s busybox /bin/$a; done && echo 3.20.0 > /etc/alpine-release && sed -i 's/^nogroup:/nobody:/' /etc/group && echo 'wheel:x:10:root' >> /etc/group\n",
             &[],
         );
         rootfs_archive(&ctx, "rootfs.tar");
