@@ -218,9 +218,11 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
             } else {
                 MsFlags::empty()
             };
+            reveal_target(root, target, kind)?;
             bind(root, &src, target, kind, *readonly, extra)
         }
         MountKind::Tmpfs { size } => {
+            reveal_target(root, target, StubKind::Dir)?;
             let t = super::fdmount::mount_point(root, target, StubKind::Dir)?;
             let data = match size {
                 Some(n) => format!("mode=1777,size={n}"),
@@ -241,6 +243,7 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
             uid,
             gid,
         } => {
+            reveal_target(root, target, StubKind::File)?;
             let content = read_secret(source)?;
             let scratch = ScratchFile::create(dev, ".rbuild-secret", *mode, *uid, *gid)?;
             scratch.fill(&content)?;
@@ -271,6 +274,33 @@ fn read_secret(source: &Path) -> Result<Vec<u8>, ExecError> {
         });
     }
     Ok(buf)
+}
+
+/// A `--mount` target hidden by an earlier mount of the same RUN (`/foo/bar`, then
+/// `/foo/bar/baz`: the stub made before the run lies under the first mount) is created inside
+/// that mount, as runc does; the stubs in the rootfs itself were made before the run.
+fn reveal_target(root: &Root, target: &str, kind: StubKind) -> Result<(), ExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    if exists(root, target)? {
+        return Ok(());
+    }
+    let fail = |e: pathrs::error::Error| ExecError::Setup(format!("mount point {target}: {e}"));
+    match kind {
+        StubKind::Dir => root
+            .mkdir_all(target, &std::fs::Permissions::from_mode(0o755))
+            .map(drop)
+            .map_err(fail),
+        StubKind::File => {
+            let parent = Path::new(target).parent().unwrap_or(Path::new("/"));
+            root.mkdir_all(parent, &std::fs::Permissions::from_mode(0o755))
+                .map_err(fail)?;
+            root.create(
+                target,
+                &pathrs::InodeType::File(std::fs::Permissions::from_mode(0o644)),
+            )
+            .map_err(fail)
+        }
+    }
 }
 
 fn exists(root: &Root, path: &str) -> Result<bool, ExecError> {

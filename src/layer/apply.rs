@@ -82,15 +82,17 @@ pub fn apply<R: Read>(
         root: root.to_path_buf(),
         source,
     })?;
-    apply_in(reader, &handle, root, opts)
+    apply_in(reader, &handle, root, opts, None)
 }
 
 /// [`apply`] onto an already opened root (used by `extract_if_archive` for a sub-directory).
+/// `owner` replaces every entry's uid/gid (`ADD --chown` of an archive).
 pub(crate) fn apply_in<R: Read>(
     reader: R,
     root: &Root,
     root_path: &Path,
     opts: &ApplyOptions,
+    owner: Option<(u32, u32)>,
 ) -> Result<ApplyStats, LayerError> {
     let count = Rc::new(Cell::new(0u64));
     let counting = CountingReader {
@@ -103,6 +105,7 @@ pub(crate) fn apply_in<R: Read>(
         root,
         root_path,
         opts,
+        owner,
         stats: ApplyStats::default(),
         dir_times: Vec::new(),
         unpacked: HashSet::new(),
@@ -156,6 +159,8 @@ struct Applier<'a> {
     root: &'a Root,
     root_path: &'a Path,
     opts: &'a ApplyOptions,
+    /// Replaces every entry's owner (and is applied even without `same_owner`).
+    owner: Option<(u32, u32)>,
     stats: ApplyStats,
     /// Directory mtimes, set at the end because creating children changes them.
     dir_times: Vec<(Vec<Vec<u8>>, Timespec)>,
@@ -368,10 +373,14 @@ impl Applier<'_> {
                 }
             }
         }
+        let (uid, gid) = self.owner.unwrap_or((
+            u32::try_from(uid).unwrap_or(0),
+            u32::try_from(gid).unwrap_or(0),
+        ));
         Ok(Meta {
             mode,
-            uid: u32::try_from(uid).unwrap_or(0),
-            gid: u32::try_from(gid).unwrap_or(0),
+            uid,
+            gid,
             mtime,
             xattrs,
         })
@@ -379,7 +388,7 @@ impl Applier<'_> {
 
     /// Owner, then mode (chown clears setuid), then xattrs, on an open file or directory.
     fn set_attrs_fd(&self, name: &str, fd: BorrowedFd<'_>, meta: &Meta) -> Result<(), LayerError> {
-        if self.opts.same_owner {
+        if self.opts.same_owner || self.owner.is_some() {
             rustix::fs::fchown(
                 fd,
                 Some(rustix::fs::Uid::from_raw(meta.uid)),
@@ -406,7 +415,7 @@ impl Applier<'_> {
         meta: &Meta,
         chmod: bool,
     ) -> Result<(), LayerError> {
-        if self.opts.same_owner {
+        if self.opts.same_owner || self.owner.is_some() {
             rustix::fs::chownat(
                 dir,
                 base,
