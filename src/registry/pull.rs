@@ -13,7 +13,7 @@ use crate::image::manifest::{
     MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST,
 };
 use crate::image::{ImageConfig, Reference};
-use crate::plan::Platform;
+use crate::platform::Platform;
 use crate::store::load::ExtractFn;
 use crate::store::{LayerRecord, Store, StoreError};
 use std::collections::VecDeque;
