@@ -34,7 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// Extracts `file` into `dest_in_root` inside `root` if it is a tar (plain or compressed) and
 /// returns whether it did; creates `dest_in_root` (in-root) when extracting. Provided by the layer
 /// module (`layer::archive::extract_if_archive`), injected by the integrator.
-pub type Extractor<'a> = &'a (dyn Fn(&Path, &Path, &Path) -> Result<bool, String> + Sync);
+pub type Extractor<'a> =
+    &'a (dyn Fn(&Path, &Path, &Path, Option<(u32, u32)>) -> Result<bool, String> + Sync);
 
 /// One COPY or ADD instruction, with build args already expanded.
 pub struct CopyRequest<'a> {
@@ -565,7 +566,8 @@ impl Writer<'_> {
         file: &Path,
         dest: &str,
     ) -> Result<bool, ContextError> {
-        let done = ex(file, self.dest_root, Path::new(dest)).map_err(|reason| {
+        // `--chown` applies to what the archive holds too (BuildKit's testDockerfileAddChownArchive).
+        let done = ex(file, self.dest_root, Path::new(dest), self.owner).map_err(|reason| {
             // The extractor stops on the same flag; its error is then only the symptom.
             match crate::cancel::check(self.cancel) {
                 Err(c) => ContextError::Cancelled(c),

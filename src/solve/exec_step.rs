@@ -67,6 +67,20 @@ impl Solver<'_> {
             }
             mounts.push(mount);
         }
+        // Inline script files (a heredoc with a shebang): read-only binds of a scratch copy.
+        let mut scripts = Vec::new();
+        for (target, content, mode) in &op.files {
+            let f = write_script(&self.scratch, content, *mode)
+                .map_err(|e| self.step_error(line, format!("heredoc script: {e}")))?;
+            mounts.push(Mount {
+                target: target.clone(),
+                kind: MountKind::Bind {
+                    source: f.path().to_path_buf(),
+                    readonly: true,
+                },
+            });
+            scripts.push(f);
+        }
         inputs.insert("network".to_string(), format!("{network:?}"));
         inputs.insert("layer-format".to_string(), self.layer_format());
         let key = StepKey::new(&st.key, inputs);
@@ -137,6 +151,7 @@ impl Solver<'_> {
             Ok(())
         })?;
         drop(views);
+        drop(scripts);
         drop(held);
         self.finish_layer_step(st, key, layer, op.created_by.clone())
     }
@@ -177,4 +192,19 @@ impl Solver<'_> {
             other => other,
         }
     }
+}
+
+/// A scratch file holding `content` with `mode`, removed when dropped.
+fn write_script(
+    dir: &std::path::Path,
+    content: &str,
+    mode: u32,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::NamedTempFile::new_in(dir)?;
+    f.write_all(content.as_bytes())?;
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(f)
 }
