@@ -75,7 +75,7 @@ impl Solver<'_> {
             mounts.push(Mount {
                 target: target.clone(),
                 kind: MountKind::Bind {
-                    source: f.path().to_path_buf(),
+                    source: f.to_path_buf(),
                     readonly: true,
                 },
             });
@@ -199,12 +199,13 @@ fn write_script(
     dir: &std::path::Path,
     content: &str,
     mode: u32,
-) -> std::io::Result<tempfile::NamedTempFile> {
+) -> std::io::Result<tempfile::TempPath> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let mut f = tempfile::NamedTempFile::new_in(dir)?;
     f.write_all(content.as_bytes())?;
     f.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    Ok(f)
+    // Closed before the run: a file still open for writing cannot be executed (ETXTBSY).
+    Ok(f.into_temp_path())
 }
