@@ -213,7 +213,7 @@ impl Solver<'_> {
                 return Err(self.step_error(
                     line,
                     // BuildKit's wording, and how to give one.
-                    format!("secret {id}: not found (use --secret id={id},src=FILE)"),
+                    format!("secret {id}: not found (give {id:?} with --secret id={id},src=FILE)"),
                 ));
             }
             return Ok(None);

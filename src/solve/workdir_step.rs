@@ -6,9 +6,9 @@ use super::error::BuildError;
 use super::progress::StepHandle;
 use super::solver::Solver;
 use super::state::StageState;
+use crate::context::dest_root::{DestRoot, Meta};
 use crate::plan::lower::{KeyInputs, Mkdir};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 impl Solver<'_> {
     /// One WORKDIR whose config edit is already applied to `st`; returns whether it was cached.
@@ -40,8 +40,9 @@ impl Solver<'_> {
     }
 }
 
-/// Creates the missing directories of `m.path` inside `root` (resolved there), each 0755 and
-/// owned by `m.user` (looked up in the image's /etc/passwd and /etc/group, as `--chown` is).
+/// Creates the missing directories of `m.path` inside `root` (resolved there, symlinks followed
+/// as if `root` were `/`, as COPY's destination is), each 0755 and owned by `m.user` (looked up
+/// in the image's /etc/passwd and /etc/group, as `--chown` is).
 fn make_dir(root: &Path, m: &Mkdir) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| format!("WORKDIR {}: {e}", m.path);
     let (uid, gid) = if m.user.is_empty() {
@@ -49,22 +50,13 @@ fn make_dir(root: &Path, m: &Mkdir) -> Result<(), String> {
     } else {
         crate::exec::resolve_chown(root, &m.user).map_err(|e| fail(&e))?
     };
-    let r = pathrs::Root::open(root).map_err(|e| fail(&e))?;
-    let perm = std::fs::Permissions::from_mode(0o755);
-    let mut prefix = PathBuf::from("/");
-    for comp in Path::new(&m.path).components() {
-        let Component::Normal(c) = comp else { continue };
-        prefix.push(c);
-        if r.resolve(&prefix).is_ok() {
-            continue;
-        }
-        let made = r.mkdir_all(&prefix, &perm).map_err(|e| fail(&e))?;
-        rustix::fs::fchown(
-            &made,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )
-        .map_err(|e| fail(&e))?;
-    }
+    let droot = DestRoot::open(root).map_err(|e| fail(&e))?;
+    let meta = Meta {
+        uid,
+        gid,
+        mode: Some(0o755),
+        mtime: None,
+    };
+    droot.mkdir_all(&m.path, &meta).map_err(|e| fail(&e))?;
     Ok(())
 }
