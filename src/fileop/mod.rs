@@ -6,7 +6,7 @@
 //! one file system); otherwise it mounts the snapshot's read-write view (the mount step of
 //! `snapshot`) and copies into that.
 
-use crate::context::{self, ContextError, CopyEnv, CopyRequest, CopyStats};
+use crate::context::{self, ContextError, CopyEnv, CopyRequest, CopyStats, Resolution};
 use crate::snapshot::{Active, SnapshotError, Snapshotter};
 use std::path::Path;
 
@@ -27,23 +27,24 @@ pub enum Target {
     Mounted,
 }
 
-/// Runs `req` against active snapshot `active`.
+/// Runs `req` against active snapshot `active`, writing the sources as `resolution` found them
+/// (the resolution the cache key was computed from).
 pub fn apply_copy(
     snapshots: &dyn Snapshotter,
     active: &Active,
     target: Target,
     mount_dir: &Path,
-    req: &CopyRequest,
+    (req, resolution): (&CopyRequest, &Resolution),
     env: &CopyEnv,
 ) -> Result<CopyStats, FileOpError> {
     match target {
         Target::Upper => {
             let upper = snapshots.upper_dir(&active.key)?;
-            Ok(context::copy(req, &upper, env)?)
+            Ok(context::copy_resolved(req, resolution, &upper, env)?)
         }
         Target::Mounted => {
             let root = crate::snapshot::mount_fresh(&active.mounts, mount_dir)?;
-            let stats = context::copy(req, root.path(), env)?;
+            let stats = context::copy_resolved(req, resolution, root.path(), env)?;
             root.unmount()?;
             Ok(stats)
         }

@@ -67,12 +67,16 @@ impl Solver<'_> {
             source,
         };
         let memo = context::MemoPath::in_root(&self.opts.root, "context-hashes.json");
-        let content = context::hash_sources(&req, Some(&memo))
+        // Resolved once: the key is computed from, and the copy writes, this one resolution.
+        let resolution =
+            context::resolve(&req).map_err(|e| self.step_error(line, e.to_string()))?;
+        let content = context::hash_resolved(&req, &resolution, Some(&memo))
             .map_err(|e| self.step_error(line, e.to_string()))?;
         // Classic history names content as Docker's classic builder does (file:/dir:/multi:<tarsum>).
         let source_hash = match self.opts.history_format {
-            HistoryFormat::Classic => context::tarsum::classic_source_id(
+            HistoryFormat::Classic => context::tarsum::classic_source_id_resolved(
                 &req,
+                &resolution,
                 Some(&context::MemoPath::in_root(
                     &self.opts.root,
                     "classic-tarsums.json",
@@ -169,15 +173,20 @@ impl Solver<'_> {
                 cancel: Some(&*self.cancel),
                 ..Default::default()
             };
-            fileop::apply_copy(self.snapshots, active, target, &self.scratch, &req, &env)
-                .map(|_| ())
-                .map_err(|e| match e {
-                    FileOpError::Copy(context::ContextError::Cancelled(_)) => {
-                        BuildError::Interrupted
-                    }
-                    FileOpError::Copy(e) => self.step_error(line, e.to_string()),
-                    FileOpError::Snapshot(e) => BuildError::snapshot(e),
-                })
+            fileop::apply_copy(
+                self.snapshots,
+                active,
+                target,
+                &self.scratch,
+                (&req, &resolution),
+                &env,
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                FileOpError::Copy(context::ContextError::Cancelled(_)) => BuildError::Interrupted,
+                FileOpError::Copy(e) => self.step_error(line, e.to_string()),
+                FileOpError::Snapshot(e) => BuildError::snapshot(e),
+            })
         })?;
         drop(view);
         let made = layer.clone();
