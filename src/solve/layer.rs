@@ -80,11 +80,9 @@ impl Solver<'_> {
             profile: self.opts.repro_profile,
             clamp_mtime: self.clamp_mtime(),
         };
-        // The layer writer hashes the tar it writes; the store takes that digest.
-        let writer = self
-            .store
-            .new_trusted_blob_writer()
-            .map_err(BuildError::store)?;
+        // The blob writer hashes the tar as it stores it; that one sha256 is the diffID and the
+        // digest (the tar writer does not hash it again).
+        let writer = self.store.new_blob_writer().map_err(BuildError::store)?;
         let bar = self.reporter.bytes(step_id, "writing layer", None);
         let writer = BarWriter::new(
             crate::cancel::Writer::new(writer, Some(&*self.cancel)),
@@ -94,10 +92,18 @@ impl Solver<'_> {
             .snapshots
             .upper_dir(&active.key)
             .map_err(BuildError::snapshot)?;
-        let (writer, info) = layer::diff::write_layer(&upper, writer, &opts)
+        let (writer, size) = layer::diff::write_layer_tar(&upper, writer, &opts)
             .map_err(|e| interrupted(BuildError::layer(e)))?;
         bar.finish();
         let writer = writer.inner.into_inner();
+        let diff_id = writer.digest();
+        let info = layer::LayerInfo {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+            uncompressed_size: size,
+            media_type: Compression::Uncompressed.media_type().to_string(),
+        };
         if info.diff_id == empty_diff_id() {
             // Nothing changed: no layer, as the classic builder records `empty_layer`.
             drop(writer);

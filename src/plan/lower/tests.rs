@@ -403,3 +403,31 @@ fn from_inside_a_stage_never_lowers() {
         .iter()
         .all(|st| !st.text.to_uppercase().starts_with("FROM")));
 }
+
+#[test]
+fn a_stage_built_from_a_stage_inherits_its_args() {
+    let text = "FROM img AS base\nARG V=1\nFROM base\nRUN echo $V\n";
+    let df = crate::dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
+    let opts = PlanOptions {
+        platform: Platform::parse("linux/amd64").unwrap(),
+        build_platform: Platform::parse("linux/amd64").unwrap(),
+        ..PlanOptions::default()
+    };
+    let plan = Plan::new(&df, &opts).unwrap();
+    let empty = ContainerConfig::default();
+    let input = |stage, parent_args| LowerInput {
+        df: &df,
+        plan: &plan,
+        opts: &opts,
+        stage,
+        base: &empty,
+        base_author: None,
+        parent_args,
+        history_format: HistoryFormat::Buildkit,
+    };
+    let first = lower_stage(&input(0, None)).unwrap();
+    let second = lower_stage(&input(1, Some(&first.args))).unwrap();
+    let run = exec(&second.steps[0]);
+    assert!(run.env.contains(&"V=1".to_string()), "{:?}", run.env);
+    assert_eq!(run.created_by, "RUN |1 V=1 /bin/sh -c echo $V # buildkit");
+}
