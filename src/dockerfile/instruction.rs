@@ -197,28 +197,6 @@ pub enum Instruction {
     Shell(ShellInst),
 }
 
-/// Every instruction keyword (for "did you mean" hints).
-const INSTRUCTIONS: &[&str] = &[
-    "ADD",
-    "ARG",
-    "CMD",
-    "COPY",
-    "ENTRYPOINT",
-    "ENV",
-    "EXPOSE",
-    "FROM",
-    "HEALTHCHECK",
-    "LABEL",
-    "MAINTAINER",
-    "ONBUILD",
-    "RUN",
-    "SHELL",
-    "STOPSIGNAL",
-    "USER",
-    "VOLUME",
-    "WORKDIR",
-];
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstructionError {
     #[error("unknown instruction: {0}")]
@@ -675,7 +653,7 @@ impl Instruction {
                 return Err(InstructionError::UnknownInstruction(super::suggest::wrap(
                     name.clone(),
                     &name,
-                    INSTRUCTIONS,
+                    super::suggest::INSTRUCTIONS,
                     false,
                 )));
             }

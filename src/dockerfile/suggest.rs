@@ -1,6 +1,28 @@
 //! "did you mean X?" hints for misspelt instructions, flags and `--mount` keys, chosen as
 //! BuildKit's frontend chooses them: the option nearest by Levenshtein distance, if under 3.
 
+/// Every instruction keyword (for "did you mean" hints).
+pub(super) const INSTRUCTIONS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
 /// The option nearest to `val` (distance < 3), or None when `val` is itself an option.
 pub fn search(val: &str, options: &[&str], case_sensitive: bool) -> Option<String> {
     let fold = |s: &str| {
