@@ -489,7 +489,11 @@ fn add_local_archives_use_the_injected_extractor() {
     write(&f.c("plain.txt"), "p", 0o644);
     let ctx = f.context();
     let calls = std::sync::Mutex::new(Vec::new());
-    let ex = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
+    let ex = |file: &Path,
+              root: &Path,
+              dest: &Path,
+              _owner: Option<(u32, u32)>|
+     -> Result<bool, String> {
         calls
             .lock()
             .unwrap()
@@ -517,7 +521,9 @@ fn add_local_archives_use_the_injected_extractor() {
     req.unpack = Some(false);
     copy(&req, f.root.path(), &env).unwrap();
     assert_eq!(read(&f.r("x/a.tar")), "pretend");
-    let err = |_: &Path, _: &Path, _: &Path| -> Result<bool, String> { Err("corrupt".into()) };
+    let err = |_: &Path, _: &Path, _: &Path, _: Option<(u32, u32)>| -> Result<bool, String> {
+        Err("corrupt".into())
+    };
     let env = CopyEnv {
         extract: Some(&err),
         ..CopyEnv::default()

@@ -51,7 +51,12 @@ pub(super) fn run_build(
     if let (DockerfileSource::Default, ContextSource::Dir(d)) = (&opts.dockerfile, &context) {
         let p = d.join("Dockerfile");
         if !p.exists() {
-            bail!("unable to read Dockerfile: {} not found", p.display());
+            // As BuildKit: a lowercase `dockerfile` is the fallback.
+            let lower = d.join("dockerfile");
+            if !lower.exists() {
+                bail!("unable to read Dockerfile: {} not found", p.display());
+            }
+            opts.dockerfile = DockerfileSource::Path(lower);
         }
     }
     opts.tags = a.tags.clone();

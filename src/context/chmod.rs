@@ -35,7 +35,8 @@ impl Chmod {
         let non_octal = || {
             format!("invalid chmod parameter: '{spec}'. it should be octal string and between 0 and 07777")
         };
-        if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        // Like BuildKit's mode parser: anything that starts with a digit is read as octal.
+        if spec.as_bytes().first().is_some_and(u8::is_ascii_digit) {
             return match u32::from_str_radix(spec, 8) {
                 Ok(m) if m <= 0o7777 => Ok(Chmod::Octal(m)),
                 _ => Err(non_octal()),

@@ -239,23 +239,33 @@ fn resolve_parents(
     let pattern = rel_in_root(&pattern);
     let include = PatternMatcher::new(std::slice::from_ref(&pattern))
         .map_err(|_| ContextError::SourcePattern(src.to_string()))?;
-    let mut resolved = fs.resolve(&pivot, exclude)?;
-    let Some(mut root) = resolved.pop() else {
-        return Err(ContextError::NotFound(src.to_string()));
-    };
-    if !root.is_dir() {
-        return Err(ContextError::NotFound(src.to_string()));
-    }
-    let entries = std::mem::take(&mut root.entries);
-    let keep: Vec<bool> = entries
-        .iter()
-        .map(|e| include.matches(&e.rel.to_string_lossy()).unwrap_or(false))
+    // A pivot with wildcards (`/a/b*/./c`) names several directories: each contributes.
+    let roots: Vec<Resolved> = fs
+        .resolve(&pivot, exclude)?
+        .into_iter()
+        .filter(|r| r.is_dir())
         .collect();
-    root.entries = keep_with_ancestors(entries, keep);
-    if !contains_wildcards(&pattern) && !root.entries.iter().any(|e| e.rel == Path::new(&pattern)) {
+    if roots.is_empty() {
         return Err(ContextError::NotFound(src.to_string()));
     }
-    Ok(vec![root])
+    let mut out = Vec::new();
+    for mut root in roots {
+        let entries = std::mem::take(&mut root.entries);
+        let keep: Vec<bool> = entries
+            .iter()
+            .map(|e| include.matches(&e.rel.to_string_lossy()).unwrap_or(false))
+            .collect();
+        root.entries = keep_with_ancestors(entries, keep);
+        out.push(root);
+    }
+    if !contains_wildcards(&pattern)
+        && !out
+            .iter()
+            .any(|r| r.entries.iter().any(|e| e.rel == Path::new(&pattern)))
+    {
+        return Err(ContextError::NotFound(src.to_string()));
+    }
+    Ok(out)
 }
 
 /// Filters pre-order `entries` by `keep`, also keeping the directories above kept entries.
@@ -342,10 +352,15 @@ fn copy_inner(
     };
     let (items, keep_owners) = (&resolution.items, resolution.keep_owners);
     let droot = DestRoot::open(dest_root)?;
-    let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
+    let (dest, mut dir_syntax) = dest_path(&req.dest, &req.workdir);
     let dest_is_dir = droot.stat_follow(&dest)?.is_some_and(|st| {
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
     });
+    // `ADD *.tar /dest`: archives unpack into a directory, so several sources make `dest` one
+    // (BuildKit's testDockerfileAddArchiveWildcard). COPY keeps the classic error (docs/compat.md).
+    if items.len() > 1 && !dir_syntax && !dest_is_dir && req.is_add && req.unpack != Some(false) {
+        dir_syntax = true;
+    }
     if items.len() > 1 && !dir_syntax && !dest_is_dir {
         return Err(ContextError::MultipleSourcesNeedDir {
             cmd: req.cmd(),

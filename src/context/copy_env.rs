@@ -6,7 +6,8 @@ use std::path::Path;
 /// Extracts `file` into `dest_in_root` inside `root` if it is a tar (plain or compressed) and
 /// returns whether it did; creates `dest_in_root` (in-root) when extracting. Provided by the layer
 /// module (`layer::archive::extract_if_archive`), injected by the integrator.
-pub type Extractor<'a> = &'a (dyn Fn(&Path, &Path, &Path) -> Result<bool, String> + Sync);
+pub type Extractor<'a> =
+    &'a (dyn Fn(&Path, &Path, &Path, Option<(u32, u32)>) -> Result<bool, String> + Sync);
 
 /// What the environment provides to a copy.
 pub struct CopyEnv<'a> {

@@ -145,8 +145,14 @@ pub(super) fn write_inode(
         dir.replace_node(name, kind, meta.rdev(), &src_desc)?;
         dir.apply_special_meta(name, m)?;
         stats.specials += 1;
+    } else if ft.is_socket() {
+        // BuildKit's context transfer turns a socket into an empty regular file
+        // (docs/compat.md, semantics section).
+        let out = dir.replace_file(name, &src_desc)?;
+        apply_fd_meta(out.as_fd(), m)
+            .map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
+        stats.files += 1;
     }
-    // Sockets cannot be copied (BuildKit skips them too).
     Ok(())
 }
 

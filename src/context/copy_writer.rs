@@ -34,12 +34,17 @@ pub(super) struct Writer<'w> {
 
 impl Writer<'_> {
     /// Metadata for a created parent or destination directory.
+    /// 0755, or an octal `--chmod`'s mode, as BuildKit gives the directories a COPY creates
+    /// (its testCopyChmod).
     pub(super) fn parent_meta(&self) -> Meta {
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         Meta {
             uid,
             gid,
-            mode: Some(0o755),
+            mode: Some(match self.chmod {
+                Some(Chmod::Octal(m)) => m,
+                _ => 0o755,
+            }),
             mtime: self.timestamp.map(|t| (t, 0)),
         }
     }
@@ -103,7 +108,8 @@ impl Writer<'_> {
         file: &Path,
         dest: &str,
     ) -> Result<bool, ContextError> {
-        let done = ex(file, self.dest_root, Path::new(dest)).map_err(|reason| {
+        // `--chown` applies to what the archive holds too (BuildKit's testDockerfileAddChownArchive).
+        let done = ex(file, self.dest_root, Path::new(dest), self.owner).map_err(|reason| {
             // The extractor stops on the same flag; its error is then only the symptom.
             match crate::cancel::check(self.cancel) {
                 Err(c) => ContextError::Cancelled(c),

@@ -81,7 +81,7 @@ impl DestRoot {
         Ok(DirHandle { fd, path: p })
     }
 
-    /// Creates `path` and any missing parents (mode 0755, owner/mtime from `meta`), following
+    /// Creates `path` and any missing parents (mode from `meta`, else 0755; owner/mtime from `meta`), following
     /// existing symlinks inside the root. Returns the directory and the in-root paths created.
     pub fn mkdir_all(
         &self,
@@ -135,7 +135,7 @@ impl DestRoot {
                     },
                     None => {
                         let dir_meta = Meta {
-                            mode: Some(0o755),
+                            mode: meta.mode.or(Some(0o755)),
                             ..*meta
                         };
                         cur.mkdir(comp)?;

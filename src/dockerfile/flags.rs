@@ -39,7 +39,13 @@ impl Flags {
                 None => (body, None),
             };
             let Some(&kind) = self.kinds.get(name) else {
-                return Err(format!("unknown flag: {name}"));
+                let known: Vec<&str> = self.kinds.keys().copied().collect();
+                return Err(super::suggest::wrap(
+                    format!("unknown flag: --{name}"),
+                    name,
+                    &known,
+                    true,
+                ));
             };
             if self.values.contains_key(name) && kind != FlagKind::Strings {
                 return Err(format!("Duplicate flag specified: {name}"));

@@ -5,7 +5,7 @@ use super::duration::parse_go_duration;
 use super::flags::{FlagKind, Flags};
 use super::heredoc::{chomp_heredoc_content, parse_heredoc};
 use super::node::{Node, NodeArg};
-use super::shell::{Env, ExpandError, Lexer};
+use super::shell::{Env, ExpandError, LexOptions, Lexer};
 
 /// Exec form (JSON array) or shell form (the raw text, to be run by the stage's SHELL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -558,7 +558,19 @@ impl Instruction {
                     _ => {}
                 }
                 let trigger = Instruction::from_node(child)?;
-                let expression = strip_onbuild_prefix(&node.original);
+                // As BuildKit: the stored trigger carries its heredoc bodies, so the image that
+                // inherits it can parse it again.
+                let mut expression = strip_onbuild_prefix(&node.original);
+                let docs = if node.heredocs.is_empty() {
+                    &child.heredocs
+                } else {
+                    &node.heredocs
+                };
+                for h in docs {
+                    expression.push('\n');
+                    expression.push_str(&h.content);
+                    expression.push_str(&h.name);
+                }
                 Instruction::Onbuild(OnbuildInst {
                     expression,
                     trigger: Box::new(trigger),
@@ -723,17 +735,31 @@ impl Instruction {
                 .map(|(k, val)| Ok((w(k)?, w(val)?)))
                 .collect::<Result<Vec<_>, ExpandError>>()
         };
-        // `COPY x $EMPTY`: a destination that expands to nothing is an error (buildkit #679,
-        // SECURITY H5), not a copy to the working directory.
-        let dest = |d: &str| {
+        // `COPY x $EMPTY`: a destination that expands to nothing means the working directory,
+        // as in BuildKit (its testEmptyDestDir; docs/compat.md).
+        let dest = |d: &str| -> Result<String, ExpandError> {
             let out = w(d)?;
-            if out.is_empty() {
-                return Err(ExpandError {
-                    source_text: d.to_string(),
-                    message: "destination path cannot be empty".into(),
-                });
-            }
-            Ok(out)
+            Ok(if out.is_empty() { ".".to_string() } else { out })
+        };
+        // An unquoted-delimiter COPY/ADD heredoc expands like BuildKit's ExpandRaw: always with
+        // `\` as escape, quotes kept as written (docs/compat.md).
+        let bodies = |v: &[HeredocSource]| -> Result<Vec<HeredocSource>, ExpandError> {
+            let raw = LexOptions {
+                skip_process_quotes: true,
+                ..LexOptions::new('\\')
+            };
+            v.iter()
+                .map(|h| {
+                    Ok(HeredocSource {
+                        content: if h.expand {
+                            raw.process(&h.content, env)?.0
+                        } else {
+                            h.content.clone()
+                        },
+                        ..h.clone()
+                    })
+                })
+                .collect()
         };
         Ok(match self {
             Instruction::From(f) => Instruction::From(FromInst {
@@ -771,9 +797,18 @@ impl Instruction {
             }),
             Instruction::Copy(c) => Instruction::Copy(CopyInst {
                 sources: all(&c.sources)?,
-                heredoc_sources: c.heredoc_sources.clone(),
+                heredoc_sources: bodies(&c.heredoc_sources)?,
                 dest: dest(&c.dest)?,
-                from: ow(&c.from)?,
+                from: match &c.from {
+                    // BuildKit never expands `--from`: a value the shell would change is refused.
+                    Some(f) if lexer.process_word(f, &Vec::<(String, String)>::new())? != *f => {
+                        return Err(ExpandError {
+                            source_text: f.clone(),
+                            message: "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".into(),
+                        });
+                    }
+                    other => other.clone(),
+                },
                 chown: ow(&c.chown)?,
                 chmod: ow(&c.chmod)?,
                 link: c.link,
@@ -783,7 +818,7 @@ impl Instruction {
             }),
             Instruction::Add(a) => Instruction::Add(AddInst {
                 sources: all(&a.sources)?,
-                heredoc_sources: a.heredoc_sources.clone(),
+                heredoc_sources: bodies(&a.heredoc_sources)?,
                 dest: dest(&a.dest)?,
                 chown: ow(&a.chown)?,
                 chmod: ow(&a.chmod)?,

@@ -15,6 +15,7 @@ pub mod mount;
 mod node;
 mod parser;
 pub mod shell;
+mod suggest;
 
 use std::path::{Path, PathBuf};
 

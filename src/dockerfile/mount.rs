@@ -53,17 +53,23 @@ pub struct RunMount {
 pub struct MountError(pub String);
 
 /// Parses a `--mount` value literally (no variable expansion).
+/// A value holding a variable is not checked here (only kept, for target/source/id): like
+/// BuildKit, its meaning is decided once it is expanded (`parse_mount_expanded`).
 pub fn parse_mount(s: &str) -> Result<RunMount, MountError> {
-    parse_mount_with(s, &|v: &str| Ok(v.to_string()))
+    parse_mount_with(s, &|v: &str| Ok(v.to_string()), true)
 }
 
 /// Parses a `--mount` value, expanding each `key=value` value as BuildKit does.
 pub fn parse_mount_expanded(s: &str, lexer: &Lexer, env: &dyn Env) -> Result<RunMount, MountError> {
-    parse_mount_with(s, &|v: &str| {
-        lexer
-            .process_word(v, env)
-            .map_err(|e| MountError(e.to_string()))
-    })
+    parse_mount_with(
+        s,
+        &|v: &str| {
+            lexer
+                .process_word(v, env)
+                .map_err(|e| MountError(e.to_string()))
+        },
+        false,
+    )
 }
 
 type Expander<'a> = dyn Fn(&str) -> Result<String, MountError> + 'a;
@@ -81,7 +87,7 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, MountError> {
     }
 }
 
-fn parse_mount_with(s: &str, expand: &Expander<'_>) -> Result<RunMount, MountError> {
+fn parse_mount_with(s: &str, expand: &Expander<'_>, literal: bool) -> Result<RunMount, MountError> {
     let fields = csv_fields(s)?;
     let mut m = RunMount {
         typ: MountType::Bind,
@@ -127,6 +133,21 @@ fn parse_mount_with(s: &str, expand: &Expander<'_>) -> Result<RunMount, MountErr
             }
             continue;
         };
+        // As BuildKit: `from=` names a stage or image literally; a variable there is refused
+        // (an alias stage does the job), so it can never expand to nothing.
+        if key == "from" && value.find('$').is_some_and(|i| i + 1 != value.len()) {
+            return err("'from' doesn't support variable expansion, define alias stage instead");
+        }
+        if literal && value.contains('$') {
+            match key.as_str() {
+                "target" | "dst" | "destination" => m.target = Some(value.to_string()),
+                "source" | "src" => m.source = Some(value.to_string()),
+                "id" => m.id = Some(value.to_string()),
+                "env" => m.env = Some(value.to_string()),
+                _ => {}
+            }
+            continue;
+        }
         let value = expand(value)?;
         let unexpected = |m: &RunMount| {
             err::<()>(format!(
@@ -142,7 +163,14 @@ fn parse_mount_with(s: &str, expand: &Expander<'_>) -> Result<RunMount, MountErr
                     "tmpfs" => MountType::Tmpfs,
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
-                    _ => return err(format!("unsupported mount type \"{value}\"")),
+                    _ => {
+                        return err(super::suggest::wrap(
+                            format!("unsupported mount type \"{value}\""),
+                            &value,
+                            &["bind", "cache", "tmpfs", "secret", "ssh"],
+                            true,
+                        ))
+                    }
                 }
             }
             "from" => m.from = Some(value),
@@ -200,7 +228,34 @@ fn parse_mount_with(s: &str, expand: &Expander<'_>) -> Result<RunMount, MountErr
                 )
             }
             "env" => m.env = Some(value),
-            _ => return err(format!("unexpected key '{key}' in '{field}'")),
+            _ => {
+                return err(super::suggest::wrap(
+                    format!("unexpected key '{key}' in '{field}'"),
+                    &key,
+                    &[
+                        "type",
+                        "from",
+                        "source",
+                        "target",
+                        "readonly",
+                        "id",
+                        "sharing",
+                        "required",
+                        "size",
+                        "mode",
+                        "uid",
+                        "gid",
+                        "src",
+                        "dst",
+                        "destination",
+                        "ro",
+                        "rw",
+                        "readwrite",
+                        "env",
+                    ],
+                    true,
+                ))
+            }
         }
     }
     let t = m.typ.as_str();

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
 use pathrs::error::ErrorKind;
@@ -221,6 +222,7 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
                 }
                 _ => StubKind::File,
             };
+            reveal_target(root, target, kind)?;
             // Cache mounts and read-write binds too: nothing the RUN leaves there (a setuid
             // binary, a device node) works in a later RUN either.
             bind(
@@ -233,6 +235,7 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
             )
         }
         MountKind::Tmpfs { size } => {
+            reveal_target(root, target, StubKind::Dir)?;
             let t = super::fdmount::mount_point(root, target, StubKind::Dir)?;
             let data = format!("mode=1777,size={}", size.unwrap_or(DEFAULT_TMPFS_SIZE));
             mount_on(
@@ -250,6 +253,7 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
             uid,
             gid,
         } => {
+            reveal_target(root, target, StubKind::File)?;
             let content = read_secret(source)?;
             let scratch = ScratchFile::create(dev, ".rbuild-secret", *mode, *uid, *gid)?;
             scratch.fill(&content)?;
@@ -262,6 +266,33 @@ fn mount_one(root: &Root, dev: &File, m: &Mount) -> Result<(), ExecError> {
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             )?;
             scratch.remove()
+        }
+    }
+}
+
+/// A `--mount` target hidden by an earlier mount of the same RUN (`/foo/bar`, then
+/// `/foo/bar/baz`: the stub made before the run lies under the first mount) is created inside
+/// that mount, as runc does; the stubs in the rootfs itself were made before the run.
+fn reveal_target(root: &Root, target: &str, kind: StubKind) -> Result<(), ExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    if exists(root, target)? {
+        return Ok(());
+    }
+    let fail = |e: pathrs::error::Error| ExecError::Setup(format!("mount point {target}: {e}"));
+    match kind {
+        StubKind::Dir => root
+            .mkdir_all(target, &std::fs::Permissions::from_mode(0o755))
+            .map(drop)
+            .map_err(fail),
+        StubKind::File => {
+            let parent = Path::new(target).parent().unwrap_or(Path::new("/"));
+            root.mkdir_all(parent, &std::fs::Permissions::from_mode(0o755))
+                .map_err(fail)?;
+            root.create(
+                target,
+                &pathrs::InodeType::File(std::fs::Permissions::from_mode(0o644)),
+            )
+            .map_err(fail)
         }
     }
 }

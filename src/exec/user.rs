@@ -6,7 +6,7 @@
 //! follow runc's `GetExecUser`: a name or uid matches a passwd entry; a bare user uses the
 //! entry's primary gid and gets its `/etc/group` memberships as supplementary groups; an
 //! explicit group replaces the gid and adds no supplementary groups; a numeric uid with no
-//! passwd entry runs with gid 0.
+//! passwd entry runs with gid 0. The primary gid is always in the supplementary list.
 
 use std::io::Read;
 use std::path::Path;
@@ -63,7 +63,15 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), E
             }
         }
     }
-    Ok((uid, gid, supplementary))
+    // The primary gid is always one of the process's groups (containerd's fix for
+    // CVE-2023-25173, which BuildKit follows): `id` shows it first in `groups=`.
+    let mut groups = vec![gid];
+    for g in supplementary {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    Ok((uid, gid, groups))
 }
 
 /// Resolves a `COPY/ADD --chown=user[:group]` spec inside `rootfs` to `(uid, gid)`, with BuildKit's
@@ -267,11 +275,11 @@ mod tests {
         let r = rootfs();
         assert_eq!(
             resolve_user(r.path(), "app").unwrap(),
-            (1000, 1000, vec![50, 10])
+            (1000, 1000, vec![1000, 50, 10])
         );
         assert_eq!(
             resolve_user(r.path(), "nobody").unwrap(),
-            (65534, 65534, vec![])
+            (65534, 65534, vec![65534])
         );
     }
 
@@ -280,25 +288,25 @@ mod tests {
         let r = rootfs();
         assert_eq!(
             resolve_user(r.path(), "1000").unwrap(),
-            (1000, 1000, vec![50, 10])
+            (1000, 1000, vec![1000, 50, 10])
         );
-        assert_eq!(resolve_user(r.path(), "4242").unwrap(), (4242, 0, vec![]));
+        assert_eq!(resolve_user(r.path(), "4242").unwrap(), (4242, 0, vec![0]));
     }
 
     #[test]
-    fn explicit_group_replaces_gid_without_supplementary() {
+    fn explicit_group_replaces_gid_and_is_the_only_group() {
         let r = rootfs();
         assert_eq!(
             resolve_user(r.path(), "app:staff").unwrap(),
-            (1000, 50, vec![])
+            (1000, 50, vec![50])
         );
         assert_eq!(
             resolve_user(r.path(), "1000:50").unwrap(),
-            (1000, 50, vec![])
+            (1000, 50, vec![50])
         );
         assert_eq!(
             resolve_user(r.path(), "4242:777").unwrap(),
-            (4242, 777, vec![])
+            (4242, 777, vec![777])
         );
     }
 
@@ -322,9 +330,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
             resolve_user(dir.path(), "1000:50").unwrap(),
-            (1000, 50, vec![])
+            (1000, 50, vec![50])
         );
-        assert_eq!(resolve_user(dir.path(), "0").unwrap(), (0, 0, vec![]));
+        assert_eq!(resolve_user(dir.path(), "0").unwrap(), (0, 0, vec![0]));
         assert!(resolve_user(dir.path(), "root").is_err());
         assert_eq!(resolve_group(dir.path(), "12").unwrap(), 12);
     }

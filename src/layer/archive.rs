@@ -33,6 +33,18 @@ pub fn extract_reader_if_archive<R: Read + Send + 'static>(
     dest_in_root: &Path,
     opts: &ApplyOptions,
 ) -> Result<bool, LayerError> {
+    extract_reader_if_archive_as(f, root, dest_in_root, opts, None)
+}
+
+/// [`extract_reader_if_archive`], every extracted entry and every destination directory it
+/// creates owned by `owner` when given (`ADD --chown=U:G x.tar /d/`, as BuildKit does).
+pub fn extract_reader_if_archive_as<R: Read + Send + 'static>(
+    f: R,
+    root: &Path,
+    dest_in_root: &Path,
+    opts: &ApplyOptions,
+    owner: Option<(u32, u32)>,
+) -> Result<bool, LayerError> {
     let Ok((mut reader, _)) = decompress(f) else {
         return Ok(false);
     };
@@ -49,14 +61,33 @@ pub fn extract_reader_if_archive<R: Read + Send + 'static>(
         source,
     })?;
     let perm = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    let dest = rootfs
-        .mkdir_all(dest_in_root, &perm)
-        .map_err(|source| LayerError::Resolve {
-            name: dest_in_root.display().to_string(),
-            op: "create destination",
-            root: root.to_path_buf(),
-            source,
-        })?;
+    let resolve_err = |source| LayerError::Resolve {
+        name: dest_in_root.display().to_string(),
+        op: "create destination",
+        root: root.to_path_buf(),
+        source,
+    };
+    if let Some((uid, gid)) = owner {
+        // Each missing directory of the destination is made, then given to the owner.
+        let mut prefix = std::path::PathBuf::from("/");
+        for comp in dest_in_root
+            .components()
+            .skip_while(|c| c == &std::path::Component::RootDir)
+        {
+            prefix.push(comp);
+            if rootfs.resolve(&prefix).is_ok() {
+                continue;
+            }
+            let made = rootfs.mkdir_all(&prefix, &perm).map_err(resolve_err)?;
+            rustix::fs::fchown(
+                &made,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| LayerError::io(prefix.clone(), "chown", std::io::Error::from(e)))?;
+        }
+    }
+    let dest = rootfs.mkdir_all(dest_in_root, &perm).map_err(resolve_err)?;
     let dest_root = Root::from_fd(std::os::fd::OwnedFd::from(dest));
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::None,
@@ -68,6 +99,7 @@ pub fn extract_reader_if_archive<R: Read + Send + 'static>(
         &dest_root,
         &root.join(dest_in_root.strip_prefix("/").unwrap_or(dest_in_root)),
         &opts,
+        owner,
     )?;
     Ok(true)
 }

@@ -23,22 +23,36 @@ pub fn is_proxy_arg(name: &str) -> bool {
     PROXY_ARGS.contains(&name)
 }
 
-/// The predefined platform ARGs (`TARGETPLATFORM`, …, `BUILDVARIANT`) for these options.
-pub fn predefined_args(opts: &PlanOptions) -> Vec<(String, String)> {
+/// The automatic ARGs (`TARGETPLATFORM`, …, `BUILDVARIANT`, the `*OSVERSION`s and `TARGETSTAGE`)
+/// for these options, as BuildKit's `defaultArgs`: a `--build-arg` of the same name overrides
+/// one. `target` is the stage built: `--target` as given, else the last stage's name, else
+/// `default`.
+pub fn predefined_args(opts: &PlanOptions, target: Option<&str>) -> Vec<(String, String)> {
     let t = &opts.platform;
     let b = &opts.build_platform;
+    let stage = match (opts.target.as_deref(), target) {
+        (Some(given), _) => given.to_string(),
+        (None, Some(last)) if !last.is_empty() => last.to_string(),
+        _ => "default".to_string(),
+    };
     [
-        ("TARGETPLATFORM", t.to_string()),
-        ("TARGETOS", t.os.clone()),
-        ("TARGETARCH", t.architecture.clone()),
-        ("TARGETVARIANT", t.variant.clone().unwrap_or_default()),
         ("BUILDPLATFORM", b.to_string()),
         ("BUILDOS", b.os.clone()),
+        ("BUILDOSVERSION", String::new()),
         ("BUILDARCH", b.architecture.clone()),
         ("BUILDVARIANT", b.variant.clone().unwrap_or_default()),
+        ("TARGETPLATFORM", t.to_string()),
+        ("TARGETOS", t.os.clone()),
+        ("TARGETOSVERSION", String::new()),
+        ("TARGETARCH", t.architecture.clone()),
+        ("TARGETVARIANT", t.variant.clone().unwrap_or_default()),
+        ("TARGETSTAGE", stage),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
+    .map(|(k, v)| {
+        let v = opts.build_args.get(k).cloned().unwrap_or(v);
+        (k.to_string(), v)
+    })
     .collect()
 }
 
@@ -60,7 +74,8 @@ pub struct ArgScope {
 impl ArgScope {
     /// A fresh scope for `stage` of `plan`.
     pub fn new(plan: &Plan, opts: &PlanOptions, _stage: usize) -> ArgScope {
-        let mut global: Vec<(String, Option<String>)> = predefined_args(opts)
+        let last = plan.stages.last().and_then(|s| s.name.as_deref());
+        let mut global: Vec<(String, Option<String>)> = predefined_args(opts, last)
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
             .collect();
@@ -98,6 +113,12 @@ impl ArgScope {
         value
     }
 
+    /// Whether `--build-arg name` was given (its value then wins over any default, which is
+    /// not even expanded, as in BuildKit).
+    pub fn has_build_arg(&self, name: &str) -> bool {
+        self.build_args.contains_key(name)
+    }
+
     /// Declared ARGs in declaration order (a re-declaration keeps its first position).
     pub fn values(&self) -> &[(String, Option<String>)] {
         &self.declared
@@ -119,17 +140,31 @@ impl ArgScope {
         out
     }
 
-    /// Build args visible to RUN: declared ARGs with a value, plus proxy variables given as
-    /// `--build-arg` even when not declared. The caller lets the stage ENV win over these.
+    /// Build args visible to RUN: declared ARGs with a value. The caller lets the stage ENV win
+    /// over these. Proxy variables given as `--build-arg` come from [`ArgScope::proxy_env`].
     pub fn run_env(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .declared
+        self.declared
             .iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
+            .collect()
+    }
+
+    /// The proxy variables given as `--build-arg` and not declared: RUN gets each in upper
+    /// and lower case (BuildKit's ProxyEnv), but they are kept out of the cache key, the
+    /// history and the config, like BuildKit.
+    pub fn proxy_env(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.build_args {
-            if is_proxy_arg(k) && !self.is_declared(k) {
-                out.push((k.clone(), v.clone()));
+            if !is_proxy_arg(k) || self.is_declared(k) {
+                continue;
+            }
+            for name in [k.to_uppercase(), k.to_lowercase()] {
+                // The other spelling given on its own keeps its own value.
+                let given_apart = &name != k && self.build_args.contains_key(&name);
+                if !given_apart && !self.is_declared(&name) && !out.iter().any(|(n, _)| *n == name)
+                {
+                    out.push((name, v.clone()));
+                }
             }
         }
         out

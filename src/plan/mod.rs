@@ -186,24 +186,29 @@ impl Plan {
             }
         }
         if stages.is_empty() {
-            return Err(
-                ParseError::whole_file(&df.path, "the Dockerfile has no FROM instruction").into(),
-            );
+            return Err(ParseError::whole_file(
+                &df.path,
+                "dockerfile contains no stages to build (no FROM instruction)",
+            )
+            .into());
         }
 
         // Global ARGs: visible to FROM lines only (and as defaults for `ARG X` in a stage).
-        let mut global_env = predefined_args(opts);
+        let last = stages.last().and_then(|s| s.name.as_deref());
+        let mut global_env = predefined_args(opts, last);
         let mut global_args = Vec::new();
         for li in &meta {
             if let Instruction::Arg(a) = &li.inner {
                 for (k, default) in &a.args {
+                    // A --build-arg wins: the default is not even expanded (BuildKit), so
+                    // `ARG X=${X:?msg}` fails only when X is not given.
                     let expanded = match default {
-                        Some(d) => Some(
+                        Some(d) if !opts.build_args.contains_key(k) => Some(
                             lexer
                                 .process_word(d, &global_env)
                                 .map_err(|e| error_at(df, li.start_line, e.to_string()))?,
                         ),
-                        None => None,
+                        _ => None,
                     };
                     let value = opts.build_args.get(k).cloned().or(expanded);
                     if let Some(v) = &value {
@@ -272,12 +277,33 @@ impl Plan {
 
 /// What a `--from` value (COPY, `RUN --mount`) names, seen from stage `current`: a stage index,
 /// else a stage name (case-insensitive), else an image. The one resolver of `--from`: the
-/// planner uses it for the stage graph, the lowering for the step.
-pub fn resolve_stage_ref(stages: &[Stage], name: &str, current: usize) -> Result<CopyFrom, String> {
+/// planner uses it for the stage graph, the lowering for the step. `mount_target` is the
+/// target of a `RUN --mount` (None for COPY), for BuildKit's wording of the error when the
+/// stage named is the current one or a later one (it must be defined before).
+pub fn resolve_stage_ref(
+    stages: &[Stage],
+    name: &str,
+    current: usize,
+    mount_target: Option<&str>,
+) -> Result<CopyFrom, String> {
     let label = |i: usize| stages[i].name.clone().unwrap_or_else(|| i.to_string());
+    let not_before = |_j: usize| {
+        match mount_target {
+        None => format!(
+            "cannot copy from stage \"{name}\", it needs to be defined before current stage \"{}\"",
+            label(current)
+        ),
+        Some(t) => format!(
+            "cannot mount from stage \"{name}\" to \"{t}\", stage needs to be defined before current command"
+        ),
+    }
+    };
     if let Ok(idx) = name.parse::<usize>() {
         if idx >= stages.len() {
             return Err(format!("invalid stage index {idx}"));
+        }
+        if idx >= current {
+            return Err(not_before(idx));
         }
         return Ok(CopyFrom::Stage(idx));
     }
@@ -286,10 +312,7 @@ pub fn resolve_stage_ref(stages: &[Stage], name: &str, current: usize) -> Result
         .iter()
         .position(|s| s.name.as_deref() == Some(lower.as_str()))
     {
-        Some(j) if j == current => Err(format!(
-            "circular dependency detected on stage: {}",
-            label(j)
-        )),
+        Some(j) if j >= current => Err(not_before(j)),
         Some(j) => Ok(CopyFrom::Stage(j)),
         None => Ok(CopyFrom::Image(name.to_string())),
     }
@@ -305,8 +328,14 @@ impl Planner<'_> {
     }
 
     /// A `--from` value: see [`resolve_stage_ref`].
-    fn resolve_ref(&self, name: &str, current: usize, line: usize) -> Result<CopyFrom, PlanError> {
-        resolve_stage_ref(&self.stages, name, current).map_err(|m| self.err(line, m))
+    fn resolve_ref(
+        &self,
+        name: &str,
+        current: usize,
+        line: usize,
+        mount_target: Option<&str>,
+    ) -> Result<CopyFrom, PlanError> {
+        resolve_stage_ref(&self.stages, name, current, mount_target).map_err(|m| self.err(line, m))
     }
 
     fn resolve(&mut self, i: usize) -> Result<(), PlanError> {
@@ -389,6 +418,7 @@ impl Planner<'_> {
                         let env = scope.args.expansion_env(&scope.env);
                         let d = d
                             .as_deref()
+                            .filter(|_| !scope.args.has_build_arg(k))
                             .map(|d| self.lexer.process_word(d, &env))
                             .transpose()
                             .map_err(|e| self.err(line, e.to_string()))?;
@@ -407,7 +437,7 @@ impl Planner<'_> {
                             .lexer
                             .process_word(f, &env)
                             .map_err(|e| self.err(line, e.to_string()))?;
-                        let resolved = self.resolve_ref(&name, i, line)?;
+                        let resolved = self.resolve_ref(&name, i, line, None)?;
                         from_refs.push(FromRef {
                             instruction: idx,
                             name,
@@ -420,7 +450,7 @@ impl Planner<'_> {
                         let m = parse_mount_expanded(m, &self.lexer, &env)
                             .map_err(|e| self.err(line, e.to_string()))?;
                         if let Some(f) = m.from {
-                            let resolved = self.resolve_ref(&f, i, line)?;
+                            let resolved = self.resolve_ref(&f, i, line, m.target.as_deref())?;
                             from_refs.push(FromRef {
                                 instruction: idx,
                                 name: f,

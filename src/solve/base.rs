@@ -71,10 +71,11 @@ impl Solver<'_> {
                 .lease_layer(&top.chain_id)
                 .map_err(BuildError::store)?;
         }
+        let key = base_key(&config, layers.last().map(|l| &l.chain_id));
         Ok(StageState {
             config,
             layers,
-            key: Digest::of_bytes(format!("image {id}").as_bytes()),
+            key,
             parent_image: Some(id),
         })
     }
@@ -159,4 +160,21 @@ impl Solver<'_> {
         };
         Ok((view, key))
     }
+}
+
+/// The cache key of an image used as a base: its content (the chainID of its layers) and the
+/// config fields that change how later steps run, as BuildKit keys an image source by its
+/// chainID. Not its id: that covers `created`, history and labels, so two stores that built the
+/// same base at different times would miss each other's `--cache-from` records.
+pub(super) fn base_key(config: &ImageConfig, chain_id: Option<&Digest>) -> Digest {
+    let c = &config.config;
+    let body = serde_json::json!({
+        "chain_id": chain_id.map(|d| d.to_string()),
+        "env": c.env,
+        "user": c.user,
+        "working_dir": c.working_dir,
+        "shell": c.shell,
+        "on_build": c.on_build,
+    });
+    Digest::of_bytes(format!("image {body}").as_bytes())
 }

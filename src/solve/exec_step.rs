@@ -72,6 +72,20 @@ impl Solver<'_> {
             }
             mounts.push(mount);
         }
+        // Inline script files (a heredoc with a shebang): read-only binds of a scratch copy.
+        let mut scripts = Vec::new();
+        for (target, content, mode) in &op.files {
+            let f = write_script(&self.scratch, content, *mode)
+                .map_err(|e| self.step_error(line, format!("heredoc script: {e}")))?;
+            mounts.push(Mount {
+                target: target.clone(),
+                kind: MountKind::Bind {
+                    source: f.to_path_buf(),
+                    readonly: true,
+                },
+            });
+            scripts.push(f);
+        }
         inputs.insert("network".to_string(), format!("{network:?}"));
         if !self.opts.extra_hosts.is_empty() {
             // As in BuildKit, where the hosts are part of the exec op.
@@ -153,6 +167,7 @@ impl Solver<'_> {
             Ok(())
         })?;
         drop(views);
+        drop(scripts);
         drop(held);
         self.finish_layer_step(st, key, layer, op.created_by.clone())
     }
@@ -193,4 +208,20 @@ impl Solver<'_> {
             other => other,
         }
     }
+}
+
+/// A scratch file holding `content` with `mode`, removed when dropped.
+fn write_script(
+    dir: &std::path::Path,
+    content: &str,
+    mode: u32,
+) -> std::io::Result<tempfile::TempPath> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::NamedTempFile::new_in(dir)?;
+    f.write_all(content.as_bytes())?;
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    // Closed before the run: a file still open for writing cannot be executed (ETXTBSY).
+    Ok(f.into_temp_path())
 }

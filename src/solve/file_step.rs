@@ -122,7 +122,11 @@ impl Solver<'_> {
         }
         let bars = self.reporter.bar_factory();
         let step_id = step.id();
-        let extract = |file: &Path, root: &Path, dest: &Path| -> Result<bool, String> {
+        let extract = |file: &Path,
+                       root: &Path,
+                       dest: &Path,
+                       owner: Option<(u32, u32)>|
+         -> Result<bool, String> {
             let opts = layer::ApplyOptions {
                 whiteouts: layer::WhiteoutMode::None,
                 max_bytes: None,
@@ -133,7 +137,7 @@ impl Solver<'_> {
             let size = f.metadata().map(|m| m.len()).ok();
             let name = file.file_name().unwrap_or_default().to_string_lossy();
             let bar = bars.bytes(step_id, &format!("extracting {name}"), size);
-            let done = layer::archive::extract_reader_if_archive(
+            let done = layer::archive::extract_reader_if_archive_as(
                 BarReader::new(
                     crate::cancel::Reader::new(f, Some(self.cancel.clone())),
                     bar.clone(),
@@ -141,6 +145,7 @@ impl Solver<'_> {
                 root,
                 dest,
                 &opts,
+                owner,
             )
             .map_err(|e| e.to_string())?;
             if done {

@@ -21,6 +21,7 @@ pub mod repro;
 mod schedule;
 mod solver;
 mod state;
+mod workdir_step;
 
 pub use error::BuildError;
 pub use options::{

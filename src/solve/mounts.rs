@@ -212,7 +212,8 @@ impl Solver<'_> {
             if m.required {
                 return Err(self.step_error(
                     line,
-                    format!("secret {id:?} was not provided (use --secret id={id},src=FILE)"),
+                    // BuildKit's wording, and how to give one.
+                    format!("secret {id}: not found (give {id:?} with --secret id={id},src=FILE)"),
                 ));
             }
             return Ok(None);

@@ -181,10 +181,15 @@ impl<'a> Solver<'a> {
             Op::Config(edit) => {
                 st.config.config = edit.config.clone();
                 st.config.author = edit.author.clone();
+                if let (Some(m), Some(h)) = (&edit.mkdir, &edit.history) {
+                    return self.workdir_step(st, m, h, &edit.key, step.line, handle, no_cache);
+                }
+                let key = StepKey::new(&st.key, edit.key.clone());
                 if let Some(h) = &edit.history {
                     self.add_history(st, h.clone(), true);
+                    self.keep_metadata_time(st, &key)?;
                 }
-                st.key = StepKey::new(&st.key, edit.key.clone()).key;
+                st.key = key.key;
                 Ok(false)
             }
             Op::File(op) => self.file_step(st, op, step.line, handle, no_cache),
@@ -200,6 +205,36 @@ impl<'a> Solver<'a> {
             comment: self.opts.history_format.comment().to_string(),
             empty_layer,
         });
+    }
+
+    /// A metadata step's history time comes from its cache record when one exists (else the
+    /// record is made now): a rebuild in which every step hits the cache then writes the same
+    /// config, so the same image id, as BuildKit does (docs/compat.md).
+    fn keep_metadata_time(&self, st: &mut StageState, key: &StepKey) -> Result<(), BuildError> {
+        let _guard = self.store.lock().map_err(BuildError::store)?;
+        let cached = self.store.cache_get(&key.key).map_err(BuildError::store)?;
+        let created = cached
+            .and_then(|rec| ImageConfig::from_bytes(&rec.config).ok())
+            .and_then(|c| c.history.last().and_then(|h| h.created.clone()));
+        match created {
+            Some(t) => {
+                if let Some(h) = st.config.history.last_mut() {
+                    h.created = Some(t);
+                }
+            }
+            None => {
+                let record = CacheRecord {
+                    config: st.config.to_bytes().map_err(BuildError::store)?,
+                    chain_id: None,
+                    inputs: key.inputs.clone(),
+                    parent: Some(key.parent.clone()),
+                };
+                self.store
+                    .cache_put(&key.key, &record)
+                    .map_err(BuildError::store)?;
+            }
+        }
+        Ok(())
     }
 
     /// Looks the step up in the cache; on a hit the state moves to the cached result.
@@ -227,8 +262,16 @@ impl<'a> Solver<'a> {
                     .map_err(BuildError::store)?;
             }
             if layer_ok {
-                st.config = ImageConfig::from_bytes(&rec.config).map_err(BuildError::store)?;
+                // The step's own effect only: its layer and its history entry (time included,
+                // so a cached rebuild keeps the image id). The rest of the config is this
+                // build's: the key leaves out what does not change execution (Cmd, Labels,
+                // `created`…), so the record may come from a base that differs there.
+                let rec_config = ImageConfig::from_bytes(&rec.config).map_err(BuildError::store)?;
+                if let Some(h) = rec_config.history.last() {
+                    st.config.history.push(h.clone());
+                }
                 if let Some(l) = layer {
+                    st.config.rootfs.diff_ids.push(l.diff_id.clone());
                     st.layers.push(l);
                 }
                 st.key = key.key.clone();

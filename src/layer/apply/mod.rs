@@ -90,15 +90,17 @@ pub fn apply<R: Read>(
         root: root.to_path_buf(),
         source,
     })?;
-    apply_in(reader, &handle, root, opts)
+    apply_in(reader, &handle, root, opts, None)
 }
 
 /// [`apply`] onto an already opened root (used by `extract_if_archive` for a sub-directory).
+/// `owner` replaces every entry's uid/gid (`ADD --chown` of an archive).
 pub(crate) fn apply_in<R: Read>(
     reader: R,
     root: &Root,
     root_path: &Path,
     opts: &ApplyOptions,
+    owner: Option<(u32, u32)>,
 ) -> Result<ApplyStats, LayerError> {
     let count = Rc::new(Cell::new(0u64));
     let counting = CountingReader {
@@ -114,6 +116,7 @@ pub(crate) fn apply_in<R: Read>(
         root,
         root_path,
         opts,
+        owner,
         stats: ApplyStats::default(),
         dir_times: Vec::new(),
         unpacked: HashSet::new(),
@@ -169,6 +172,8 @@ struct Applier<'a> {
     root: &'a Root,
     root_path: &'a Path,
     opts: &'a ApplyOptions,
+    /// Replaces every entry's owner (and is applied even without `same_owner`).
+    owner: Option<(u32, u32)>,
     stats: ApplyStats,
     /// Directory mtimes, set at the end because creating children changes them.
     dir_times: Vec<(Vec<Vec<u8>>, Timespec)>,
@@ -213,7 +218,11 @@ impl Applier<'_> {
             }
         }
 
-        let meta = Meta::read(&mut entry, &name)?;
+        let mut meta = Meta::read(&mut entry, &name)?;
+        if let Some((uid, gid)) = self.owner {
+            meta.uid = uid;
+            meta.gid = gid;
+        }
         if let Some(sparse) = meta.sparse_size {
             self.count(&name, sparse.saturating_sub(data))?;
         }
@@ -250,7 +259,7 @@ impl Applier<'_> {
                 if got != want {
                     return Err(LayerError::Truncated { name, got, want });
                 }
-                meta.set_on_fd(&name, file.as_fd(), self.opts.same_owner)?;
+                meta.set_on_fd(&name, file.as_fd(), self.chown())?;
                 rustix::fs::futimens(&file, &times(meta.mtime))
                     .map_err(|e| LayerError::entry(&name, "set mtime", e))?;
             }
@@ -277,7 +286,7 @@ impl Applier<'_> {
                     Mode::empty(),
                 )
                 .map_err(|e| LayerError::entry(&name, "open dir", e))?;
-                meta.set_on_fd(&name, fd.as_fd(), self.opts.same_owner)?;
+                meta.set_on_fd(&name, fd.as_fd(), self.chown())?;
                 self.dir_times.push((comps.clone(), meta.mtime));
             }
             EntryType::Symlink => {
@@ -291,7 +300,7 @@ impl Applier<'_> {
                 self.create_replacing(&name, parent, base, "symlink", || {
                     rustix::fs::symlinkat(target.as_slice(), &dir, base.as_slice())
                 })?;
-                meta.set_at(&name, &dir, base, false, self.opts.same_owner)?;
+                meta.set_at(&name, &dir, base, false, self.chown())?;
             }
             EntryType::Link => {
                 let target = entry
@@ -319,7 +328,7 @@ impl Applier<'_> {
                 self.create_replacing(&name, parent, base, "mknod", || {
                     rustix::fs::mknodat(&dir, base.as_slice(), ft, Mode::from_raw_mode(0o600), dev)
                 })?;
-                meta.set_at(&name, &dir, base, true, self.opts.same_owner)?;
+                meta.set_at(&name, &dir, base, true, self.chown())?;
             }
             other => {
                 return Err(LayerError::Unsupported { name, kind: other });
@@ -331,6 +340,11 @@ impl Applier<'_> {
             self.unpacked.insert(comps[..i].join(&b'/'));
         }
         Ok(())
+    }
+
+    /// Whether entries get their owner set: as the tar says (`same_owner`), or `ADD --chown`'s.
+    fn chown(&self) -> bool {
+        self.opts.same_owner || self.owner.is_some()
     }
 
     fn count(&mut self, name: &str, bytes: u64) -> Result<(), LayerError> {

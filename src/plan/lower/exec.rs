@@ -12,7 +12,7 @@ pub(super) fn lower_run(
     line: usize,
 ) -> Result<ExecOp, LowerError> {
     let shell = s.shell();
-    let argv = match &run.cmd {
+    let mut argv = match &run.cmd {
         CommandLine::Exec(v) => v.clone(),
         CommandLine::Shell(text) => {
             let mut v = shell.clone();
@@ -20,6 +20,20 @@ pub(super) fn lower_run(
             v
         }
     };
+    // A lone heredoc with a shebang is a script file run by the shell (BuildKit mounts it at
+    // /dev/pipes/<name>, 0755); the history still shows its text.
+    let mut files = Vec::new();
+    let mut script_key = None;
+    if let (CommandLine::Shell(text), [h]) = (&run.cmd, run.heredocs.as_slice()) {
+        if is_lone_heredoc(text, run) && h.content.starts_with("#!") {
+            let target = format!("/dev/pipes/{}", h.name);
+            files.push((target.clone(), h.content.clone(), 0o755));
+            script_key = Some(h.content.clone());
+            if let Some(last) = argv.last_mut() {
+                *last = target;
+            }
+        }
+    }
     if argv.is_empty() {
         return Err(at(line, "RUN has no command"));
     }
@@ -30,6 +44,13 @@ pub(super) fn lower_run(
         .map(|kv| kv.split('=').next().unwrap_or("").to_string())
         .collect();
     for (k, v) in s.args.run_env() {
+        if !env_keys.contains(&k) {
+            env.push(format!("{k}={v}"));
+        }
+    }
+    // Proxy variables run too, but are no part of the key (a new proxy keeps the cache).
+    let key_env = env.join("\n");
+    for (k, v) in s.args.proxy_env() {
         if !env_keys.contains(&k) {
             env.push(format!("{k}={v}"));
         }
@@ -49,9 +70,7 @@ pub(super) fn lower_run(
     };
     let form = match &run.cmd {
         CommandLine::Exec(v) => history::CommandForm::Exec(v.clone()),
-        CommandLine::Shell(_) => {
-            history::CommandForm::Shell(argv.last().cloned().unwrap_or_default())
-        }
+        CommandLine::Shell(text) => history::CommandForm::Shell(run_script(text, run)),
     };
     let created_by = history::run(s.input.history_format, &shell, &history_args, &form);
 
@@ -61,7 +80,7 @@ pub(super) fn lower_run(
         let mount = parse_mount_expanded(raw, &s.lexer, &expansion_env.to_vec())
             .map_err(|e| at(line, e.to_string()))?;
         let from = match &mount.from {
-            Some(f) => Some(s.resolve_from(f, line)?),
+            Some(f) => Some(s.resolve_from(f, line, mount.target.as_deref())?),
             None => None,
         };
         mounts.push(ExecMount { index, mount, from });
@@ -69,9 +88,12 @@ pub(super) fn lower_run(
 
     let mut key = KeyInputs::new();
     key.insert("instruction".to_string(), created_by.clone());
-    key.insert("env".to_string(), env.join("\n"));
+    key.insert("env".to_string(), key_env);
     key.insert("user".to_string(), s.config.user.clone());
     key.insert("workdir".to_string(), s.workdir());
+    if let Some(script) = script_key {
+        key.insert("script".to_string(), script);
+    }
     Ok(ExecOp {
         argv,
         env,
@@ -79,6 +101,7 @@ pub(super) fn lower_run(
         workdir: s.workdir(),
         network,
         mounts,
+        files,
         created_by,
         key,
     })
@@ -90,8 +113,7 @@ fn run_script(text: &str, run: &RunInst) -> String {
     if run.heredocs.is_empty() {
         return text.to_string();
     }
-    let trimmed = text.trim();
-    if run.heredocs.len() == 1 && trimmed.starts_with("<<") && !trimmed.contains(' ') {
+    if is_lone_heredoc(text, run) {
         return run.heredocs[0].content.clone();
     }
     let mut script = text.to_string();
@@ -104,4 +126,10 @@ fn run_script(text: &str, run: &RunInst) -> String {
         script.push_str(&h.name);
     }
     script
+}
+
+/// `RUN <<EOF` alone: the heredoc is the whole command.
+fn is_lone_heredoc(text: &str, run: &RunInst) -> bool {
+    let trimmed = text.trim();
+    run.heredocs.len() == 1 && trimmed.starts_with("<<") && !trimmed.contains(' ')
 }

@@ -6,7 +6,7 @@ use crate::dockerfile::instruction::{AddInst, CopyInst};
 pub(super) fn lower_copy(s: &Scope<'_>, c: CopyInst, line: usize) -> Result<FileOp, LowerError> {
     let from = match c.from {
         Some(name) => {
-            let r = s.resolve_from(&name, line)?;
+            let r = s.resolve_from(&name, line, None)?;
             Some((name, r))
         }
         None => None,

@@ -46,7 +46,16 @@ pub(super) fn lower_meta(s: &mut Scope<'_>, inst: Instruction) -> Result<ConfigE
         Instruction::Workdir(w) => {
             let joined = join_workdir(&s.workdir(), &w.path);
             s.config.working_dir = joined.clone();
-            Some(history::workdir(fmt, &shell, &joined))
+            let h = history::workdir(fmt, &shell, &joined);
+            let mut key = KeyInputs::new();
+            key.insert("instruction".to_string(), h.clone());
+            key.insert("user".to_string(), s.config.user.clone());
+            let mut e = edit(s, Some(h), key);
+            e.mkdir = Some(super::Mkdir {
+                path: joined,
+                user: s.config.user.clone(),
+            });
+            return Ok(e);
         }
         Instruction::Stopsignal(sig) => {
             s.config.stop_signal = sig.signal.clone();
@@ -122,6 +131,7 @@ fn edit(s: &Scope<'_>, history: Option<String>, key: KeyInputs) -> ConfigEdit {
         author: s.author.clone(),
         history,
         key,
+        mkdir: None,
     }
 }
 

@@ -83,6 +83,17 @@ pub struct ConfigEdit {
     /// `created_by` of the history entry (an empty layer); `None` records none (BuildKit's ONBUILD).
     pub history: Option<String>,
     pub key: KeyInputs,
+    /// WORKDIR: the directory to create when missing, owned by the USER in effect; a layer
+    /// when it was made (BuildKit's mkdir file op), an empty layer when it existed.
+    pub mkdir: Option<Mkdir>,
+}
+
+/// A directory WORKDIR makes: `path` (absolute) and its parents, owned by `user`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mkdir {
+    pub path: String,
+    /// The USER in effect (`name`, `uid`, `name:group`…); empty means root.
+    pub user: String,
 }
 
 /// COPY or ADD, every word expanded.
@@ -141,6 +152,9 @@ pub struct ExecOp {
     pub workdir: String,
     pub network: NetworkMode,
     pub mounts: Vec<ExecMount>,
+    /// Files the RUN sees read-only at a path (target, content, mode): a lone heredoc that
+    /// starts with `#!` runs as `/dev/pipes/<name>`, as BuildKit does.
+    pub files: Vec<(String, String, u32)>,
     pub created_by: String,
     /// `instruction`, `env`, `user`, `workdir`; the solver adds `network`, `mount<N>` and
     /// `layer-format`.
@@ -214,9 +228,14 @@ impl Scope<'_> {
 
     /// `--from` (of COPY or a mount): one precedence, the plan's, and only to a stage this one
     /// was scheduled after.
-    fn resolve_from(&self, name: &str, line: usize) -> Result<CopyFrom, LowerError> {
+    fn resolve_from(
+        &self,
+        name: &str,
+        line: usize,
+        mount_target: Option<&str>,
+    ) -> Result<CopyFrom, LowerError> {
         let plan = self.input.plan;
-        let r = crate::plan::resolve_stage_ref(&plan.stages, name, self.input.stage)
+        let r = crate::plan::resolve_stage_ref(&plan.stages, name, self.input.stage, mount_target)
             .map_err(|m| at(line, m))?;
         if let CopyFrom::Stage(j) = r {
             if !plan.stages[self.input.stage].deps.contains(&j) {
@@ -235,10 +254,23 @@ impl Scope<'_> {
     fn lower(&mut self, inst: &Located<Instruction>) -> Result<Op, LowerError> {
         let line = inst.start_line;
         let env = self.expansion_env();
-        let expanded = inst
-            .inner
-            .expand(&self.lexer, &env)
-            .map_err(|e| at(line, e.to_string()))?;
+        let expanded = match (inst.inner.expand(&self.lexer, &env), &inst.inner) {
+            (Ok(e), _) => e,
+            // A default that does not expand (`ARG X=${X:?msg}`) is fine when --build-arg X
+            // replaces it: BuildKit never expands such a default.
+            (Err(e), Instruction::Arg(a)) => {
+                let mut a = a.clone();
+                for (k, d) in a.args.iter_mut() {
+                    if self.args.has_build_arg(k) {
+                        *d = None;
+                    }
+                }
+                Instruction::Arg(a)
+                    .expand(&self.lexer, &env)
+                    .map_err(|_| at(line, e.to_string()))?
+            }
+            (Err(e), _) => return Err(at(line, e.to_string())),
+        };
         match expanded {
             Instruction::Run(run) => exec::lower_run(self, &run, &env, line).map(Op::Exec),
             Instruction::Copy(c) => file::lower_copy(self, c, line).map(Op::File),

@@ -355,13 +355,22 @@ fn an_empty_exec_form_run_is_an_error_at_its_line() {
 #[test]
 fn copy_from_resolves_stage_names_and_images_in_one_place() {
     let s = case(
-        "FROM a AS build\nFROM img\nARG WHERE=build\nCOPY --from=$WHERE /a /b\nCOPY --from=0 /a /c\n\
+        "FROM a AS build\nFROM img\nARG WHERE=build\nCOPY --from=BUILD /a /b\nCOPY --from=0 /a /c\n\
          COPY --from=busybox:1 /bin/sh /sh\nCOPY --chmod=644 --link <<EOF /h\nhi\nEOF\n",
     )
     .steps();
+    // As BuildKit, `--from` is never expanded: a variable there is an error.
+    let e = case("FROM a AS build\nFROM img\nARG WHERE=build\nCOPY --from=$WHERE /a /b\n")
+        .lower()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("variable expansion is not supported for --from"),
+        "{e}"
+    );
     assert_eq!(
         file(&s[1]).from,
-        Some(("build".to_string(), CopyFrom::Stage(0)))
+        Some(("BUILD".to_string(), CopyFrom::Stage(0)))
     );
     assert_eq!(
         file(&s[2]).from,
