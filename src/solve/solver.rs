@@ -251,8 +251,16 @@ impl<'a> Solver<'a> {
         // Lookup and lease under the lock, so a concurrent prune cannot take the layer between.
         let guard = self.store.lock().map_err(BuildError::store)?;
         if let Some(rec) = self.store.cache_get(&key.key).map_err(BuildError::store)? {
+            // The record's layer must sit on this state's top layer. A key names the inputs,
+            // not the bytes below: two builds racing on one key can each commit a different
+            // parent (a RUN's files differ by their times), and the other's child layer does not
+            // fit on ours; re-running the step is then the only consistent result.
             let layer = match &rec.chain_id {
-                Some(c) => self.store.get_layer(c).map_err(BuildError::store)?,
+                Some(c) => self
+                    .store
+                    .get_layer(c)
+                    .map_err(BuildError::store)?
+                    .filter(|l| l.parent.as_ref() == st.chain_id()),
                 None => None,
             };
             let layer_ok = rec.chain_id.is_none() || layer.is_some();
