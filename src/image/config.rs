@@ -141,7 +141,11 @@ pub struct ContainerConfig {
 /// `rootfs`: the uncompressed layer digests, bottom first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootFs {
-    #[serde(rename = "type", default = "layers", deserialize_with = "lenient::string")]
+    #[serde(
+        rename = "type",
+        default = "layers",
+        deserialize_with = "lenient::string"
+    )]
     pub kind: String,
     #[serde(default, deserialize_with = "lenient::list")]
     pub diff_ids: Vec<Digest>,
@@ -271,6 +275,19 @@ impl ImageConfig {
     /// The image id: digest of [`Self::to_bytes`].
     pub fn digest(&self) -> Result<Digest, ImageError> {
         Ok(Digest::of_bytes(&self.to_bytes()?))
+    }
+
+    /// This config as the starting point of a build on top of it: only what rbuild models
+    /// plus the OCI platform fields (`os.version`, `os.features`) stay. Docker's container
+    /// fields (`Hostname`, `AttachStdin`, `Image`, `container_config`, `docker_version`, …)
+    /// describe the container that made the base, not the new image, so they go, as BuildKit
+    /// drops them (it reads a base into its typed image struct). A base only passed through
+    /// (`pull`, `load`, `save`, `push`) keeps its bytes untouched (docs/compat.md).
+    pub fn into_base(mut self) -> Self {
+        self.extra
+            .retain(|k, _| k == "os.version" || k == "os.features");
+        self.config.extra.clear();
+        self
     }
 
     /// Docker `ENV` semantics: replaces `key=…` in place, or appends `key=value`.

@@ -44,7 +44,14 @@ impl<'de> Deserialize<'de> for ContainerConfig {
                         "Cmd" => set(&mut c.cmd, m.next_value::<OptList<_>>()?.0),
                         "Volumes" => set(&mut c.volumes, ports(m.next_value()?)),
                         "WorkingDir" => set(&mut c.working_dir, m.next_value::<Str>()?.0),
-                        "Labels" => set(&mut c.labels, m.next_value::<Map<Str>>()?.0.into_iter().map(|(k, v)| (k, v.0)).collect()),
+                        "Labels" => set(
+                            &mut c.labels,
+                            m.next_value::<Map<Str>>()?
+                                .0
+                                .into_iter()
+                                .map(|(k, v)| (k, v.0))
+                                .collect(),
+                        ),
                         "StopSignal" => set(&mut c.stop_signal, m.next_value::<Str>()?.0),
                         "ArgsEscaped" => set(&mut c.args_escaped, m.next_value::<Bool>()?.0),
                         "Healthcheck" => set(&mut c.healthcheck, m.next_value()?),
@@ -118,9 +125,10 @@ impl<'de> Deserialize<'de> for ImageConfig {
                         "os" => set(&mut c.os, m.next_value::<Str>()?.0),
                         "variant" => set(&mut c.variant, m.next_value::<OptStr>()?.0),
                         "config" => set(&mut c.config, m.next_value()?),
-                        "rootfs" => {
-                            set(&mut c.rootfs, m.next_value::<NullOr<RootFs>>()?.0.unwrap_or_default())
-                        }
+                        "rootfs" => set(
+                            &mut c.rootfs,
+                            m.next_value::<NullOr<RootFs>>()?.0.unwrap_or_default(),
+                        ),
                         "history" => set(&mut c.history, m.next_value::<List<History>>()?.0),
                         _ => {
                             let v: Value = m.next_value()?;
@@ -151,7 +159,8 @@ mod tests {
 
     #[test]
     fn nulls_read_as_empty_everywhere() {
-        let src = br#"{"architecture":"amd64","os":"linux","author":null,"variant":null,"created":null,
+        let src =
+            br#"{"architecture":"amd64","os":"linux","author":null,"variant":null,"created":null,
             "config":{"User":null,"ExposedPorts":null,"Env":null,"Entrypoint":null,"Cmd":null,
               "Volumes":null,"WorkingDir":null,"Labels":null,"StopSignal":null,"ArgsEscaped":null,
               "Healthcheck":null,"OnBuild":null,"Shell":null,"Hostname":"","Image":"sha256:00"},
@@ -159,36 +168,61 @@ mod tests {
             "history":null}"#;
         let c = ImageConfig::from_bytes(src).unwrap();
         assert!(c.config.env.is_empty() && c.config.on_build.is_empty());
-        assert_eq!((c.config.cmd.clone(), c.config.entrypoint.clone()), (None, None));
+        assert_eq!(
+            (c.config.cmd.clone(), c.config.entrypoint.clone()),
+            (None, None)
+        );
         assert!(c.config.volumes.is_empty() && c.config.labels.is_empty());
         assert_eq!(c.config.extra["Image"], "sha256:00");
         // Unknown fields, nulls inside them included, are written back as they came.
         let out = String::from_utf8(c.to_bytes().unwrap()).unwrap();
-        assert!(out.contains(r#""container_config":{"OnBuild":null}"#), "{out}");
-        let c2 = ImageConfig::from_bytes(br#"{"config":null,"rootfs":null,"history":[{"created_by":null,"empty_layer":null}]}"#).unwrap();
+        assert!(
+            out.contains(r#""container_config":{"OnBuild":null}"#),
+            "{out}"
+        );
+        let c2 = ImageConfig::from_bytes(
+            br#"{"config":null,"rootfs":null,"history":[{"created_by":null,"empty_layer":null}]}"#,
+        )
+        .unwrap();
         assert_eq!(c2.history.len(), 1);
         assert!(c2.rootfs.diff_ids.is_empty() && c2.config.env.is_empty());
     }
 
     #[test]
     fn errors_name_the_json_path() {
-        let err = |s: &str| ImageConfig::from_bytes(s.as_bytes()).unwrap_err().to_string();
+        let err = |s: &str| {
+            ImageConfig::from_bytes(s.as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
         let e = err(r#"{"config":{"OnBuild":5}}"#);
-        assert!(e.contains("config.OnBuild: expected a list, got a number"), "{e}");
+        assert!(
+            e.contains("config.OnBuild: expected a list, got a number"),
+            "{e}"
+        );
         let e = err(r#"{"config":{"Env":["A=1",7]}}"#);
         assert!(e.contains("config.Env[1]"), "{e}");
         let e = err(r#"{"config":{"Labels":{"a":[]}}}"#);
-        assert!(e.contains("config.Labels.a: expected a string, got a list"), "{e}");
+        assert!(
+            e.contains("config.Labels.a: expected a string, got a list"),
+            "{e}"
+        );
         let e = err(r#"{"rootfs":{"diff_ids":["nope"]}}"#);
         assert!(e.contains("rootfs.diff_ids[0]"), "{e}");
         let e = err(r#"{"history":[{},{"empty_layer":"yes"}]}"#);
-        assert!(e.contains("history[1].empty_layer: expected a boolean, got a string"), "{e}");
+        assert!(
+            e.contains("history[1].empty_layer: expected a boolean, got a string"),
+            "{e}"
+        );
         let e = Manifest::from_bytes(br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[{"mediaType":"x","digest":"sha256:00","size":1}]}"#).unwrap_err().to_string();
         assert!(e.contains("manifest: layers[0].digest"), "{e}");
         let e = Index::from_bytes(br#"{"schemaVersion":2,"manifests":{}}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("index: manifests: expected a list, got an object"), "{e}");
+        assert!(
+            e.contains("index: manifests: expected a list, got an object"),
+            "{e}"
+        );
     }
 
     #[test]
