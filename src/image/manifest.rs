@@ -155,7 +155,8 @@ pub struct Index {
     pub schema_version: u32,
     #[serde(rename = "mediaType", default, deserialize_with = "lenient::string")]
     pub media_type: String,
-    #[serde(default, deserialize_with = "lenient::list")]
+    /// Required (it is what makes a document an index); `null` reads as empty.
+    #[serde(deserialize_with = "lenient::list")]
     pub manifests: Vec<Descriptor>,
     #[serde(
         default,
