@@ -120,10 +120,11 @@ impl<'de> Deserialize<'de> for ImageConfig {
                 while let Some(k) = m.next_key::<String>()? {
                     match k.as_str() {
                         "created" => set(&mut c.created, m.next_value::<OptStr>()?.0),
-                        "author" => set(&mut c.author, m.next_value::<OptStr>()?.0),
+                        // `""` is written as absent, so it reads as absent too.
+                        "author" => set(&mut c.author, m.next_value::<OptStr>()?.non_empty()),
                         "architecture" => set(&mut c.architecture, m.next_value::<Str>()?.0),
                         "os" => set(&mut c.os, m.next_value::<Str>()?.0),
-                        "variant" => set(&mut c.variant, m.next_value::<OptStr>()?.0),
+                        "variant" => set(&mut c.variant, m.next_value::<OptStr>()?.non_empty()),
                         "config" => set(&mut c.config, m.next_value()?),
                         "rootfs" => set(
                             &mut c.rootfs,
@@ -145,6 +146,12 @@ impl<'de> Deserialize<'de> for ImageConfig {
 
 /// An optional string: `null`/absent is `None`.
 struct OptStr(Option<String>);
+
+impl OptStr {
+    fn non_empty(self) -> Option<String> {
+        self.0.filter(|s| !s.is_empty())
+    }
+}
 
 impl<'de> Deserialize<'de> for OptStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(h.tar_size, tar.len() as u64);
         assert_eq!(h.digest, Digest::of_bytes(&blob));
 
-        let z = zstd::encode_all(&tar[..], 3).unwrap();
+        // Two zstd frames with a skippable frame (zstd:chunked keeps its TOC in one) between.
+        let mut z = zstd::encode_all(a, 3).unwrap();
+        z.extend([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        z.extend(zstd::encode_all(b, 3).unwrap());
         std::fs::write(&p, &z).unwrap();
         assert_eq!(sniff(&p).unwrap(), Codec::Zstd);
         assert_eq!(
