@@ -547,3 +547,54 @@ pub fn pull(
         new_layers: missing.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(media_type: &str) -> Descriptor {
+        Descriptor::new(media_type, Digest::of_bytes(b"x"), 1)
+    }
+
+    #[test]
+    fn layer_and_config_media_types_are_named() {
+        for ok in [
+            MEDIA_OCI_LAYER,
+            MEDIA_OCI_LAYER_GZIP,
+            MEDIA_OCI_LAYER_ZSTD,
+            MEDIA_DOCKER_LAYER_GZIP,
+            MEDIA_DOCKER_LAYER_TAR,
+            MEDIA_DOCKER_LAYER_ZSTD,
+        ] {
+            assert!(check_layer_media_type(&desc(ok), "x").is_ok(), "{ok}");
+        }
+        for (t, says) in [
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                "foreign (non-distributable)",
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "foreign (non-distributable)",
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+                "encrypted",
+            ),
+            (
+                "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                "unsupported",
+            ),
+        ] {
+            let e = check_layer_media_type(&desc(t), "x")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains(t), "{e}");
+        }
+        assert!(check_config_media_type(&desc(MEDIA_DOCKER_CONFIG), "x").is_ok());
+        let e = check_config_media_type(&desc("application/vnd.cncf.helm.config.v1+json"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a container image"), "{e}");
+    }
+}
