@@ -437,6 +437,21 @@ fn docker_buildah_and_skopeo_images_pull_load_and_serve_as_bases() {
         );
     }
 
+    // FROM alone pulls what the store lacks: the manifest list and the zstd copy.
+    let root_from = t.path().join("root-from");
+    for img in [&list, &sk_zstd] {
+        rbuild_from(
+            &root_from,
+            t.path(),
+            "out/from-only:1",
+            &format!("FROM {img}\nRUN test -s /from-docker\n"),
+        );
+        assert_eq!(
+            rbuild_id(&root_from, img),
+            registry_image_id(img).to_string()
+        );
+    }
+
     // load of skopeo's archives of buildah's image: docker-archive and oci-archive.
     for (transport, file) in [
         ("docker-archive", "b-docker.tar"),
