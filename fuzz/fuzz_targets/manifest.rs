@@ -68,7 +68,11 @@ fn parse_alone(bytes: &[u8]) {
             // rbuild's own form of it as a base is stable too (issue 22).
             let base = c.clone().into_base().to_bytes().expect("a base serializes");
             let again = ImageConfig::from_bytes(&base).expect("a base's bytes parse");
-            assert_eq!(again.to_bytes().expect("serializes"), base, "base form unstable");
+            assert_eq!(
+                again.to_bytes().expect("serializes"),
+                base,
+                "base form unstable"
+            );
         }
         // Errors render (with their JSON path) without panicking.
         Err(e) => drop(e.to_string()),
@@ -191,7 +195,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(images) = store.load_archive(&layout, &mut extract) {
         for img in images {
-            let _ = store.export_image(&img.id, &img.tags);
+            let _ = store.export_image(&img.id, &img.tags, rbuild::store::LayerForm::AsStored);
             let _ = store.image_summary(&img.id);
         }
         let _ = store.list_images();

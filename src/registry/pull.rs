@@ -278,16 +278,9 @@ fn check_layer_media_type(d: &Descriptor, reference: &str) -> Result<(), Registr
         | MEDIA_DOCKER_LAYER_GZIP
         | MEDIA_DOCKER_LAYER_TAR
         | MEDIA_DOCKER_LAYER_ZSTD => Ok(()),
-        // Their blobs live at the descriptor's `urls` (Windows base layers), not in the
-        // registry; rbuild builds Linux images and fetches nothing from elsewhere.
-        t if is_foreign_layer(t) => Err(bad(
-            reference,
-            format!(
-                "layer {} is a foreign (non-distributable) layer ({t}), which only Windows \
-                 images use; rbuild does not download layers from outside the registry",
-                d.digest
-            ),
-        )),
+        // Fetched from the registry like any layer (never from the descriptor's `urls`, SECURITY
+        // G01); a registry without the blob gets an error saying so (`download_layers`).
+        t if is_foreign_layer(t) => Ok(()),
         t if t.ends_with("+encrypted") => Err(bad(
             reference,
             format!(
@@ -300,6 +293,20 @@ fn check_layer_media_type(d: &Descriptor, reference: &str) -> Result<(), Registr
             format!("layer {} has unsupported media type {other:?}", d.digest),
         )),
     }
+}
+
+/// A foreign (non-distributable) layer the registry could not serve: say why rbuild does not
+/// look elsewhere. Other errors pass unchanged.
+fn foreign_layer_error(d: &Descriptor, e: RegistryError) -> RegistryError {
+    if !is_foreign_layer(&d.media_type) {
+        return e;
+    }
+    RegistryError::Other(format!(
+        "layer {} is a foreign (non-distributable) layer ({}), which only Windows images use, \
+         and the registry could not serve it ({e}); rbuild never downloads layers from the \
+         descriptor's `urls`",
+        d.digest, d.media_type
+    ))
 }
 
 /// The manifest's config must be an image config, not an artifact's (Helm chart, signature…).
@@ -359,7 +366,8 @@ pub fn download_layers(
                 let r = (|| {
                     if !store.has_blob(&d.digest) {
                         bar.set_message("Downloading");
-                        fetch_blob_to_store(client, store, repo, d, &|n| bar.set_position(n))?;
+                        fetch_blob_to_store(client, store, repo, d, &|n| bar.set_position(n))
+                            .map_err(|e| foreign_layer_error(d, e))?;
                     }
                     bar.set_message("Verifying");
                     diff_id_of(&store.blob_path(&d.digest))
@@ -568,15 +576,15 @@ mod tests {
         ] {
             assert!(check_layer_media_type(&desc(ok), "x").is_ok(), "{ok}");
         }
+        for foreign in [
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        ] {
+            assert!(check_layer_media_type(&desc(foreign), "x").is_ok());
+            let e = foreign_layer_error(&desc(foreign), RegistryError::Other("404".into()));
+            assert!(e.to_string().contains("never downloads layers from"), "{e}");
+        }
         for (t, says) in [
-            (
-                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                "foreign (non-distributable)",
-            ),
-            (
-                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                "foreign (non-distributable)",
-            ),
             (
                 "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
                 "encrypted",
