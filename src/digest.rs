@@ -151,6 +151,11 @@ impl<W: Write> HashingWriter<W> {
         &mut self.inner
     }
 
+    /// The digest of the bytes written so far (the writer stays usable).
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.hasher.clone())
+    }
+
     /// Returns the inner writer, the digest of all bytes written and their count.
     pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, Digest::from_sha256(self.hasher), self.count)
@@ -161,6 +166,35 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A writer that counts what goes through it (no hashing: for sinks that hash themselves).
+pub struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> CountingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        CountingWriter { inner, count: 0 }
+    }
+
+    /// Returns the inner writer and the bytes written.
+    pub fn finish(self) -> (W, u64) {
+        (self.inner, self.count)
+    }
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
         self.count += n as u64;
         Ok(n)
     }

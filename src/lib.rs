@@ -2,7 +2,6 @@
 //!
 //! One module per concept; see `docs/ARCHITECTURE.md` for how they fit together.
 
-pub mod build;
 pub mod cancel;
 pub mod cli;
 pub mod compare;
@@ -11,9 +10,12 @@ pub mod digest;
 pub mod dockerfile;
 pub mod exec;
 pub mod export;
+pub mod fileop;
 pub mod image;
 pub mod layer;
 pub mod plan;
+pub mod platform;
 pub mod registry;
 pub mod snapshot;
+pub mod solve;
 pub mod store;

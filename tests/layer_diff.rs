@@ -6,7 +6,7 @@ use rbuild::layer::{
     apply, decompress, write_layer, ApplyOptions, Compression, Detected, LayerInfo, LayerOptions,
     WhiteoutMode,
 };
-use rbuild::snapshot::{Snapshot, Snapshotter};
+use rbuild::snapshot::{OverlaySnapshotter as Snapshotter, Snapshot};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Cursor, Read};

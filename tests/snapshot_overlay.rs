@@ -1,7 +1,7 @@
 //! Snapshotter on disk and with real overlay mounts (root needed). Mounts happen in the host
 //! namespace of the test process and are undone by `Mounted`'s Drop.
 
-use rbuild::snapshot::{SnapshotError, Snapshotter};
+use rbuild::snapshot::{OverlaySnapshotter as Snapshotter, SnapshotError};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;

@@ -556,7 +556,7 @@ fn r8_lease_keeps_unreferenced_layer_and_blob_from_prune() {
 fn r3_recover_removes_stale_lease_and_its_incomplete_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
-    let snaps = rbuild::snapshot::Snapshotter::open(&tmp.path().join("overlay2")).unwrap();
+    let snaps = rbuild::snapshot::OverlaySnapshotter::open(&tmp.path().join("overlay2")).unwrap();
     let kept = store.create_snapshot(&snaps, None).unwrap();
     let orphan = snaps.create(Some(&kept.id)).unwrap();
     // `kept` belongs to a layer record; `orphan` only to a dead process's lease.

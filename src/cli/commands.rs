@@ -1,11 +1,11 @@
 //! Runs a parsed command line.
 
 use super::args::{BuildArgs, Cli, Command, HistoryFormatArg, ProgressArg};
-use crate::build::{
-    self, BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress,
-};
 use crate::image::history::HistoryFormat;
 use crate::layer::Compression;
+use crate::solve::{
+    self, BuildOptions, ContextSource, DockerfileSource, OutputKind, OutputSpec, Progress,
+};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -96,7 +96,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Rmi(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             let freed = crate::store::commands::rmi(
                 &store,
                 &mut std::io::stdout().lock(),
@@ -156,9 +156,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Load(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             store.recover(&snapshots)?;
-            let loaded = crate::build::load::load(&store, &snapshots, &a.input)?;
+            let loaded = crate::solve::load::load(&store, &snapshots, &a.input)?;
             if !a.quiet {
                 for l in loaded {
                     println!("Loaded image: {l}");
@@ -168,7 +168,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Prune(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             store.recover(&snapshots)?;
             let freed =
                 crate::store::commands::prune(&store, &mut std::io::stdout().lock(), a.all)?;
@@ -210,7 +210,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Fsck(a) => {
             let store = open_store(&root)?;
-            let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+            let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
             let opts = crate::store::FsckOptions { repair: a.repair };
             let report = store.fsck(&snapshots, &opts, &mut std::io::stdout().lock())?;
             // 0: verified; 1: problems remain (after repair, if asked).
@@ -224,7 +224,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 /// Removes freed snapshots, children first (a snapshot with children refuses removal).
-fn remove_snapshots(snapshots: &crate::snapshot::Snapshotter, mut ids: Vec<String>) {
+fn remove_snapshots(snapshots: &crate::snapshot::OverlaySnapshotter, mut ids: Vec<String>) {
     for _ in 0..ids.len().max(1) {
         ids.retain(|id| snapshots.remove(id).is_err());
         if ids.is_empty() {
@@ -383,10 +383,10 @@ fn run_build(
     opts.jobs = a.jobs.map(usize::from);
     opts.cancel = Some(cancel_on_signals()?);
     if a.check_reproducible {
-        return crate::build::repro::check(&opts).map(|same| if same { 0 } else { 1 });
+        return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }
 
-    let res = match build::build(&opts) {
+    let res = match solve::build(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rbuild: error: {e}");

@@ -9,15 +9,15 @@ use std::path::Path;
 pub fn pull(root: &Path, cfg: &RegistryConfig, a: PullArgs) -> Result<i32> {
     let store = crate::store::Store::open(root)
         .with_context(|| format!("opening the store at {}", root.display()))?;
-    let snapshots = crate::snapshot::Snapshotter::open(&root.join("overlay2"))?;
+    let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;
     let mut opts = PullOptions {
         quiet: a.quiet,
         ..Default::default()
     };
     if let Some(p) = &a.platform {
-        opts.platform = crate::plan::Platform::parse(p).map_err(|e| anyhow!(e))?;
+        opts.platform = crate::platform::Platform::parse(p).map_err(|e| anyhow!(e))?;
     }
-    let pulled = crate::build::pull::pull(&store, &snapshots, cfg, &a.name, &opts)?;
+    let pulled = crate::solve::pull::pull(&store, &snapshots, cfg, &a.name, &opts)?;
     let reference = crate::image::Reference::parse(&a.name)?;
     if a.quiet {
         println!("{}", reference.normalized());
@@ -35,7 +35,7 @@ pub fn push(root: &Path, cfg: &RegistryConfig, a: PushArgs) -> Result<i32> {
         form: super::commands::layer_form(Some(&a.compression), a.compression_level)?,
         ..Default::default()
     };
-    let digest = crate::build::pull::push(&store, cfg, &a.name, a.target.as_deref(), &opts)?;
+    let digest = crate::solve::pull::push(&store, cfg, &a.name, a.target.as_deref(), &opts)?;
     println!("{digest}");
     Ok(0)
 }

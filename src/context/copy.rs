@@ -15,21 +15,18 @@
 //! directory is an error (classic builder rule); BuildKit silently overwrites one file with the next.
 
 use super::chmod::Chmod;
-use super::dest_root::{apply_fd_meta, DestRoot, DirHandle, Meta};
+use super::copy_io::FileIo;
+use super::copy_writer::Writer;
+use super::dest_root::DestRoot;
 use super::error::ContextError;
 use super::git::{self, GitRef};
 use super::ignore::PatternMatcher;
 use super::path_clean::{clean_in_root, rel_in_root};
 use super::remote::{self, is_http_source};
 pub use super::source::SourceRoot;
-use super::source::{contains_wildcards, inode_key, Entry, Resolved, SourceFs};
+use super::source::{contains_wildcards, Entry, Resolved, SourceFs};
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
-use std::io::Read;
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Extracts `file` into `dest_in_root` inside `root` if it is a tar (plain or compressed) and
 /// returns whether it did; creates `dest_in_root` (in-root) when extracting. Provided by the layer
@@ -127,7 +124,7 @@ pub struct CopyStats {
 }
 
 impl CopyStats {
-    fn add(&mut self, o: &CopyStats) {
+    pub(super) fn add(&mut self, o: &CopyStats) {
         self.files += o.files;
         self.dirs += o.dirs;
         self.symlinks += o.symlinks;
@@ -137,9 +134,6 @@ impl CopyStats {
         self.extracted += o.extracted;
     }
 }
-
-/// Bytes of one file copied between two looks at the cancel flag.
-const COPY_BLOCK: u64 = 8 << 20;
 
 /// A source after resolution, ready to be written.
 pub(crate) enum Item {
@@ -196,11 +190,22 @@ pub(crate) fn validate(req: &CopyRequest) -> Result<(), ContextError> {
     Ok(())
 }
 
-/// Validates `req` and resolves its sources for hashing (the cache key and the classic history
-/// ids read the same items); also says whether the source keeps owners.
-pub(crate) fn resolve_for_hashing(req: &CopyRequest) -> Result<(Vec<Item>, bool), ContextError> {
+/// A COPY/ADD's sources resolved once, after `--exclude` and .dockerignore, with the `stat` of
+/// every entry as it was then. The cache key (`hash`), the classic history id (`tarsum`) and the
+/// copy all consume this one resolution; the copy re-checks each file against the stat recorded
+/// here once its bytes are written (`copy_io`), so a file edited after it was hashed is an error,
+/// never content stored under the old content's key.
+pub struct Resolution {
+    pub(crate) items: Vec<Item>,
+    /// Whether owners are kept (a `--from` rootfs) rather than reset.
+    pub(crate) keep_owners: bool,
+}
+
+/// Validates `req` and resolves its sources.
+pub fn resolve(req: &CopyRequest) -> Result<Resolution, ContextError> {
     validate(req)?;
-    resolve_sources(req)
+    let (items, keep_owners) = resolve_sources(req)?;
+    Ok(Resolution { items, keep_owners })
 }
 
 /// The sources of `req` resolved (after `--exclude` and .dockerignore), and whether their
@@ -343,6 +348,26 @@ fn resolve_chown(dest_root: &Path, spec: &str) -> Result<(u32, u32), ContextErro
 
 /// Executes a COPY/ADD into the rootfs at `dest_root` (a writable, merged directory).
 pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopyStats, ContextError> {
+    copy_inner(req, None, dest_root, env)
+}
+
+/// [`copy`] of sources already resolved by [`resolve`] (the resolution the cache key was
+/// computed from).
+pub fn copy_resolved(
+    req: &CopyRequest,
+    resolution: &Resolution,
+    dest_root: &Path,
+    env: &CopyEnv,
+) -> Result<CopyStats, ContextError> {
+    copy_inner(req, Some(resolution), dest_root, env)
+}
+
+fn copy_inner(
+    req: &CopyRequest,
+    resolution: Option<&Resolution>,
+    dest_root: &Path,
+    env: &CopyEnv,
+) -> Result<CopyStats, ContextError> {
     validate(req)?;
     let chmod = match &req.chmod {
         Some(spec) => Some(Chmod::parse(spec).map_err(|reason| ContextError::Chmod {
@@ -355,7 +380,16 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         Some(spec) => Some(resolve_chown(dest_root, spec)?),
         None => None,
     };
-    let (items, keep_owners) = resolve_sources(req)?;
+    let resolved_here;
+    let resolution = match resolution {
+        Some(r) => r,
+        None => {
+            let (items, keep_owners) = resolve_sources(req)?;
+            resolved_here = Resolution { items, keep_owners };
+            &resolved_here
+        }
+    };
+    let (items, keep_owners) = (&resolution.items, resolution.keep_owners);
     let droot = DestRoot::open(dest_root)?;
     let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
     let dest_is_dir = droot.stat_follow(&dest)?.is_some_and(|st| {
@@ -390,22 +424,22 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
         match item {
             Item::Local(r) => {
                 let unpack = req.is_add && req.unpack != Some(false);
-                w.local(&r, &dest, dir_syntax, unpack, env)?;
+                w.local(r, &dest, dir_syntax, unpack, env)?;
             }
             Item::Inline(name, content) => {
-                w.bytes_file(&dest, dir_syntax, &name, &content, 0o644, None)?;
+                w.bytes_file(&dest, dir_syntax, name, content, 0o644, None)?;
             }
             Item::Remote(url) => {
                 // Kept in the remote cache when the caller gave one, else a one-off download
                 // (`_dl` holds its temp file until the copy is done).
                 let (_dl, path, file_name, mtime) = match req.remote {
                     Some(cache) => {
-                        let f = cache.fetch(&url, req.checksum.as_deref())?;
+                        let f = cache.fetch(url, req.checksum.as_deref())?;
                         (None, f.path, f.name, f.mtime)
                     }
                     None => {
                         let dl = remote::download(
-                            &url,
+                            url,
                             req.checksum.as_deref(),
                             &scratch,
                             env.max_download,
@@ -431,7 +465,7 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
             }
             Item::Git(gitref) => {
                 let checkout =
-                    git::fetch(&gitref, req.keep_git_dir, req.checksum.as_deref(), &scratch)?;
+                    git::fetch(gitref, req.keep_git_dir, req.checksum.as_deref(), &scratch)?;
                 let gfs = SourceFs::open(SourceRoot::Rootfs(checkout.root()))?;
                 let sub = gfs.resolve(&gitref.subdir, None)?;
                 let saved = std::mem::replace(&mut w.keep_owners, false);
@@ -457,705 +491,4 @@ pub fn copy(req: &CopyRequest, dest_root: &Path, env: &CopyEnv) -> Result<CopySt
     }
     w.finish()?;
     Ok(w.stats)
-}
-
-struct Writer<'w> {
-    droot: &'w DestRoot,
-    dest_root: &'w Path,
-    owner: Option<(u32, u32)>,
-    keep_owners: bool,
-    chmod: Option<Chmod>,
-    timestamp: Option<i64>,
-    /// Source inode -> in-root path of its first copy, for hardlinks.
-    links: HashMap<(u64, u64), String>,
-    /// Directories created as parents, to re-stamp once their content is written.
-    created: Vec<String>,
-    stats: CopyStats,
-    cancel: Option<&'w AtomicBool>,
-    io: FileIo<'w>,
-}
-
-impl Writer<'_> {
-    /// Metadata for a created parent or destination directory.
-    fn parent_meta(&self) -> Meta {
-        let (uid, gid) = self.owner.unwrap_or((0, 0));
-        Meta {
-            uid,
-            gid,
-            mode: Some(0o755),
-            mtime: self.timestamp.map(|t| (t, 0)),
-        }
-    }
-
-    /// Metadata for a copied inode: owner/chmod/timestamp overrides over the source's own.
-    fn meta_for(
-        &self,
-        src: &Metadata,
-        is_dir: bool,
-        base_mode: Option<u32>,
-        mtime: Option<(i64, u32)>,
-    ) -> Meta {
-        let (uid, gid) = match (self.owner, self.keep_owners) {
-            (Some(o), _) => o,
-            (None, true) => (src.uid(), src.gid()),
-            (None, false) => (0, 0),
-        };
-        let src_mode = base_mode.unwrap_or(src.mode() & 0o7777);
-        let mode = match &self.chmod {
-            Some(c) => c.apply(src_mode, is_dir),
-            None => src_mode,
-        };
-        let own_mtime = mtime.or(Some((src.mtime(), src.mtime_nsec() as u32)));
-        Meta {
-            uid,
-            gid,
-            mode: Some(mode),
-            mtime: self.timestamp.map(|t| (t, 0)).or(own_mtime),
-        }
-    }
-
-    fn mkdir_all(&mut self, path: &str) -> Result<DirHandle, ContextError> {
-        let meta = self.parent_meta();
-        let (dir, created) = self.droot.mkdir_all(path, &meta)?;
-        self.stats.dirs += created.len() as u64;
-        self.created.extend(created);
-        Ok(dir)
-    }
-
-    /// Where a single file goes: `dest/<name>` for a directory destination, else `dest`.
-    fn file_target(
-        &mut self,
-        dest: &str,
-        dir_syntax: bool,
-        name: &str,
-    ) -> Result<(DirHandle, String), ContextError> {
-        let is_dir = self.droot.stat_follow(dest)?.is_some_and(|st| {
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-        });
-        if dir_syntax || is_dir {
-            Ok((self.mkdir_all(dest)?, name.to_string()))
-        } else {
-            let (parent, base) = dest.rsplit_once('/').unwrap_or(("", dest));
-            Ok((self.mkdir_all(parent)?, base.to_string()))
-        }
-    }
-
-    fn try_extract(
-        &mut self,
-        ex: Extractor,
-        file: &Path,
-        dest: &str,
-    ) -> Result<bool, ContextError> {
-        let done = ex(file, self.dest_root, Path::new(dest)).map_err(|reason| {
-            // The extractor stops on the same flag; its error is then only the symptom.
-            match crate::cancel::check(self.cancel) {
-                Err(c) => ContextError::Cancelled(c),
-                Ok(()) => ContextError::Extract {
-                    path: file.to_path_buf(),
-                    reason,
-                },
-            }
-        })?;
-        if done {
-            self.stats.extracted += 1;
-        }
-        Ok(done)
-    }
-
-    fn local(
-        &mut self,
-        r: &Resolved,
-        dest: &str,
-        dir_syntax: bool,
-        unpack: bool,
-        env: &CopyEnv,
-    ) -> Result<(), ContextError> {
-        if r.is_dir() {
-            return self.tree(r, dest, false);
-        }
-        if unpack && r.meta.is_file() {
-            if let Some(ex) = env.extract {
-                if self.try_extract(ex, &r.host, dest)? {
-                    return Ok(());
-                }
-            }
-        }
-        let (dir, name) = self.file_target(dest, dir_syntax, &r.name)?;
-        let m = self.meta_for(&r.meta, false, None, None);
-        self.write_entry(&dir, &name, &r.host, &r.meta, m)
-    }
-
-    /// Copies the contents of a resolved directory into `dest`. `git` normalises modes the way
-    /// a git checkout defines them (0644/0755).
-    ///
-    /// This thread walks the entries in order, creating directories and queueing everything else;
-    /// a few workers then write the queue (per file: open, create, copy, chown, chmod, utimens,
-    /// xattrs — syscall-bound, so it scales with cores). A directory's metadata is applied only
-    /// once everything inside it is written, as its mtime must be set last.
-    fn tree(&mut self, r: &Resolved, dest: &str, git: bool) -> Result<(), ContextError> {
-        if let Some(st) = self.droot.stat_follow(dest)? {
-            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
-                return Err(ContextError::NotADirectory {
-                    src: r.rel.clone(),
-                    dest: dest.to_string(),
-                });
-            }
-        }
-        let base = self.mkdir_all(dest)?;
-        let mut plan = TreePlan {
-            dirs: vec![base],
-            jobs: Vec::new(),
-            links: Vec::new(),
-            stamps: Vec::new(),
-        };
-        self.plan_tree(r, git, &mut plan)
-    }
-
-    /// Walks the entries of `r` in order: directories are created here, the rest is queued in
-    /// `plan` and written by [`Self::flush`] every [`FLUSH_DIRS`] directories and at the end.
-    fn plan_tree<'e>(
-        &mut self,
-        r: &'e Resolved,
-        git: bool,
-        plan: &mut TreePlan<'e>,
-    ) -> Result<(), ContextError> {
-        // Open directories along the current path: (rel, index in plan.dirs, metadata to apply).
-        let mut stack: Vec<(&Path, usize, Option<Meta>)> = vec![(Path::new(""), 0, None)];
-        for (index, e) in r.entries.iter().enumerate() {
-            // A failure here is kept with its entry's index: the writes queued before it still
-            // run, so the error reported is the first in walk order, as in a sequential copy.
-            let fail = |e: ContextError| Some((index, e));
-            if let Err(c) = crate::cancel::check(self.cancel) {
-                return self.flush(plan, &mut stack, fail(c.into()));
-            }
-            let parent = e.rel.parent().unwrap_or(Path::new(""));
-            while stack.len() > 1 && stack.last().is_some_and(|(p, _, _)| *p != parent) {
-                pop_dir(&mut stack, &mut plan.stamps);
-            }
-            // Each planned directory holds an open fd: write what is queued and let go of the
-            // directories left behind before there are too many.
-            if plan.dirs.len() >= stack.len() + FLUSH_DIRS {
-                self.flush(plan, &mut stack, None)?;
-            }
-            let name = e
-                .rel
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mode = if git { Some(git_mode(&e.meta)) } else { None };
-            let m = self.meta_for(&e.meta, e.meta.is_dir(), mode, None);
-            let Some(&(_, dir, _)) = stack.last() else {
-                break;
-            };
-            if e.meta.is_dir() {
-                let (sub, created) =
-                    match plan.dirs[dir].ensure_dir(&name, &e.host.to_string_lossy()) {
-                        Ok(r) => r,
-                        Err(err) => return self.flush(plan, &mut stack, fail(err)),
-                    };
-                if created {
-                    self.stats.dirs += 1;
-                }
-                plan.dirs.push(sub);
-                stack.push((&e.rel, plan.dirs.len() - 1, Some(m)));
-                continue;
-            }
-            if e.meta.is_file() && e.meta.nlink() > 1 {
-                let key = inode_key(&e.meta);
-                if let Some(first) = self.links.get(&key) {
-                    plan.links.push(LinkJob {
-                        dir,
-                        name,
-                        first: first.clone(),
-                        src: e.host.to_string_lossy().into_owned(),
-                    });
-                    continue;
-                }
-                self.links.insert(key, plan.dirs[dir].child_path(&name));
-            }
-            plan.jobs.push(Job {
-                index,
-                dir,
-                name,
-                entry: e,
-                meta: m,
-            });
-        }
-        while stack.len() > 1 {
-            pop_dir(&mut stack, &mut plan.stamps);
-        }
-        self.flush(plan, &mut stack, None)
-    }
-
-    /// Writes what `plan` queued (workers), then the hardlinks to earlier copies, then the
-    /// metadata of the directories the walk has left (everything inside them is written now);
-    /// keeps open only the directories on `stack`. `walk_err` is a failure of the walk itself,
-    /// reported unless a queued write before it failed.
-    fn flush<'e>(
-        &mut self,
-        plan: &mut TreePlan<'e>,
-        stack: &mut [(&Path, usize, Option<Meta>)],
-        walk_err: Option<(usize, ContextError)>,
-    ) -> Result<(), ContextError> {
-        let (stats, job_err) = run_jobs(&plan.dirs, &plan.jobs, &self.io, copy_workers());
-        self.stats.add(&stats);
-        plan.jobs.clear();
-        let first_err = match (walk_err, job_err) {
-            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-            (a, b) => a.or(b),
-        };
-        if let Some((_, e)) = first_err {
-            return Err(e);
-        }
-        for l in std::mem::take(&mut plan.links) {
-            crate::cancel::check(self.cancel)?;
-            self.link_to_first(&plan.dirs[l.dir], &l.name, &l.first, &l.src)?;
-        }
-        for (dir, name, meta) in std::mem::take(&mut plan.stamps) {
-            plan.dirs[dir].apply_dir_meta(&name, &meta)?;
-        }
-        let mut open: Vec<Option<DirHandle>> = plan.dirs.drain(..).map(Some).collect();
-        for (_, i, _) in stack.iter_mut() {
-            let Some(d) = open.get_mut(*i).and_then(Option::take) else {
-                return Err(ContextError::in_root("", "directory handle lost"));
-            };
-            plan.dirs.push(d);
-            *i = plan.dirs.len() - 1;
-        }
-        Ok(())
-    }
-
-    /// Makes `name` in `dir` a hardlink to `first`, the in-root path of an earlier copy.
-    fn link_to_first(
-        &mut self,
-        dir: &DirHandle,
-        name: &str,
-        first: &str,
-        src: &str,
-    ) -> Result<(), ContextError> {
-        let (p, n) = first.rsplit_once('/').unwrap_or(("", first));
-        let old = self.droot.open_dir(p)?;
-        dir.replace_hardlink(name, &old, n, src)?;
-        self.stats.hardlinks += 1;
-        Ok(())
-    }
-
-    /// Writes one non-directory source inode as `name` in `dir`.
-    fn write_entry(
-        &mut self,
-        dir: &DirHandle,
-        name: &str,
-        host: &Path,
-        meta: &Metadata,
-        m: Meta,
-    ) -> Result<(), ContextError> {
-        if meta.is_file() && meta.nlink() > 1 {
-            if let Some(first) = self.links.get(&inode_key(meta)).cloned() {
-                return self.link_to_first(dir, name, &first, &host.to_string_lossy());
-            }
-            self.links.insert(inode_key(meta), dir.child_path(name));
-        }
-        write_inode(dir, name, host, meta, &m, &self.io, &mut self.stats)
-    }
-
-    /// Copies a regular file's bytes and xattrs, then sets owner, mode and mtime.
-    fn write_file(
-        &mut self,
-        dir: &DirHandle,
-        name: &str,
-        host: &Path,
-        m: Meta,
-    ) -> Result<(), ContextError> {
-        let n = write_file(dir, name, host, &m, &self.io)?;
-        self.stats.files += 1;
-        self.stats.bytes += n;
-        Ok(())
-    }
-
-    /// A file from bytes (heredoc): mode `mode`, owner 0:0 or `--chown`.
-    fn bytes_file(
-        &mut self,
-        dest: &str,
-        dir_syntax: bool,
-        name: &str,
-        content: &[u8],
-        mode: u32,
-        mtime: Option<(i64, u32)>,
-    ) -> Result<(), ContextError> {
-        let name = rel_in_root(name);
-        let name = name.rsplit('/').next().unwrap_or("").to_string();
-        let (dir, file_name) = self.file_target(dest, dir_syntax, &name)?;
-        let (uid, gid) = self.owner.unwrap_or((0, 0));
-        let mode = match &self.chmod {
-            Some(c) => c.apply(mode, false),
-            None => mode,
-        };
-        let m = Meta {
-            uid,
-            gid,
-            mode: Some(mode),
-            mtime: self.timestamp.map(|t| (t, 0)).or(mtime),
-        };
-        dir.clear_for_file(&file_name, &name)?;
-        let mut out = dir.create_file(&file_name)?;
-        std::io::Write::write_all(&mut out, content)
-            .map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
-        apply_fd_meta(out.as_fd(), &m)
-            .map_err(|e| ContextError::in_root(dir.child_path(&file_name), e))?;
-        self.stats.files += 1;
-        self.stats.bytes += content.len() as u64;
-        Ok(())
-    }
-
-    /// Re-stamps created parent directories (deepest first) so `--timestamp` holds after writes.
-    fn finish(&mut self) -> Result<(), ContextError> {
-        if self.timestamp.is_none() {
-            return Ok(());
-        }
-        let meta = self.parent_meta();
-        for path in self.created.iter().rev() {
-            let (p, n) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-            self.droot.open_dir(p)?.apply_dir_meta(n, &meta)?;
-        }
-        Ok(())
-    }
-}
-
-/// Leaves the innermost open directory, recording the metadata it gets once the writes are done.
-fn pop_dir(stack: &mut Vec<(&Path, usize, Option<Meta>)>, stamps: &mut Vec<(usize, String, Meta)>) {
-    if let Some((rel, _, meta)) = stack.pop() {
-        if let (Some(meta), Some(&(_, parent, _))) = (meta, stack.last()) {
-            let name = rel
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            stamps.push((parent, name, meta));
-        }
-    }
-}
-
-/// A directory tree's writes: the directories (created while planning), then the queued
-/// entries, the hardlinks to earlier copies, and the directory metadata to apply, deepest first.
-struct TreePlan<'e> {
-    dirs: Vec<DirHandle>,
-    jobs: Vec<Job<'e>>,
-    links: Vec<LinkJob>,
-    stamps: Vec<(usize, String, Meta)>,
-}
-
-/// One non-directory entry of a tree, for any worker to write.
-struct Job<'e> {
-    /// Position in the walk, to report the first failure in walk order.
-    index: usize,
-    /// Index of the destination directory in [`TreePlan::dirs`].
-    dir: usize,
-    name: String,
-    entry: &'e Entry,
-    meta: Meta,
-}
-
-/// A hardlink to the copy of the same source inode made earlier in this instruction; made after
-/// the parallel writes, so that copy exists.
-struct LinkJob {
-    dir: usize,
-    name: String,
-    first: String,
-    src: String,
-}
-
-/// Worker threads for the writes of a tree: `RBUILD_COPY_JOBS` when set (tests and benchmarks pin
-/// it), else one per core.
-fn copy_workers() -> usize {
-    std::env::var("RBUILD_COPY_JOBS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Below this many queued entries the writes stay on the calling thread: threads cost more.
-const PARALLEL_MIN: usize = 64;
-
-/// Directories planned (each an open fd) before the queued writes are flushed: keeps a tree of
-/// any size well inside the usual 1024-descriptor limit.
-const FLUSH_DIRS: usize = 256;
-
-/// Writes `jobs` with up to `workers` threads (the calling one included), each taking the next
-/// job in walk order. On failure the others stop taking jobs; as every job before a failed one
-/// was already taken, the lowest-index error among the finished jobs is the first in walk order.
-fn run_jobs(
-    dirs: &[DirHandle],
-    jobs: &[Job],
-    io: &FileIo,
-    workers: usize,
-) -> (CopyStats, Option<(usize, ContextError)>) {
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let work = || {
-        let mut stats = CopyStats::default();
-        while !stop.load(Ordering::Relaxed) {
-            let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                break;
-            };
-            let e = job.entry;
-            let res = crate::cancel::check(io.cancel)
-                .map_err(ContextError::from)
-                .and_then(|()| {
-                    write_inode(
-                        &dirs[job.dir],
-                        &job.name,
-                        &e.host,
-                        &e.meta,
-                        &job.meta,
-                        io,
-                        &mut stats,
-                    )
-                });
-            if let Err(err) = res {
-                stop.store(true, Ordering::Relaxed);
-                return (stats, Some((job.index, err)));
-            }
-        }
-        (stats, None)
-    };
-    let results = if workers <= 1 || jobs.len() < PARALLEL_MIN {
-        vec![work()]
-    } else {
-        std::thread::scope(|s| {
-            let helpers: Vec<_> = (1..workers)
-                .filter_map(|_| {
-                    // A thread that cannot be spawned only means less parallelism.
-                    std::thread::Builder::new()
-                        .name("rbuild-copy".into())
-                        .spawn_scoped(s, work)
-                        .ok()
-                })
-                .collect();
-            let mut results = vec![work()];
-            for h in helpers {
-                results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            }
-            results
-        })
-    };
-    let mut total = CopyStats::default();
-    let mut first: Option<(usize, ContextError)> = None;
-    for (stats, err) in results {
-        total.add(&stats);
-        if let Some((i, e)) = err {
-            if first.as_ref().is_none_or(|(j, _)| i < *j) {
-                first = Some((i, e));
-            }
-        }
-    }
-    (total, first)
-}
-
-/// Writes one non-directory source inode as `name` in `dir` (no hardlink bookkeeping).
-fn write_inode(
-    dir: &DirHandle,
-    name: &str,
-    host: &Path,
-    meta: &Metadata,
-    m: &Meta,
-    io: &FileIo,
-    stats: &mut CopyStats,
-) -> Result<(), ContextError> {
-    let src_desc = host.to_string_lossy();
-    let ft = meta.file_type();
-    if ft.is_file() {
-        stats.bytes += write_file(dir, name, host, m, io)?;
-        stats.files += 1;
-    } else if ft.is_symlink() {
-        let target = std::fs::read_link(host).map_err(|e| ContextError::io(host, e))?;
-        dir.replace_symlink(name, &target.to_string_lossy(), &src_desc)?;
-        dir.apply_symlink_meta(name, m)?;
-        stats.symlinks += 1;
-    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-        let kind = if ft.is_char_device() {
-            rustix::fs::FileType::CharacterDevice
-        } else if ft.is_block_device() {
-            rustix::fs::FileType::BlockDevice
-        } else {
-            rustix::fs::FileType::Fifo
-        };
-        dir.replace_node(name, kind, meta.rdev(), &src_desc)?;
-        dir.apply_special_meta(name, m)?;
-        stats.specials += 1;
-    }
-    // Sockets cannot be copied (BuildKit skips them too).
-    Ok(())
-}
-
-/// Copies a regular file's bytes and xattrs, then sets owner, mode and mtime. Returns the bytes.
-fn write_file(
-    dir: &DirHandle,
-    name: &str,
-    host: &Path,
-    m: &Meta,
-    io: &FileIo,
-) -> Result<u64, ContextError> {
-    // O_NOFOLLOW: the walk saw a regular file here; a symlink swapped in is refused.
-    let src = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(host)
-        .map_err(|e| ContextError::io(host, e))?;
-    let out = dir.replace_file(name, &host.to_string_lossy())?;
-    let n = copy_data(&src, &out, host, io)?;
-    apply_fd_meta(out.as_fd(), m).map_err(|e| ContextError::in_root(dir.child_path(name), e))?;
-    copy_xattrs(&src, &out);
-    Ok(n)
-}
-
-/// What the file writers of one COPY share: the cancel flag, and whether `copy_file_range`
-/// still looks usable (it is not from a context into an overlay mount: EXDEV, every file).
-struct FileIo<'a> {
-    cancel: Option<&'a AtomicBool>,
-    try_range: AtomicBool,
-}
-
-impl<'a> FileIo<'a> {
-    fn new(cancel: Option<&'a AtomicBool>) -> FileIo<'a> {
-        FileIo {
-            cancel,
-            try_range: AtomicBool::new(true),
-        }
-    }
-}
-
-/// Copies `src` to its end into `out`, at most `COPY_BLOCK` bytes per call so a cancelled build
-/// stops inside a large file. Hand-rolled rather than `std::io::copy` because std probes both
-/// files with `statx` on every call (two syscalls per file, on 20,000-file contexts).
-/// `copy_file_range` first; `sendfile` where that cannot work (e.g. into an overlay mount, which
-/// is another filesystem); a plain read/write loop where neither does. Both copy in the kernel.
-fn copy_data(src: &File, out: &File, host: &Path, io: &FileIo) -> Result<u64, ContextError> {
-    use rustix::io::Errno;
-    let block = COPY_BLOCK as usize;
-    let fail =
-        |e: Errno| ContextError::io(host, std::io::Error::from_raw_os_error(e.raw_os_error()));
-    // Errors that mean "not this way" (before any byte moved), not "the copy failed".
-    let unsupported = |e: Errno| {
-        matches!(
-            e,
-            Errno::NOSYS
-                | Errno::XDEV
-                | Errno::INVAL
-                | Errno::OPNOTSUPP
-                | Errno::PERM
-                | Errno::BADF
-        )
-    };
-    let mut n = 0u64;
-    let mut how = if io.try_range.load(Ordering::Relaxed) {
-        0
-    } else {
-        1
-    };
-    while how < 2 {
-        crate::cancel::check(io.cancel)?;
-        let res = if how == 0 {
-            rustix::fs::copy_file_range(src, None, out, None, block)
-        } else {
-            rustix::fs::sendfile(out, src, None, block)
-        };
-        match res {
-            Ok(0) => return Ok(n),
-            Ok(got) => n += got as u64,
-            Err(Errno::INTR) => {}
-            Err(e) if n == 0 && unsupported(e) => {
-                if how == 0 {
-                    io.try_range.store(false, Ordering::Relaxed);
-                }
-                how += 1;
-            }
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        crate::cancel::check(io.cancel)?;
-        let got = match (&mut &*src).read(&mut buf) {
-            Ok(0) => return Ok(n),
-            Ok(got) => got,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ContextError::io(host, e)),
-        };
-        std::io::Write::write_all(&mut &*out, &buf[..got])
-            .map_err(|e| ContextError::io(host, e))?;
-        n += got as u64;
-    }
-}
-
-/// Git checkouts only know 0644, 0755 and directories 0755.
-fn git_mode(meta: &Metadata) -> u32 {
-    if meta.is_dir() || meta.mode() & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
-    }
-}
-
-/// Copies extended attributes; failures are ignored as BuildKit's handler does (the target
-/// filesystem may not support a namespace).
-fn copy_xattrs(src: &File, dst: &File) {
-    use xattr::FileExt;
-    if let Ok(names) = src.list_xattr() {
-        for name in names {
-            if let Ok(Some(value)) = src.get_xattr(&name) {
-                let _ = dst.set_xattr(&name, &value);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Copies `len` bytes from a file in `from` to a file in `to` with [`copy_data`].
-    fn copy_between(from: &Path, to: &Path, len: usize, io: &FileIo) -> Result<u64, ContextError> {
-        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
-        let (src, dst) = (from.join("src"), to.join("dst"));
-        std::fs::write(&src, &data).unwrap();
-        let out = File::create(&dst).unwrap();
-        let n = copy_data(&File::open(&src).unwrap(), &out, &src, io)?;
-        assert_eq!(std::fs::read(&dst).unwrap(), data);
-        Ok(n)
-    }
-
-    #[test]
-    fn copy_data_in_kernel_on_one_filesystem_and_across() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let io = FileIo::new(None);
-        // Several COPY_BLOCK calls, then an empty file.
-        let len = 2 * COPY_BLOCK as usize + 12_345;
-        assert_eq!(
-            copy_between(a.path(), b.path(), len, &io).unwrap(),
-            len as u64
-        );
-        assert_eq!(copy_between(a.path(), b.path(), 0, &io).unwrap(), 0);
-        // tmpfs to the temp dir's filesystem: copy_file_range says EXDEV, sendfile copies, and
-        // later files go straight to sendfile.
-        let shm = Path::new("/dev/shm");
-        let same_fs =
-            |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
-        if shm.is_dir() && same_fs(shm) != same_fs(a.path()) {
-            let c = tempfile::tempdir_in(shm).unwrap();
-            assert_eq!(
-                copy_between(c.path(), a.path(), len, &io).unwrap(),
-                len as u64
-            );
-            assert!(!io.try_range.load(Ordering::Relaxed));
-            assert_eq!(copy_between(a.path(), b.path(), 777, &io).unwrap(), 777);
-        }
-    }
-
-    #[test]
-    fn copy_data_stops_when_cancelled() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let flag = AtomicBool::new(true);
-        let err = copy_between(a.path(), b.path(), 10, &FileIo::new(Some(&flag)));
-        assert!(matches!(err, Err(ContextError::Cancelled(_))));
-    }
 }

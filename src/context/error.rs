@@ -24,6 +24,10 @@ pub enum ContextError {
     ExcludePattern(#[source] super::ignore::PatternError),
     #[error("invalid source pattern {0:?}: syntax error in pattern")]
     SourcePattern(String),
+    /// A source file changed between its resolution (what the cache key was computed from) and
+    /// the end of its copy or hashing.
+    #[error("{0}: changed while the build was reading it; its content no longer matches the cache key (re-run the build once the file is stable)")]
+    SourceChanged(std::path::PathBuf),
     #[error("{0:?}: not found (or excluded by .dockerignore)")]
     NotFound(String),
     #[error("{0:?}: forbidden path outside the build context")]

@@ -10,7 +10,7 @@
 //! File digests are memoised on disk keyed by (path, dev, inode, size, mtime, ctime), so a no-op
 //! rebuild costs a stat per file; misses are hashed on two threads (the build machine's cores).
 
-use super::copy::{dest_path, resolve_for_hashing, CopyRequest, Item};
+use super::copy::{dest_path, resolve, CopyRequest, Item, Resolution};
 use super::error::ContextError;
 use super::memo::{MemoPath, StatKey};
 use super::source::inode_key;
@@ -46,13 +46,22 @@ struct MemoEntry {
 
 /// The cache-key digest of `req`'s sources. `memo` is a cache file (created if missing).
 pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest, ContextError> {
-    let (items, keep_owners) = resolve_for_hashing(req)?;
+    hash_resolved(req, &resolve(req)?, memo)
+}
+
+/// [`hash_sources`] of a resolution the copy will consume too ([`super::copy::copy_resolved`]).
+pub fn hash_resolved(
+    req: &CopyRequest,
+    resolution: &Resolution,
+    memo: Option<&MemoPath>,
+) -> Result<Digest, ContextError> {
+    let (items, keep_owners) = (&resolution.items, resolution.keep_owners);
 
     // Regular files whose bytes are needed, in the order `entry` below meets them: their
     // digests come back in that order (no path-keyed map: hashing 20,000 paths costs more than
     // the lookups it would serve).
     let mut files: Vec<(&Path, &Metadata)> = Vec::new();
-    for item in &items {
+    for item in items {
         if let Item::Local(r) = item {
             if r.meta.is_file() {
                 files.push((&r.host, &r.meta));
@@ -117,7 +126,7 @@ pub fn hash_sources(req: &CopyRequest, memo: Option<&MemoPath>) -> Result<Digest
             field(h, b"s");
         }
     };
-    for item in &items {
+    for item in items {
         match item {
             Item::Local(r) => {
                 field(&mut h, b"L");
@@ -190,10 +199,10 @@ fn file_digests(
         for _ in 0..WORKERS.min(misses.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((at, path, _)) = misses.get(i) else {
+                let Some((at, path, meta)) = misses.get(i) else {
                     break;
                 };
-                match digest_file(path) {
+                match digest_file(path, meta) {
                     Ok(d) => {
                         if let Ok(mut r) = results.lock() {
                             r.push((*at, d));
@@ -237,7 +246,9 @@ fn file_digests(
         .collect()
 }
 
-fn digest_file(path: &Path) -> Result<Digest, ContextError> {
+/// The sha256 of a file's bytes; an error if the file is not what the resolution saw any more
+/// (its bytes would not be the ones the stat-keyed memo and the copy expect).
+fn digest_file(path: &Path, resolved: &Metadata) -> Result<Digest, ContextError> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -251,6 +262,10 @@ fn digest_file(path: &Path) -> Result<Digest, ContextError> {
             break;
         }
         h.update(&buf[..n]);
+    }
+    let after = f.metadata().map_err(|e| ContextError::io(path, e))?;
+    if !super::copy_io::same_file_state(resolved, &after) {
+        return Err(ContextError::SourceChanged(path.to_path_buf()));
     }
     Ok(Digest::from_sha256(h))
 }

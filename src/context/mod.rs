@@ -7,6 +7,8 @@
 pub mod build_context;
 pub mod chmod;
 pub mod copy;
+mod copy_io;
+mod copy_writer;
 pub mod dest_root;
 pub mod error;
 pub mod filepath_match;
@@ -21,8 +23,11 @@ pub mod stdin_tar;
 pub mod tarsum;
 
 pub use build_context::Context;
-pub use copy::{copy, CopyEnv, CopyRequest, CopyStats, Extractor, SourceRoot};
+pub use copy::{
+    copy, copy_resolved, resolve, CopyEnv, CopyRequest, CopyStats, Extractor, Resolution,
+    SourceRoot,
+};
 pub use error::ContextError;
-pub use hash::hash_sources;
+pub use hash::{hash_resolved, hash_sources};
 pub use ignore::{read_ignore_file, PatternMatcher};
 pub use memo::MemoPath;

@@ -17,7 +17,7 @@
 //! (Docker ≥ 25 / go-archive; older engines also hashed file-type bits and user names). Sources the
 //! classic builder does not know (heredocs, git) get ids of the same shape over rbuild's own input.
 
-use super::copy::{resolve_for_hashing, CopyRequest, Item};
+use super::copy::{resolve, CopyRequest, Item, Resolution};
 use super::error::ContextError;
 use super::memo::{MemoPath, StatKey};
 use crate::digest::Digest;
@@ -57,7 +57,16 @@ pub fn classic_source_id(
     req: &CopyRequest,
     memo: Option<&MemoPath>,
 ) -> Result<String, ContextError> {
-    let (items, keep_owners) = resolve_for_hashing(req)?;
+    classic_source_id_resolved(req, &resolve(req)?, memo)
+}
+
+/// [`classic_source_id`] of a resolution shared with the cache key and the copy.
+pub fn classic_source_id_resolved(
+    req: &CopyRequest,
+    resolution: &Resolution,
+    memo: Option<&MemoPath>,
+) -> Result<String, ContextError> {
+    let (items, keep_owners) = (&resolution.items, resolution.keep_owners);
     let mut memo_data = memo
         .map(|m| m.load::<TarsumMemo>())
         .filter(|m| m.version == MEMO_VERSION)
@@ -90,7 +99,7 @@ pub fn classic_source_id(
         Ok(sum)
     };
     let mut ids = Vec::new();
-    for item in &items {
+    for item in items {
         ids.push(match item {
             Item::Local(r) if r.is_dir() => {
                 let mut sums = Vec::new();

@@ -9,7 +9,7 @@
 //!
 //! Integration: `main()` must call `helper_main_if_requested()` before anything else
 //! (before threads, before the CLI's own `unshare`); `src/main.rs` does. The CLI's
-//! SIGINT/SIGTERM handler sets the build's cancel flag, which `build/` passes as
+//! SIGINT/SIGTERM handler sets the build's cancel flag, which `solve/` passes as
 //! `ExecConfig::cancel`; a terminal's Ctrl-C also reaches the helper directly, which kills the
 //! container and reports `Interrupted`.
 
@@ -17,6 +17,7 @@ mod container;
 mod devices;
 mod error;
 mod etc_files;
+pub mod executor;
 mod fdmount;
 mod helper;
 mod launch;
@@ -32,6 +33,7 @@ mod stubs;
 mod user;
 
 pub use error::ExecError;
+pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;
 pub use privileges::DOCKER_DEFAULT_CAPS;
 pub use protocol::HELPER_ARG;

@@ -123,10 +123,37 @@ fn write_tar<W: Write>(
     out: W,
     opts: &LayerOptions,
 ) -> Result<(W, Digest, u64), LayerError> {
+    let (hashed, ()) = write_tar_blocks(upper, HashingWriter::new(out), opts)?;
+    Ok(hashed.finish())
+}
+
+/// The uncompressed tar of `upper` into `out`, which hashes it itself (the store's blob writer):
+/// returns `out` and the tar's size, and hashes nothing, so the one sha256 pass is the sink's.
+/// The caller takes the diffID (= the blob digest) from `out`.
+pub fn write_layer_tar<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, u64), LayerError> {
+    let counted = crate::digest::CountingWriter::new(BufWriter::with_capacity(1 << 20, out));
+    let (counted, ()) = write_tar_blocks(upper, counted, opts)?;
+    let (buffered, size) = counted.finish();
+    let out = buffered
+        .into_inner()
+        .map_err(|e| LayerError::Write(e.into_error()))?;
+    Ok((out, size))
+}
+
+/// The two-thread tar pipeline of [`write_tar`], writing the blocks to `out` as they come.
+fn write_tar_blocks<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, ()), LayerError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED_BLOCKS);
     std::thread::scope(|s| {
         let producer = s.spawn(move || produce_tar(upper, BlockWriter::new(BlockSender(tx)), opts));
-        let mut hashed = HashingWriter::new(out);
+        let mut hashed = out;
         let mut write_err = None;
         for block in rx.iter() {
             if let Err(e) = hashed.write_all(&block) {
@@ -142,7 +169,7 @@ fn write_tar<W: Write>(
             return Err(LayerError::Write(e));
         }
         produced?;
-        Ok(hashed.finish())
+        Ok((hashed, ()))
     })
 }
 

@@ -1,4 +1,4 @@
-//! ARG scoping while a stage is dispatched (BuildKit `dispatchArg` semantics).
+//! ARG scoping while a stage is lowered (BuildKit `dispatchArg` semantics).
 
 use std::collections::BTreeMap;
 
@@ -42,7 +42,7 @@ pub fn predefined_args(opts: &PlanOptions) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The ARG scope of one stage while it is dispatched.
+/// The ARG scope of one stage while it is lowered.
 ///
 /// A stage starts with no ARGs visible; `ARG X` makes X visible with (in priority order) the
 /// `--build-arg` value, its own default, or the global (before-first-FROM or predefined)

@@ -5,14 +5,14 @@
 //! as in BuildKit, which parses the whole file).
 
 mod args;
+pub mod lower;
 mod onbuild;
-mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::platform::Platform;
 pub use args::{is_proxy_arg, predefined_args, ArgScope, PROXY_ARGS};
 pub use onbuild::parse_onbuild_triggers;
-pub use platform::Platform;
 
 use crate::dockerfile::mount::parse_mount_expanded;
 use crate::dockerfile::shell::Lexer;
@@ -62,6 +62,9 @@ pub struct Stage {
     pub base: BaseRef,
     /// `FROM --platform=` expanded with global args.
     pub platform: Option<String>,
+    /// The platform the stage builds for: `platform` parsed, else the build's target platform.
+    /// The solver pulls the base for it and a `FROM scratch` config names it.
+    pub target_platform: Platform,
     /// The stage's instructions after FROM. When the base is another stage, that stage's
     /// ONBUILD triggers come first (see `onbuild_triggers`).
     pub instructions: Vec<Located<Instruction>>,
@@ -146,6 +149,7 @@ impl Plan {
                         name: f.name.clone(),
                         base: BaseRef::Image(f.image.clone()),
                         platform: f.platform.clone(),
+                        target_platform: opts.platform.clone(),
                         instructions: Vec::new(),
                         onbuild_triggers: 0,
                         deps: Vec::new(),
@@ -266,6 +270,31 @@ impl Plan {
     }
 }
 
+/// What a `--from` value (COPY, `RUN --mount`) names, seen from stage `current`: a stage index,
+/// else a stage name (case-insensitive), else an image. The one resolver of `--from`: the
+/// planner uses it for the stage graph, the lowering for the step.
+pub fn resolve_stage_ref(stages: &[Stage], name: &str, current: usize) -> Result<CopyFrom, String> {
+    let label = |i: usize| stages[i].name.clone().unwrap_or_else(|| i.to_string());
+    if let Ok(idx) = name.parse::<usize>() {
+        if idx >= stages.len() {
+            return Err(format!("invalid stage index {idx}"));
+        }
+        return Ok(CopyFrom::Stage(idx));
+    }
+    let lower = name.to_lowercase();
+    match stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
+        Some(j) if j == current => Err(format!(
+            "circular dependency detected on stage: {}",
+            label(j)
+        )),
+        Some(j) => Ok(CopyFrom::Stage(j)),
+        None => Ok(CopyFrom::Image(name.to_string())),
+    }
+}
+
 impl Planner<'_> {
     fn err(&self, line: usize, msg: impl Into<String>) -> PlanError {
         error_at(self.df, line, msg).into()
@@ -275,30 +304,9 @@ impl Planner<'_> {
         self.stages[i].name.clone().unwrap_or_else(|| i.to_string())
     }
 
-    /// A `--from` value: stage name, stage index, or an image.
+    /// A `--from` value: see [`resolve_stage_ref`].
     fn resolve_ref(&self, name: &str, current: usize, line: usize) -> Result<CopyFrom, PlanError> {
-        if let Ok(idx) = name.parse::<usize>() {
-            if idx >= self.stages.len() {
-                return Err(self.err(line, format!("invalid stage index {idx}")));
-            }
-            return Ok(CopyFrom::Stage(idx));
-        }
-        let lower = name.to_lowercase();
-        match self
-            .stages
-            .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
-            Some(j) if j == current => Err(self.err(
-                line,
-                format!(
-                    "circular dependency detected on stage: {}",
-                    self.stage_label(j)
-                ),
-            )),
-            Some(j) => Ok(CopyFrom::Stage(j)),
-            None => Ok(CopyFrom::Image(name.to_string())),
-        }
+        resolve_stage_ref(&self.stages, name, current).map_err(|m| self.err(line, m))
     }
 
     fn resolve(&mut self, i: usize) -> Result<(), PlanError> {
@@ -335,6 +343,10 @@ impl Planner<'_> {
             .map(|p| self.lexer.process_word(&p, &self.global_env))
             .transpose()
             .map_err(|e| self.err(from_line, e.to_string()))?;
+        let target_platform = match &platform {
+            Some(p) => Platform::parse(p).map_err(|e| self.err(from_line, e))?,
+            None => self.opts.platform.clone(),
+        };
         let lower = image.to_lowercase();
         let base = if image == "scratch" {
             BaseRef::Scratch
@@ -439,6 +451,7 @@ impl Planner<'_> {
         let st = &mut self.stages[i];
         st.base = base;
         st.platform = platform;
+        st.target_platform = target_platform;
         st.deps = deps.into_iter().collect();
         st.from_refs = from_refs;
         st.needed = true;
@@ -501,6 +514,7 @@ mod tests {
                     name: Some("build".into()),
                     base: BaseRef::Image("golang:1".into()),
                     platform: None,
+                    target_platform: Platform::parse("linux/amd64").unwrap(),
                     instructions: vec![run],
                     onbuild_triggers: 0,
                     deps: vec![],
@@ -513,6 +527,7 @@ mod tests {
                     name: None,
                     base: BaseRef::Scratch,
                     platform: None,
+                    target_platform: Platform::parse("linux/amd64").unwrap(),
                     instructions: vec![copy],
                     onbuild_triggers: 0,
                     deps: vec![0],

@@ -436,7 +436,9 @@ pub fn import_registry(
     let m = match fetched.doc {
         Doc::Manifest(m) => m,
         // An image index: its platform's image may carry inline cache.
-        Doc::Index(_) => super::pull::resolve(client, reference, &crate::plan::Platform::host())?.2,
+        Doc::Index(_) => {
+            super::pull::resolve(client, reference, &crate::platform::Platform::host())?.2
+        }
     };
     let config_desc = if m.config.media_type == MEDIA_CACHE_CONFIG {
         m.config.clone()

@@ -4,16 +4,14 @@
 //! decompression, then records layers, the image and its tags as `load` does.
 
 use super::client::{scope, Client, Req, MAX_ATTEMPTS};
-use super::resolve::read_capped;
+use super::resolve::{
+    check_config_media_type, check_layer_media_type, foreign_layer_error, read_capped,
+};
 use super::{redact_url, RegistryError};
 use crate::digest::{chain_ids, Digest, HashingWriter};
-use crate::image::manifest::{
-    is_foreign_layer, oci_layer_media_type, Descriptor, MEDIA_DOCKER_CONFIG,
-    MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LAYER_TAR, MEDIA_DOCKER_LAYER_ZSTD, MEDIA_OCI_CONFIG,
-    MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD,
-};
+use crate::image::manifest::{oci_layer_media_type, Descriptor};
 use crate::image::{ImageConfig, Reference};
-use crate::plan::Platform;
+use crate::platform::Platform;
 use crate::store::load::ExtractFn;
 use crate::store::{LayerRecord, Store, StoreError};
 use std::collections::VecDeque;
@@ -270,59 +268,6 @@ pub fn diff_id_of(path: &Path) -> Result<(Digest, u64), RegistryError> {
     Ok((d, n))
 }
 
-fn check_layer_media_type(d: &Descriptor, reference: &str) -> Result<(), RegistryError> {
-    match d.media_type.as_str() {
-        MEDIA_OCI_LAYER
-        | MEDIA_OCI_LAYER_GZIP
-        | MEDIA_OCI_LAYER_ZSTD
-        | MEDIA_DOCKER_LAYER_GZIP
-        | MEDIA_DOCKER_LAYER_TAR
-        | MEDIA_DOCKER_LAYER_ZSTD => Ok(()),
-        // Fetched from the registry like any layer (never from the descriptor's `urls`, SECURITY
-        // G01); a registry without the blob gets an error saying so (`download_layers`).
-        t if is_foreign_layer(t) => Ok(()),
-        t if t.ends_with("+encrypted") => Err(bad(
-            reference,
-            format!(
-                "layer {} is encrypted ({t}); rbuild cannot decrypt layers",
-                d.digest
-            ),
-        )),
-        other => Err(bad(
-            reference,
-            format!("layer {} has unsupported media type {other:?}", d.digest),
-        )),
-    }
-}
-
-/// A foreign (non-distributable) layer the registry could not serve: say why rbuild does not
-/// look elsewhere. Other errors pass unchanged.
-fn foreign_layer_error(d: &Descriptor, e: RegistryError) -> RegistryError {
-    if !is_foreign_layer(&d.media_type) {
-        return e;
-    }
-    RegistryError::Other(format!(
-        "layer {} is a foreign (non-distributable) layer ({}), which only Windows images use, \
-         and the registry could not serve it ({e}); rbuild never downloads layers from the \
-         descriptor's `urls`",
-        d.digest, d.media_type
-    ))
-}
-
-/// The manifest's config must be an image config, not an artifact's (Helm chart, signature…).
-fn check_config_media_type(d: &Descriptor, reference: &str) -> Result<(), RegistryError> {
-    match d.media_type.as_str() {
-        MEDIA_OCI_CONFIG | MEDIA_DOCKER_CONFIG => Ok(()),
-        other => Err(bad(
-            reference,
-            format!(
-                "the manifest's config has media type {other:?}: this is not a container \
-                 image (an OCI artifact?)"
-            ),
-        )),
-    }
-}
-
 /// One line per event, unless quiet.
 fn say(opts: &PullOptions, msg: &str) {
     if !opts.quiet {
@@ -554,55 +499,4 @@ pub fn pull(
         manifest_digest,
         new_layers: missing.len(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn desc(media_type: &str) -> Descriptor {
-        Descriptor::new(media_type, Digest::of_bytes(b"x"), 1)
-    }
-
-    #[test]
-    fn layer_and_config_media_types_are_named() {
-        for ok in [
-            MEDIA_OCI_LAYER,
-            MEDIA_OCI_LAYER_GZIP,
-            MEDIA_OCI_LAYER_ZSTD,
-            MEDIA_DOCKER_LAYER_GZIP,
-            MEDIA_DOCKER_LAYER_TAR,
-            MEDIA_DOCKER_LAYER_ZSTD,
-        ] {
-            assert!(check_layer_media_type(&desc(ok), "x").is_ok(), "{ok}");
-        }
-        for foreign in [
-            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        ] {
-            assert!(check_layer_media_type(&desc(foreign), "x").is_ok());
-            let e = foreign_layer_error(&desc(foreign), RegistryError::Other("404".into()));
-            assert!(e.to_string().contains("never downloads layers from"), "{e}");
-        }
-        for (t, says) in [
-            (
-                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
-                "encrypted",
-            ),
-            (
-                "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
-                "unsupported",
-            ),
-        ] {
-            let e = check_layer_media_type(&desc(t), "x")
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(says) && e.contains(t), "{e}");
-        }
-        assert!(check_config_media_type(&desc(MEDIA_DOCKER_CONFIG), "x").is_ok());
-        let e = check_config_media_type(&desc("application/vnd.cncf.helm.config.v1+json"), "x")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not a container image"), "{e}");
-    }
 }

@@ -1,16 +1,19 @@
 //! Resolving a reference to one image manifest: fetching manifests and indexes (verified
 //! against their digests), telling them apart safely, and choosing the entry for a platform
-//! through nested indexes, past attestation manifests.
+//! through nested indexes, past attestation manifests; and the checks on what a manifest names
+//! (layer and config media types) before anything is downloaded.
 
 use super::client::{scope, Client, Req};
 use super::{redact_url, RegistryError};
 use crate::digest::Digest;
 use crate::image::manifest::{
-    is_index_type, Descriptor, Index, Manifest, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST,
-    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+    is_foreign_layer, is_index_type, Descriptor, Index, Manifest, MEDIA_DOCKER_CONFIG,
+    MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LAYER_TAR, MEDIA_DOCKER_LAYER_ZSTD,
+    MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX,
+    MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST,
 };
 use crate::image::Reference;
-use crate::plan::Platform;
+use crate::platform::Platform;
 use std::io::Read;
 
 /// Manifest media types rbuild accepts, most specific first.
@@ -296,6 +299,63 @@ pub fn resolve(
     ))
 }
 
+/// Refuses a layer rbuild cannot unpack, naming why.
+pub(super) fn check_layer_media_type(d: &Descriptor, reference: &str) -> Result<(), RegistryError> {
+    match d.media_type.as_str() {
+        MEDIA_OCI_LAYER
+        | MEDIA_OCI_LAYER_GZIP
+        | MEDIA_OCI_LAYER_ZSTD
+        | MEDIA_DOCKER_LAYER_GZIP
+        | MEDIA_DOCKER_LAYER_TAR
+        | MEDIA_DOCKER_LAYER_ZSTD => Ok(()),
+        // Fetched from the registry like any layer (never from the descriptor's `urls`, SECURITY
+        // G01); a registry without the blob gets an error saying so (`download_layers`).
+        t if is_foreign_layer(t) => Ok(()),
+        t if t.ends_with("+encrypted") => Err(bad(
+            reference,
+            format!(
+                "layer {} is encrypted ({t}); rbuild cannot decrypt layers",
+                d.digest
+            ),
+        )),
+        other => Err(bad(
+            reference,
+            format!("layer {} has unsupported media type {other:?}", d.digest),
+        )),
+    }
+}
+
+/// A foreign (non-distributable) layer the registry could not serve: say why rbuild does not
+/// look elsewhere. Other errors pass unchanged.
+pub(super) fn foreign_layer_error(d: &Descriptor, e: RegistryError) -> RegistryError {
+    if !is_foreign_layer(&d.media_type) {
+        return e;
+    }
+    RegistryError::Other(format!(
+        "layer {} is a foreign (non-distributable) layer ({}), which only Windows images use, \
+         and the registry could not serve it ({e}); rbuild never downloads layers from the \
+         descriptor's `urls`",
+        d.digest, d.media_type
+    ))
+}
+
+/// The manifest's config must be an image config, not an artifact's (Helm chart, signature…).
+pub(super) fn check_config_media_type(
+    d: &Descriptor,
+    reference: &str,
+) -> Result<(), RegistryError> {
+    match d.media_type.as_str() {
+        MEDIA_OCI_CONFIG | MEDIA_DOCKER_CONFIG => Ok(()),
+        other => Err(bad(
+            reference,
+            format!(
+                "the manifest's config has media type {other:?}: this is not a container \
+                 image (an OCI artifact?)"
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +487,51 @@ mod tests {
         };
         assert_eq!(pick("linux/amd64"), "b");
         assert_eq!(pick("linux/arm64"), "c");
+    }
+
+    fn desc(media_type: &str) -> Descriptor {
+        Descriptor::new(media_type, Digest::of_bytes(b"x"), 1)
+    }
+
+    #[test]
+    fn layer_and_config_media_types_are_named() {
+        for ok in [
+            MEDIA_OCI_LAYER,
+            MEDIA_OCI_LAYER_GZIP,
+            MEDIA_OCI_LAYER_ZSTD,
+            MEDIA_DOCKER_LAYER_GZIP,
+            MEDIA_DOCKER_LAYER_TAR,
+            MEDIA_DOCKER_LAYER_ZSTD,
+        ] {
+            assert!(check_layer_media_type(&desc(ok), "x").is_ok(), "{ok}");
+        }
+        for foreign in [
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        ] {
+            assert!(check_layer_media_type(&desc(foreign), "x").is_ok());
+            let e = foreign_layer_error(&desc(foreign), RegistryError::Other("404".into()));
+            assert!(e.to_string().contains("never downloads layers from"), "{e}");
+        }
+        for (t, says) in [
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+                "encrypted",
+            ),
+            (
+                "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                "unsupported",
+            ),
+        ] {
+            let e = check_layer_media_type(&desc(t), "x")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains(t), "{e}");
+        }
+        assert!(check_config_media_type(&desc(MEDIA_DOCKER_CONFIG), "x").is_ok());
+        let e = check_config_media_type(&desc("application/vnd.cncf.helm.config.v1+json"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a container image"), "{e}");
     }
 }

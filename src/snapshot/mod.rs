@@ -1,14 +1,18 @@
-//! Overlay2-shaped snapshots: diff/work/merged/link/lower per layer, overlay mounts.
+//! Snapshots: the [`Snapshotter`] contract (containerd's shape: prepare/view/commit/remove, returning
+//! mount specs), the mount step that turns specs into mounts, and the overlay2-shaped implementation
+//! ([`OverlaySnapshotter`]: diff/work/link/lower per layer).
 //!
-//! See [`snapshotter`] for the on-disk layout and crash-safety rules.
+//! See [`overlay`] for the on-disk layout and crash-safety rules.
 
+pub mod api;
 pub mod error;
 mod ids;
 pub mod mounted;
 pub mod namespace;
-pub mod snapshotter;
+pub mod overlay;
 
+pub use api::{Active, MountSpec, Snapshotter};
 pub use error::SnapshotError;
-pub use mounted::Mounted;
+pub use mounted::{mount, mount_fresh, Mounted};
 pub use namespace::enter_private_mount_namespace;
-pub use snapshotter::{Snapshot, Snapshotter};
+pub use overlay::{OverlaySnapshotter, Snapshot};

@@ -6,67 +6,42 @@ use crate::store::{fsutil, io_err, Store, StoreError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// A blob being written. Dropping it without `commit` removes the temp file.
+/// A blob being written. It hashes every byte on the way in, so what `commit` stores is always
+/// named by the sha256 of the bytes actually written, and checked against the digest the caller
+/// expects. There is no trusted path: a producer that needs the digest (the layer writer) takes
+/// it from [`BlobWriter::digest`] instead of hashing the same bytes a second time.
+/// Dropping it without `commit` removes the temp file.
 pub struct BlobWriter {
-    inner: Sink,
+    inner: HashingWriter<tempfile::NamedTempFile>,
     blobs_dir: PathBuf,
-}
-
-/// Hashing on the way in, or not: a writer that hashes its own output (the layer writer) hands
-/// the digest to `commit`, and a second sha256 pass over the same bytes would only cost time.
-enum Sink {
-    Hashing(HashingWriter<tempfile::NamedTempFile>),
-    Trusted(tempfile::NamedTempFile, u64),
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.inner {
-            Sink::Hashing(w) => w.write(buf),
-            Sink::Trusted(f, n) => {
-                let k = f.write(buf)?;
-                *n += k as u64;
-                Ok(k)
-            }
-        }
+        self.inner.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.inner {
-            Sink::Hashing(w) => w.flush(),
-            Sink::Trusted(f, _) => f.flush(),
-        }
+        self.inner.flush()
     }
 }
 
 impl BlobWriter {
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        match &self.inner {
-            Sink::Hashing(w) => w.count(),
-            Sink::Trusted(_, n) => *n,
-        }
+        self.inner.count()
     }
 
-    /// Finishes the blob: verifies it against `expected` (if given), makes it durable and moves
-    /// it to `blobs/sha256/<hex>`. Returns its digest. A trusted writer takes `expected` as the
-    /// digest (without one, it hashes the file).
+    /// The sha256 of the bytes written so far: the digest `commit` will store the blob under.
+    pub fn digest(&self) -> Digest {
+        self.inner.digest()
+    }
+
+    /// Finishes the blob: checks the digest of the bytes written against `expected` (the
+    /// caller's digest, e.g. from a manifest; `None` when the bytes define it), makes it durable
+    /// and moves it to `blobs/sha256/<hex>`. Returns its digest.
     pub fn commit(self, expected: Option<&Digest>) -> Result<Digest, StoreError> {
-        let (tmp, digest) = match self.inner {
-            Sink::Hashing(w) => {
-                let (tmp, digest, _) = w.finish();
-                (tmp, digest)
-            }
-            Sink::Trusted(tmp, _) => match expected {
-                Some(d) => (tmp, d.clone()),
-                None => {
-                    let mut f = tmp.reopen().map_err(io_err(tmp.path()))?;
-                    let mut h = HashingWriter::new(io::sink());
-                    io::copy(&mut f, &mut h).map_err(io_err(tmp.path()))?;
-                    (tmp, h.finish().1)
-                }
-            },
-        };
+        let (tmp, digest, _) = self.inner.finish();
         if let Some(exp) = expected {
             if exp != &digest {
                 return Err(StoreError::DigestMismatch {
@@ -90,19 +65,10 @@ impl BlobWriter {
 }
 
 impl Store {
-    /// Starts writing a blob.
+    /// Starts writing a blob (hashed as written, verified on commit).
     pub fn new_blob_writer(&self) -> Result<BlobWriter, StoreError> {
         Ok(BlobWriter {
-            inner: Sink::Hashing(HashingWriter::new(fsutil::temp_file(&self.tmp_dir())?)),
-            blobs_dir: self.blobs_dir(),
-        })
-    }
-
-    /// Starts writing a blob whose digest the caller computes over exactly the bytes it writes
-    /// and passes to `commit` (no second hash).
-    pub fn new_trusted_blob_writer(&self) -> Result<BlobWriter, StoreError> {
-        Ok(BlobWriter {
-            inner: Sink::Trusted(fsutil::temp_file(&self.tmp_dir())?, 0),
+            inner: HashingWriter::new(fsutil::temp_file(&self.tmp_dir())?),
             blobs_dir: self.blobs_dir(),
         })
     }

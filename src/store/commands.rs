@@ -838,7 +838,7 @@ pub fn prune(store: &Store, out: &mut dyn Write, all: bool) -> Result<Vec<String
 /// process owns (what those freed, and what killed builds left), printing each one.
 pub fn prune_snapshots(
     store: &Store,
-    snapshots: &crate::snapshot::Snapshotter,
+    snapshots: &crate::snapshot::OverlaySnapshotter,
     out: &mut dyn Write,
 ) -> Result<usize, StoreError> {
     let _lock = store.lock()?;

@@ -21,7 +21,7 @@
 use crate::digest::{chain_id, chain_ids, Digest, HashingReader, HashingWriter};
 use crate::image::ImageConfig;
 use crate::layer::{self, Compression, LayerOptions, WhiteoutMode};
-use crate::snapshot::Snapshotter;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::check::Problem;
 use crate::store::{fsutil, gc, io_err, LayerRecord, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -81,7 +81,7 @@ impl Store {
     /// to `out` as they happen.
     pub fn fsck(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         opts: &FsckOptions,
         out: &mut dyn Write,
     ) -> Result<FsckReport, StoreError> {
@@ -165,7 +165,7 @@ impl Store {
     /// One full verification pass (no changes).
     fn scan(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         memo: &mut Memo,
     ) -> Result<(Vec<Problem>, Counts), StoreError> {
         let mut problems = Vec::new();
@@ -417,7 +417,7 @@ impl Store {
     /// The snapshot's nearest lower dir is the parent layer's snapshot (none for a base layer).
     fn snapshot_on_parent(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         rec: &LayerRecord,
         records: &BTreeMap<Digest, LayerRecord>,
     ) -> Result<bool, StoreError> {
@@ -438,7 +438,7 @@ impl Store {
     /// None when the snapshot's diff dir holds exactly the layer's content, else why not.
     fn verify_snapshot(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         rec: &LayerRecord,
         blob_ok: bool,
     ) -> Result<Option<String>, StoreError> {
@@ -491,7 +491,7 @@ impl Store {
     /// Fixes one problem; returns the actions taken (empty: nothing to do or not repairable).
     fn repair(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         problem: &Problem,
         memo: &mut Memo,
     ) -> Result<Vec<String>, StoreError> {
@@ -611,7 +611,7 @@ impl Store {
     /// is now missing).
     fn drop_layer(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         chain: &Digest,
         memo: &mut Memo,
     ) -> Result<Vec<String>, StoreError> {
@@ -644,7 +644,7 @@ impl Store {
     /// digest exactly (layers rbuild wrote itself, default compression, no clamped mtimes).
     fn regenerate_blob(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         rec: &LayerRecord,
     ) -> Result<bool, StoreError> {
         let Ok(diff) = snapshots.diff_dir(&rec.cache_id) else {

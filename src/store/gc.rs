@@ -2,7 +2,7 @@
 //! when no layer record or live lease names them.
 
 use crate::digest::Digest;
-use crate::snapshot::{Snapshot, Snapshotter};
+use crate::snapshot::{OverlaySnapshotter, Snapshot};
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +12,7 @@ impl Store {
     /// recovery never mistakes its `.tmp-` directory for a dead process's.
     pub fn create_snapshot(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
         parent: Option<&str>,
     ) -> Result<Snapshot, StoreError> {
         let _lock = self.lock()?;
@@ -28,7 +28,7 @@ impl Store {
     /// half-removed snapshot directories, dangling `l/` links, and stale leases together with
     /// the snapshots they held that no layer record took over (the incomplete layers of a build
     /// killed between snapshot and layer record). Returns one line per action.
-    pub fn recover(&self, snapshots: &Snapshotter) -> Result<Vec<String>, StoreError> {
+    pub fn recover(&self, snapshots: &OverlaySnapshotter) -> Result<Vec<String>, StoreError> {
         let _lock = self.lock()?;
         let mut actions = Vec::new();
         let n = snapshots.cleanup_incomplete()?;
@@ -79,7 +79,7 @@ impl Store {
     /// Snapshots that no layer record and no live lease names. Call with the lock held.
     pub(crate) fn orphan_snapshots(
         &self,
-        snapshots: &Snapshotter,
+        snapshots: &OverlaySnapshotter,
     ) -> Result<Vec<String>, StoreError> {
         let listed = snapshots.list()?;
         // Leases are read after listing: a snapshot created after the listing is not in it,
@@ -95,7 +95,7 @@ impl Store {
 
 /// Removes snapshots, children before parents (a snapshot with children refuses removal).
 /// Returns the ids removed; the others are still in use by a snapshot outside `ids`.
-pub(crate) fn remove_snapshots(snapshots: &Snapshotter, ids: Vec<String>) -> Vec<String> {
+pub(crate) fn remove_snapshots(snapshots: &OverlaySnapshotter, ids: Vec<String>) -> Vec<String> {
     let mut left: BTreeSet<String> = ids.into_iter().collect();
     let mut removed = Vec::new();
     loop {

@@ -13,7 +13,7 @@
 //! <root>/image/overlay2/repositories.json
 //! <root>/cache/sha256/<key hex>                 build cache records (JSON)
 //! <root>/cache/by-parent/<parent hex|root>/<key hex>   index for miss explanations
-//! <root>/overlay2/                              snapshots (owned by `snapshot::Snapshotter`)
+//! <root>/overlay2/                              snapshots (owned by `snapshot::OverlaySnapshotter`)
 //! ```
 //!
 //! Every file is written via temp file + fsync + rename; directories of records are renamed

@@ -54,7 +54,7 @@ pub struct Relinked {
 /// on `parent`'s and recorded. `Ok(None)` when there is nothing to reuse (first build, pruned layer).
 pub fn relink(
     store: &Store,
-    snapshots: &Snapshotter,
+    snapshots: &dyn Snapshotter,
     parent: Option<&LayerRecord>,
     key: &StepKey,
 ) -> Result<Option<Relinked>, BuildError> {

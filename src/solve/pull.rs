@@ -14,7 +14,7 @@ use std::path::Path;
 /// Pulls `name` into the store, unpacking each new layer into a snapshot.
 pub fn pull(
     store: &Store,
-    snapshots: &Snapshotter,
+    snapshots: &dyn Snapshotter,
     cfg: &RegistryConfig,
     name: &str,
     opts: &PullOptions,
@@ -47,7 +47,7 @@ pub fn push(
 pub(super) fn import_cache(
     opts: &super::BuildOptions,
     store: &Store,
-    snapshots: &Snapshotter,
+    snapshots: &dyn Snapshotter,
     reporter: &super::progress::Reporter,
 ) -> Result<(), super::BuildError> {
     use crate::registry::cache::{self, CacheSpec};

@@ -1,4 +1,4 @@
-//! Overlay2-shaped snapshot store.
+//! The overlay2-shaped snapshotter: the [`Snapshotter`] rbuild uses.
 //!
 //! Layout under `<root>/overlay2` (the same shape as Docker's overlay2 driver):
 //!
@@ -15,13 +15,14 @@
 //! Crash safety: a snapshot is built in `<dir>/.tmp-<id>` (its `l/` link is made first and
 //! dangles until then) and renamed to `<dir>/<id>` when complete; removal renames to
 //! `<dir>/.rm-<id>` before deleting. So `<dir>/<id>` is always complete, and
-//! [`Snapshotter::cleanup_incomplete`] deletes `.tmp-*`, `.rm-*` and dangling `l/` links.
+//! [`OverlaySnapshotter::cleanup_incomplete`] deletes `.tmp-*`, `.rm-*` and dangling `l/` links.
 //! Run it only where no `create` runs concurrently (`Store::recover` and `Store::create_snapshot`
 //! both hold the store lock): an in-progress `.tmp-` dir looks exactly like an abandoned one.
 
+use crate::snapshot::api::{Active, MountSpec, Snapshotter};
 use crate::snapshot::error::SnapshotError;
 use crate::snapshot::ids;
-use crate::snapshot::mounted::{mount_overlay, Mounted};
+use crate::snapshot::mounted::{self, Mounted};
 use nix::mount::{umount2, MntFlags};
 use std::fs;
 use std::io;
@@ -30,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 const TMP_PREFIX: &str = ".tmp-";
 const RM_PREFIX: &str = ".rm-";
-/// Snapshots set aside by [`Snapshotter::discard`], deleted by [`Snapshotter::empty_trash`].
+/// Snapshots set aside by [`OverlaySnapshotter::discard`], deleted by [`OverlaySnapshotter::empty_trash`].
 const TRASH_PREFIX: &str = ".trash-";
 /// Options that keep every change inside the upper dir, which the layer differ relies on:
 /// no redirects to lower dirs, no metadata-only copy-ups, no hardlink index.
@@ -60,11 +61,11 @@ impl Snapshot {
 
 /// The snapshot store at `<root>/overlay2`.
 #[derive(Clone, Debug)]
-pub struct Snapshotter {
+pub struct OverlaySnapshotter {
     dir: PathBuf,
 }
 
-impl Snapshotter {
+impl OverlaySnapshotter {
     /// Opens (creating if needed) the store at `dir`.
     pub fn open(dir: &Path) -> Result<Self, SnapshotError> {
         let mut b = fs::DirBuilder::new();
@@ -78,7 +79,7 @@ impl Snapshotter {
             b.create(dir.join(sub))
                 .map_err(|e| SnapshotError::io(dir.join(sub), "create", e))?;
         }
-        Ok(Snapshotter { dir })
+        Ok(OverlaySnapshotter { dir })
     }
 
     pub fn dir(&self) -> &Path {
@@ -215,37 +216,54 @@ impl Snapshotter {
             .collect()
     }
 
-    /// Mounts the read-write view (`<id>/merged`): diff over the parents.
-    pub fn mount(&self, snap: &Snapshot) -> Result<Mounted, SnapshotError> {
+    /// The spec of the read-write view: the diff dir over the parents.
+    pub fn rw_spec(&self, snap: &Snapshot) -> MountSpec {
         let lower = if snap.lower.is_empty() {
             "empty".to_string()
         } else {
             snap.lower.join(":")
         };
-        let options = format!(
-            "lowerdir={lower},upperdir={id}/diff,workdir={id}/work,{OVERLAY_FEATURES}",
+        self.overlay_spec(format!(
+            "lowerdir={lower},upperdir={id}/diff,workdir={id}/work",
             id = snap.id
-        );
-        mount_overlay(&self.dir, &snap.merged_dir(), &options, false, false)
+        ))
     }
 
-    /// Mounts a read-only view of the snapshot and its parents (no upper dir) on a fresh
-    /// mount point under `<dir>/<id>/`, removed again when the view is dropped.
-    pub fn mount_readonly(&self, id: &str) -> Result<Mounted, SnapshotError> {
-        let snap = self.get(id)?;
+    /// The spec of a read-only view of the snapshot and its parents (no upper dir).
+    pub fn ro_spec(&self, snap: &Snapshot) -> MountSpec {
         let mut lower = vec![format!("l/{}", snap.link)];
         lower.extend(snap.lower.iter().cloned());
         // Overlay needs two lower layers when there is no upper dir.
         if lower.len() == 1 {
             lower.push("empty".to_string());
         }
-        let rand = ids::link_id().map_err(|e| SnapshotError::io("/dev/urandom", "read", e))?;
-        let target = snap.path.join(format!("ro-{}", rand.to_ascii_lowercase()));
-        fs::create_dir(&target).map_err(|e| SnapshotError::io(&target, "mkdir", e))?;
-        let options = format!("lowerdir={},{OVERLAY_FEATURES}", lower.join(":"));
-        mount_overlay(&self.dir, &target, &options, true, true).inspect_err(|_| {
-            let _ = fs::remove_dir(&target);
-        })
+        let mut spec = self.overlay_spec(format!("lowerdir={}", lower.join(":")));
+        spec.options.insert(0, "ro".to_string());
+        spec
+    }
+
+    fn overlay_spec(&self, dirs: String) -> MountSpec {
+        let mut options = vec![dirs];
+        options.extend(OVERLAY_FEATURES.split(',').map(str::to_string));
+        MountSpec {
+            fstype: "overlay".to_string(),
+            source: "overlay".to_string(),
+            options,
+            // The option paths are relative to the snapshotter dir (short `l/` links).
+            base: Some(self.dir.clone()),
+        }
+    }
+
+    /// Mounts the read-write view (`<id>/merged`): diff over the parents.
+    pub fn mount(&self, snap: &Snapshot) -> Result<Mounted, SnapshotError> {
+        mounted::mount(&[self.rw_spec(snap)], &snap.merged_dir())
+    }
+
+    /// Mounts a read-only view of the snapshot and its parents (no upper dir) on a fresh
+    /// mount point under `<dir>/<id>/`, removed again when the view is dropped.
+    pub fn mount_readonly(&self, id: &str) -> Result<Mounted, SnapshotError> {
+        let snap = self.get(id)?;
+        mounted::mount_fresh(&[self.ro_spec(&snap)], &snap.path)
     }
 
     /// Deletes a snapshot that no other snapshot builds on.
@@ -364,6 +382,38 @@ impl Snapshotter {
             return Err(SnapshotError::InvalidId(id.to_string()));
         }
         Ok(self.dir.join(id))
+    }
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn prepare(&self, parent: Option<&str>) -> Result<Active, SnapshotError> {
+        let snap = self.create(parent)?;
+        Ok(Active {
+            mounts: vec![self.rw_spec(&snap)],
+            key: snap.id,
+        })
+    }
+
+    fn view(&self, key: &str) -> Result<Vec<MountSpec>, SnapshotError> {
+        Ok(vec![self.ro_spec(&self.get(key)?)])
+    }
+
+    fn upper_dir(&self, key: &str) -> Result<PathBuf, SnapshotError> {
+        self.diff_dir(key)
+    }
+
+    /// Nothing to do: a snapshot dir is complete from `create` on (built aside and renamed),
+    /// and what makes it a layer is the layer record the store writes.
+    fn commit(&self, key: &str) -> Result<(), SnapshotError> {
+        self.get(key).map(|_| ())
+    }
+
+    fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        OverlaySnapshotter::remove(self, key)
+    }
+
+    fn discard(&self, key: &str) -> Result<(), SnapshotError> {
+        OverlaySnapshotter::discard(self, key)
     }
 }
 

@@ -1,9 +1,9 @@
 //! Writes the requested outputs of a finished build. Every output is written under a temporary name next
 //! to its destination and renamed into place only when complete: a failed build leaves no partial file.
 
-use super::dispatch::Dispatcher;
 use super::error::BuildError;
 use super::options::OutputKind;
+use super::solver::Solver;
 use super::state::StageResult;
 use crate::digest::Digest;
 use crate::layer::{self, Compression, LayerOptions};
@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub fn write_outputs(
-    ctx: &Dispatcher,
+    ctx: &Solver,
     result: &StageResult,
     image_id: &Digest,
 ) -> Result<(), BuildError> {
@@ -98,11 +98,7 @@ fn kind_name(k: &OutputKind) -> &'static str {
 
 /// The final rootfs as one uncompressed tar: the diff writer run over a read-only merged view, which shows
 /// no whiteouts, so the tar is the flattened filesystem.
-fn flatten_rootfs(
-    ctx: &Dispatcher,
-    result: &StageResult,
-    w: &mut dyn Write,
-) -> Result<(), BuildError> {
+fn flatten_rootfs(ctx: &Solver, result: &StageResult, w: &mut dyn Write) -> Result<(), BuildError> {
     let opts = LayerOptions {
         compression: Compression::Uncompressed,
         clamp_mtime: None,
@@ -110,10 +106,12 @@ fn flatten_rootfs(
     };
     match result.layers.last() {
         Some(top) => {
-            let view = ctx
+            let specs = ctx
                 .snapshots
-                .mount_readonly(&top.cache_id)
+                .view(&top.cache_id)
                 .map_err(BuildError::snapshot)?;
+            let view =
+                crate::snapshot::mount_fresh(&specs, &ctx.scratch).map_err(BuildError::snapshot)?;
             layer::diff::write_layer(view.path(), w, &opts).map_err(BuildError::layer)?;
         }
         None => {

@@ -1,8 +1,8 @@
-//! The state of a stage while its instructions are dispatched.
+//! The state of a stage while its steps are solved.
 
 use crate::digest::Digest;
 use crate::image::ImageConfig;
-use crate::plan::Platform;
+use crate::platform::Platform;
 use crate::store::LayerRecord;
 
 /// What a finished stage leaves for later stages and for the image.

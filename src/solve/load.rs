@@ -10,7 +10,7 @@ use std::path::Path;
 /// snapshot id (the layer's cache-id). Used by `load`, `pull` and the registry cache import.
 pub fn unpack_layer(
     store: &Store,
-    snapshots: &Snapshotter,
+    snapshots: &dyn Snapshotter,
     rec: &crate::store::LayerRecord,
     blob: &Path,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
@@ -23,7 +23,8 @@ pub fn unpack_layer(
             .ok_or_else(|| format!("parent layer {p} of {} is missing", rec.chain_id))?,
         None => String::new(),
     };
-    let snap = store.create_snapshot(
+    let snap = super::layer::prepare_leased(
+        store,
         snapshots,
         if parent_cache.is_empty() {
             None
@@ -31,13 +32,14 @@ pub fn unpack_layer(
             Some(parent_cache.as_str())
         },
     )?;
+    let upper = snapshots.upper_dir(&snap.key)?;
     let res = (|| -> anyhow::Result<()> {
         let f = std::fs::File::open(blob)?;
         let (reader, _) = layer::compress::decompress(std::io::BufReader::new(f))?;
         let mut hashing = crate::digest::HashingReader::new(reader);
         layer::apply::apply(
             &mut hashing,
-            &snap.diff_dir(),
+            &upper,
             &layer::ApplyOptions {
                 whiteouts: layer::WhiteoutMode::Overlay,
                 max_bytes: None,
@@ -56,15 +58,20 @@ pub fn unpack_layer(
         }
         Ok(())
     })();
+    let res = res.and_then(|()| Ok(snapshots.commit(&snap.key)?));
     if let Err(e) = res {
-        let _ = snapshots.remove(&snap.id);
+        let _ = snapshots.remove(&snap.key);
         return Err(e.into());
     }
-    Ok(snap.id.clone())
+    Ok(snap.key)
 }
 
 /// Loads the images in `input`; returns their names (or ids when untagged).
-pub fn load(store: &Store, snapshots: &Snapshotter, input: &Path) -> anyhow::Result<Vec<String>> {
+pub fn load(
+    store: &Store,
+    snapshots: &dyn Snapshotter,
+    input: &Path,
+) -> anyhow::Result<Vec<String>> {
     let mut unpack =
         |rec: &crate::store::LayerRecord, blob: &Path| unpack_layer(store, snapshots, rec, blob);
     let loaded = store.load_archive(input, &mut unpack)?;

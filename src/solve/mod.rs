@@ -1,18 +1,25 @@
-//! Build orchestration: parses the Dockerfile, plans the stages, dispatches each instruction on overlay
-//! snapshots, consults and fills the build cache, commits layers and images to the store, and writes the
-//! requested outputs.
+//! Solving a build: parses the Dockerfile, plans the stages, lowers each stage once its base is
+//! resolved (`plan::lower`), and runs the lowered steps through one loop (`solver`) that consults
+//! and fills the build cache, executes what missed (`exec::Executor`, `fileop`, on
+//! `snapshot::Snapshotter` snapshots), commits layers and images to the store, and writes the
+//! requested outputs. docs/ARCHITECTURE.md draws the flow.
 
+mod base;
 mod cache;
-mod dispatch;
 mod error;
+mod exec_step;
+mod file_step;
+mod layer;
 mod link;
 pub mod load;
+mod mounts;
 pub mod options;
 mod output;
 mod progress;
 pub mod pull;
 pub mod repro;
 mod schedule;
+mod solver;
 mod state;
 
 pub use error::BuildError;
@@ -23,8 +30,10 @@ pub use options::{
 use crate::context::Context;
 use crate::digest::Digest;
 use crate::dockerfile::{self, Dockerfile};
-use crate::plan::{BaseRef, Plan, PlanOptions, Platform};
-use crate::snapshot::Snapshotter;
+use crate::exec::NamespaceExecutor;
+use crate::plan::{BaseRef, Plan, PlanOptions};
+use crate::platform::Platform;
+use crate::snapshot::OverlaySnapshotter;
 use crate::store::Store;
 use progress::Reporter;
 use state::{StageResult, StageState};
@@ -42,7 +51,8 @@ pub struct BuildResult {
 pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let reporter = Reporter::new(opts.progress);
     let store = Store::open(&opts.root).map_err(BuildError::store)?;
-    let snapshots = Snapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
+    let snapshots =
+        OverlaySnapshotter::open(&opts.root.join("overlay2")).map_err(BuildError::snapshot)?;
     // What killed builds left (incomplete snapshots, stale leases) goes before we add ours.
     store.recover(&snapshots).map_err(BuildError::store)?;
 
@@ -76,11 +86,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
             .and_then(|s| s.parse::<i64>().ok())
     });
     let cancel = opts.cancel.clone().unwrap_or_default();
-    let ctx = dispatch::Dispatcher {
+    let executor = NamespaceExecutor::new(scratch.path().to_path_buf());
+    let ctx = solver::Solver {
         opts,
         epoch,
         store: &store,
         snapshots: &snapshots,
+        executor: &executor,
         context: context.as_ref(),
         df: &df,
         plan: &plan,
@@ -99,14 +111,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let build_stage = |idx: usize| -> Result<(), BuildError> {
         let stage = &plan.stages[idx];
         let base = match &stage.base {
-            BaseRef::Scratch => StageState::scratch(&plan_opts.platform),
+            BaseRef::Scratch => StageState::scratch(&stage.target_platform),
             BaseRef::Stage(i) => {
                 let r = ctx.result(*i).ok_or_else(|| {
                     BuildError::Internal(format!("stage {i} was not built before stage {idx}"))
                 })?;
                 StageState::from_result(r)
             }
-            BaseRef::Image(name) => ctx.base_image(name, stage.from_line)?,
+            BaseRef::Image(name) => {
+                ctx.base_image(name, stage.from_line, &stage.target_platform)?
+            }
         };
         let result = ctx.run_stage(idx, base)?;
         ctx.set_result(idx, result);

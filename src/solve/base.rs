@@ -1,0 +1,165 @@
+//! What a stage starts from and what `--from` reads: images in the store (pulled when missing)
+//! and earlier stages' results, the latter as read-only views mounted through the snapshotter.
+
+use super::error::BuildError;
+use super::solver::{lock, Solver};
+use super::state::StageState;
+use crate::digest::Digest;
+use crate::image::ImageConfig;
+use crate::plan::CopyFrom;
+use crate::platform::Platform;
+use crate::snapshot::Mounted;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Where a COPY --from / RUN --mount from= reads: a read-only view of another stage or image.
+pub(super) enum SourceView {
+    Mounted(Mounted),
+    Empty(tempfile::TempDir),
+    /// A bind source resolved inside its root, held open by an O_PATH handle; the path is the
+    /// handle's `/proc/<pid>/fd/N`, so nothing resolves the source by name again.
+    Pinned {
+        _handle: pathrs::Handle,
+        path: PathBuf,
+    },
+}
+
+impl SourceView {
+    pub(super) fn path(&self) -> &Path {
+        match self {
+            SourceView::Mounted(m) => m.path(),
+            SourceView::Empty(d) => d.path(),
+            SourceView::Pinned { path, .. } => path,
+        }
+    }
+}
+
+impl Solver<'_> {
+    /// Resolves `FROM name` (or `COPY --from=name` naming an image) in the local store, pulling
+    /// it for `platform` when it is not there.
+    pub fn base_image(
+        &self,
+        name: &str,
+        line: usize,
+        platform: &Platform,
+    ) -> Result<StageState, BuildError> {
+        let id = match self.store.resolve(name).map_err(BuildError::store)? {
+            Some(id) => id,
+            None => self.pull_base(name, line, platform)?,
+        };
+        let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
+        // Docker's container fields of the base are not carried into the new image.
+        let config = ImageConfig::from_bytes(&bytes)
+            .map_err(BuildError::store)?
+            .into_base();
+        let mut layers = Vec::new();
+        // Under the lock, with the top layer leased at once: a concurrent prune or rmi then
+        // keeps the base layers (and their snapshots) for the rest of this build.
+        let _lock = self.store.lock().map_err(BuildError::store)?;
+        for c in crate::digest::chain_ids(&config.rootfs.diff_ids) {
+            let rec = self
+                .store
+                .get_layer(&c)
+                .map_err(BuildError::store)?
+                .ok_or_else(|| {
+                    self.step_error(
+                        line,
+                        format!("layer {c} of image {name} is missing from the store"),
+                    )
+                })?;
+            layers.push(rec);
+        }
+        if let Some(top) = layers.last() {
+            self.store
+                .lease_layer(&top.chain_id)
+                .map_err(BuildError::store)?;
+        }
+        Ok(StageState {
+            config,
+            layers,
+            key: Digest::of_bytes(format!("image {id}").as_bytes()),
+            parent_image: Some(id),
+        })
+    }
+
+    /// Pulls an image that is not in the store (`FROM` / `COPY --from=<image>`).
+    fn pull_base(
+        &self,
+        name: &str,
+        line: usize,
+        platform: &Platform,
+    ) -> Result<Digest, BuildError> {
+        if crate::image::Reference::parse(name).is_err() {
+            return Err(self.step_error(
+                line,
+                format!(
+                    "base image {name:?} is not in the store at {} and is not a valid reference to pull",
+                    self.opts.root.display()
+                ),
+            ));
+        }
+        // Stages build in parallel: two that need the same missing image pull it once.
+        static PULLING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = lock(&PULLING);
+        if let Some(id) = self.store.resolve(name).map_err(BuildError::store)? {
+            return Ok(id);
+        }
+        let step = self.reporter.start(&format!("pulling {name}"));
+        let opts = crate::registry::PullOptions {
+            platform: platform.clone(),
+            quiet: self.reporter.quiet(),
+            ..Default::default()
+        };
+        let pulled =
+            super::pull::pull(self.store, self.snapshots, &self.opts.registry, name, &opts)
+                .map_err(|e| {
+                    // Say both what failed and the offline way in: a user without a registry
+                    // most likely meant an image they can `rbuild load`.
+                    self.step_error(
+                        line,
+                        format!(
+                    "base image {name:?} is not in the store at {} and pulling it failed: {e} \
+                             (load it with `rbuild load -i FILE` or check the registry)",
+                    self.opts.root.display()
+                ),
+                    )
+                })?;
+        self.reporter.done(step);
+        Ok(pulled.id)
+    }
+
+    /// A read-only view of what a `--from` names (as the lowering resolved it), and the cache
+    /// key of that state.
+    pub(super) fn source_view(
+        &self,
+        from: &CopyFrom,
+        line: usize,
+    ) -> Result<(SourceView, String), BuildError> {
+        let state: StageState = match from {
+            CopyFrom::Stage(i) => {
+                let r = self.result(*i).ok_or_else(|| {
+                    self.step_error(line, format!("stage {i} has not been built"))
+                })?;
+                StageState::from_result(r)
+            }
+            CopyFrom::Image(name) => self.base_image(name, line, &self.plan_opts.platform)?,
+        };
+        let key = state.key.to_string();
+        let view = match state.top_cache_id() {
+            Some(id) => {
+                let specs = self.snapshots.view(id).map_err(BuildError::snapshot)?;
+                SourceView::Mounted(
+                    crate::snapshot::mount_fresh(&specs, &self.scratch)
+                        .map_err(BuildError::snapshot)?,
+                )
+            }
+            None => SourceView::Empty(
+                tempfile::Builder::new()
+                    .prefix("empty-")
+                    .tempdir_in(&self.scratch)
+                    .map_err(|e| BuildError::io(&self.scratch, e))?,
+            ),
+        };
+        Ok((view, key))
+    }
+}
