@@ -240,3 +240,17 @@ mod tests {
         assert!(e.contains("schema 1"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod regressions {
+    use crate::image::ImageConfig;
+
+    /// fuzz `config` crash-1a436d37: a long mantissa in an unknown field read 1 ulp off, so the
+    /// canonical bytes did not read back as the same config (serde_json `float_roundtrip`).
+    #[test]
+    fn numbers_in_unknown_fields_read_back_exactly() {
+        let c = ImageConfig::from_bytes(b"{\"x\":\n5511111110E111}").unwrap();
+        let again = ImageConfig::from_bytes(&c.to_bytes().unwrap()).unwrap();
+        assert_eq!(c, again);
+    }
+}
