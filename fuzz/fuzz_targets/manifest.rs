@@ -1,7 +1,8 @@
 //! Image metadata parsing: image config, Docker/OCI manifest, OCI index, docker-archive
 //! `manifest.json`, `repositories.json`, digests and references — alone and through the store's
 //! `load` path (an OCI layout / docker-archive directory). Nothing may panic, and a config that
-//! parses must survive its own canonical serialization unchanged.
+//! parses must survive its own canonical serialization unchanged, as must its form as a base
+//! (`into_base`). Seeds include testdata/images (the producer corpus, issue 22).
 //!
 //! Input: up to five parts separated by `\n--\n`. Part 0 is the top document (`index.json` when
 //! it starts with `{`, `manifest.json` otherwise; also tried as `repositories.json`); parts 1-4
@@ -62,6 +63,20 @@ fn substitute(part: &[u8], known: &[(usize, Digest, usize)]) -> Vec<u8> {
 }
 
 fn parse_alone(bytes: &[u8]) {
+    match ImageConfig::from_bytes(bytes) {
+        Ok(c) => {
+            // rbuild's own form of it as a base is stable too (issue 22).
+            let base = c.clone().into_base().to_bytes().expect("a base serializes");
+            let again = ImageConfig::from_bytes(&base).expect("a base's bytes parse");
+            assert_eq!(
+                again.to_bytes().expect("serializes"),
+                base,
+                "base form unstable"
+            );
+        }
+        // Errors render (with their JSON path) without panicking.
+        Err(e) => drop(e.to_string()),
+    }
     if let Ok(c) = ImageConfig::from_bytes(bytes) {
         let _ = c.digest();
         let canon = c.to_bytes().expect("a parsed config serializes");
@@ -75,6 +90,9 @@ fn parse_alone(bytes: &[u8]) {
             again.to_bytes().expect("serializes"),
             "canonical bytes unstable"
         );
+    }
+    if let Err(e) = Manifest::from_bytes(bytes) {
+        drop(e.to_string());
     }
     if let Ok(m) = Manifest::from_bytes(bytes) {
         let text = serde_json::to_vec(&m).expect("manifest serializes");
@@ -177,7 +195,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(images) = store.load_archive(&layout, &mut extract) {
         for img in images {
-            let _ = store.export_image(&img.id, &img.tags);
+            let _ = store.export_image(&img.id, &img.tags, rbuild::store::LayerForm::AsStored);
             let _ = store.image_summary(&img.id);
         }
         let _ = store.list_images();

@@ -9,7 +9,7 @@
 //! rules. Hash exactly the bytes [`ImageConfig::to_bytes`] returns and never re-serialize them.
 
 use crate::digest::Digest;
-use crate::image::ImageError;
+use crate::image::{lenient, ImageError};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -33,22 +33,53 @@ fn is_zero(n: &i64) -> bool {
 /// `config.Healthcheck`; durations are nanoseconds as in Docker's JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healthcheck {
-    #[serde(rename = "Test", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Test",
+        default,
+        deserialize_with = "lenient::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub test: Vec<String>,
-    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Interval",
+        default,
+        deserialize_with = "lenient::int",
+        skip_serializing_if = "is_zero"
+    )]
     pub interval: i64,
-    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Timeout",
+        default,
+        deserialize_with = "lenient::int",
+        skip_serializing_if = "is_zero"
+    )]
     pub timeout: i64,
-    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "StartPeriod",
+        default,
+        deserialize_with = "lenient::int",
+        skip_serializing_if = "is_zero"
+    )]
     pub start_period: i64,
-    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "StartInterval",
+        default,
+        deserialize_with = "lenient::int",
+        skip_serializing_if = "is_zero"
+    )]
     pub start_interval: i64,
-    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Retries",
+        default,
+        deserialize_with = "lenient::int",
+        skip_serializing_if = "is_zero"
+    )]
     pub retries: i64,
 }
 
-/// The `config` object: runtime defaults of containers made from the image.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The `config` object: runtime defaults of containers made from the image. Read by hand
+/// (`image::config_de`) so that `null` is accepted everywhere and errors carry their JSON path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ContainerConfig {
     #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
     pub user: String,
@@ -110,9 +141,13 @@ pub struct ContainerConfig {
 /// `rootfs`: the uncompressed layer digests, bottom first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootFs {
-    #[serde(rename = "type")]
+    #[serde(
+        rename = "type",
+        default = "layers",
+        deserialize_with = "lenient::string"
+    )]
     pub kind: String,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "lenient::list")]
     pub diff_ids: Vec<Digest>,
 }
 
@@ -125,53 +160,59 @@ impl Default for RootFs {
     }
 }
 
-/// Go writes a nil slice as `null`; accept it as empty.
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Digest>, D::Error> {
-    Ok(Option::<Vec<Digest>>::deserialize(d)?.unwrap_or_default())
+fn layers() -> String {
+    "layers".to_string()
 }
 
 /// One `history` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub created_by: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub author: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub comment: String,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::boolean",
+        skip_serializing_if = "is_false"
+    )]
     pub empty_layer: bool,
 }
 
-/// The image config document.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The image config document. Read by hand (`image::config_de`): see [`ContainerConfig`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageConfig {
     /// Go `RFC3339Nano` text; see [`format_time`].
-    #[serde(default)]
     pub created: Option<String>,
-    #[serde(default)]
     pub author: Option<String>,
-    #[serde(default)]
     pub architecture: String,
-    #[serde(default)]
     pub os: String,
-    #[serde(default)]
     pub variant: Option<String>,
-    #[serde(default)]
     pub config: ContainerConfig,
-    #[serde(default)]
     pub rootfs: RootFs,
-    #[serde(default, deserialize_with = "null_as_empty_history")]
     pub history: Vec<History>,
     /// Unknown top-level fields (`os.version`, `container_config`, `docker_version`, …).
-    #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
-}
-
-fn null_as_empty_history<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<History>, D::Error> {
-    Ok(Option::<Vec<History>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Formats an instant the way Go's `time.RFC3339Nano` does (trailing fraction zeros trimmed, `Z`).
@@ -216,19 +257,37 @@ impl ImageConfig {
         Self::scratch(host_architecture(), "linux", None)
     }
 
-    /// Parses a config blob. Unknown fields are kept in `extra`.
+    /// Parses a config blob. Unknown fields are kept in `extra`; `null` reads as empty; an
+    /// error names the JSON path of the bad field (`config.OnBuild: expected a list, got a
+    /// number`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ImageError> {
-        serde_json::from_slice(bytes).map_err(ImageError::ConfigJson)
+        lenient::parse("image config", bytes).map_err(ImageError::Json)
     }
 
     /// The canonical JSON bytes (compact, fixed key order). The image id is the digest of these.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ImageError> {
-        serde_json::to_vec(self).map_err(ImageError::ConfigJson)
+        serde_json::to_vec(self).map_err(|source| ImageError::Write {
+            what: "image config",
+            source,
+        })
     }
 
     /// The image id: digest of [`Self::to_bytes`].
     pub fn digest(&self) -> Result<Digest, ImageError> {
         Ok(Digest::of_bytes(&self.to_bytes()?))
+    }
+
+    /// This config as the starting point of a build on top of it: only what rbuild models
+    /// plus the OCI platform fields (`os.version`, `os.features`) stay. Docker's container
+    /// fields (`Hostname`, `AttachStdin`, `Image`, `container_config`, `docker_version`, …)
+    /// describe the container that made the base, not the new image, so they go, as BuildKit
+    /// drops them (it reads a base into its typed image struct). A base only passed through
+    /// (`pull`, `load`, `save`, `push`) keeps its bytes untouched (docs/compat.md).
+    pub fn into_base(mut self) -> Self {
+        self.extra
+            .retain(|k, _| k == "os.version" || k == "os.features");
+        self.config.extra.clear();
+        self
     }
 
     /// Docker `ENV` semantics: replaces `key=…` in place, or appends `key=value`.

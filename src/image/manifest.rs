@@ -5,7 +5,7 @@
 //! containerd/BuildKit write for the same content.
 
 use crate::digest::Digest;
-use crate::image::{ImageError, LayerDesc};
+use crate::image::{lenient, ImageError, LayerDesc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,6 +24,31 @@ pub const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.d
 pub const MEDIA_DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const MEDIA_DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+/// Docker's zstd layer type (containerd's name; not in the v2s2 spec).
+pub const MEDIA_DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+/// Docker schema 1 (signed or not): refused with a message naming it.
+pub const MEDIA_DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const MEDIA_DOCKER_SCHEMA1_SIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+/// Annotation BuildKit puts on attestation manifests in an index (with platform `unknown/unknown`).
+pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+
+/// Whether `media_type` is a foreign (Docker) or non-distributable (OCI, deprecated) layer: one
+/// whose blob a registry need not hold, fetched from the descriptor's `urls` by Windows hosts.
+pub fn is_foreign_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.docker.image.rootfs.foreign.")
+        || media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
+}
+
+/// Whether `media_type` names an index (OCI index or Docker manifest list).
+pub fn is_index_type(media_type: &str) -> bool {
+    media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_MANIFEST_LIST
+}
+
+/// Whether `media_type` names an image manifest (OCI or Docker v2 schema 2).
+pub fn is_manifest_type(media_type: &str) -> bool {
+    media_type == MEDIA_OCI_MANIFEST || media_type == MEDIA_DOCKER_MANIFEST
+}
 
 /// Annotation: the tag (BuildKit/containerd convention: tag only).
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -33,15 +58,22 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// Target platform of a manifest in an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    #[serde(default, deserialize_with = "lenient::string")]
     pub architecture: String,
+    #[serde(default, deserialize_with = "lenient::string")]
     pub os: String,
     #[serde(
         rename = "os.version",
         default,
+        deserialize_with = "lenient::opt_string",
         skip_serializing_if = "Option::is_none"
     )]
     pub os_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub variant: Option<String>,
 }
 
@@ -52,7 +84,11 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
     pub size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -80,11 +116,16 @@ impl Descriptor {
 pub struct Manifest {
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
-    #[serde(rename = "mediaType", default)]
+    #[serde(rename = "mediaType", default, deserialize_with = "lenient::string")]
     pub media_type: String,
     pub config: Descriptor,
+    #[serde(default, deserialize_with = "lenient::list")]
     pub layers: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -112,10 +153,16 @@ struct DockerManifest<'a> {
 pub struct Index {
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
-    #[serde(rename = "mediaType", default)]
+    #[serde(rename = "mediaType", default, deserialize_with = "lenient::string")]
     pub media_type: String,
+    /// Required (it is what makes a document an index); `null` reads as empty.
+    #[serde(deserialize_with = "lenient::list")]
     pub manifests: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -174,7 +221,10 @@ pub fn build(
                     .collect(),
                 annotations: BTreeMap::new(),
             };
-            serde_json::to_vec(&m).map_err(ImageError::ManifestJson)?
+            serde_json::to_vec(&m).map_err(|source| ImageError::Write {
+                what: "manifest",
+                source,
+            })?
         }
         ManifestKind::DockerV2S2 => {
             let layer_types: Vec<&'static str> = layers
@@ -199,7 +249,10 @@ pub fn build(
                     })
                     .collect(),
             };
-            serde_json::to_vec(&m).map_err(ImageError::ManifestJson)?
+            serde_json::to_vec(&m).map_err(|source| ImageError::Write {
+                what: "manifest",
+                source,
+            })?
         }
     };
     let media_type = match kind {
@@ -218,32 +271,67 @@ pub fn build_index(manifests: &[Descriptor]) -> Result<Vec<u8>, ImageError> {
         manifests: manifests.to_vec(),
         annotations: BTreeMap::new(),
     };
-    serde_json::to_vec(&idx).map_err(ImageError::ManifestJson)
+    serde_json::to_vec(&idx).map_err(|source| ImageError::Write {
+        what: "index",
+        source,
+    })
 }
 
-/// Parses `bytes` as `T` after refusing a document that is both a manifest and an index
-/// (`manifests` beside `layers`/`config`): such a document means different things to different
-/// readers (CVE-2021-41190, containerd's `validateMediaType`; SECURITY F2).
-fn unambiguous<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ImageError> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(ImageError::ManifestJson)?;
+fn doc_error(document: &'static str, message: impl Into<String>) -> ImageError {
+    ImageError::Json(lenient::JsonError {
+        document,
+        path: String::new(),
+        message: message.into(),
+    })
+}
+
+/// Parses `bytes` as `T` after refusing schema 1 and a document that is both a manifest and an
+/// index (`manifests` beside `layers`/`config`): such a document means different things to
+/// different readers (CVE-2021-41190, containerd's `validateMediaType`; SECURITY F2).
+fn unambiguous<T: serde::de::DeserializeOwned>(
+    document: &'static str,
+    bytes: &[u8],
+) -> Result<T, ImageError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| doc_error(document, e.to_string()))?;
     if let Some(o) = v.as_object() {
-        if o.contains_key("manifests") && (o.contains_key("layers") || o.contains_key("config")) {
-            return Err(ImageError::ManifestJson(serde::de::Error::custom(
-                "ambiguous document: it has both `manifests` and `layers`/`config`",
-            )));
+        if let Some(why) = schema1(o) {
+            return Err(doc_error(document, why));
         }
+        if o.contains_key("manifests") && (o.contains_key("layers") || o.contains_key("config")) {
+            return Err(doc_error(
+                document,
+                "ambiguous document: it has both `manifests` and `layers`/`config`",
+            ));
+        }
+    } else {
+        return Err(doc_error(document, "expected an object"));
     }
-    serde_json::from_value(v).map_err(ImageError::ManifestJson)
+    lenient::from_value(document, v).map_err(ImageError::Json)
+}
+
+/// Why a document is a Docker schema 1 manifest, if it is one (`schemaVersion` 1, or its
+/// media type). Docker dropped schema 1 in 2023 (v24); rbuild never read it.
+fn schema1(o: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let media = o.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
+    let version = o.get("schemaVersion").and_then(|s| s.as_u64());
+    (version == Some(1) || media == MEDIA_DOCKER_SCHEMA1 || media == MEDIA_DOCKER_SCHEMA1_SIGNED)
+        .then(|| {
+            "this is a Docker image manifest schema 1 (application/vnd.docker.distribution.\
+             manifest.v1+json), deprecated since Docker 1.10 and not supported: re-push the \
+             image with a current Docker, or convert it with `skopeo copy --format v2s2`"
+                .to_string()
+        })
 }
 
 impl Manifest {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ImageError> {
-        let m: Manifest = unambiguous(bytes)?;
+        let m: Manifest = unambiguous("manifest", bytes)?;
         if m.schema_version != 2 {
-            return Err(ImageError::ManifestJson(serde::de::Error::custom(format!(
-                "unsupported manifest schemaVersion {}",
-                m.schema_version
-            ))));
+            return Err(doc_error(
+                "manifest",
+                format!("schemaVersion: unsupported value {}", m.schema_version),
+            ));
         }
         Ok(m)
     }
@@ -251,7 +339,21 @@ impl Manifest {
 
 impl Index {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ImageError> {
-        unambiguous(bytes)
+        unambiguous("index", bytes)
+    }
+}
+
+impl Descriptor {
+    /// Whether this index entry is an attestation (BuildKit provenance/SBOM) rather than an
+    /// image for a platform; skipped when choosing a platform.
+    pub fn is_attestation(&self) -> bool {
+        self.annotations
+            .get(ANNOTATION_REFERENCE_TYPE)
+            .is_some_and(|t| t == "attestation-manifest")
+            || self
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
     }
 }
 

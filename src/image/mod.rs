@@ -7,8 +7,10 @@
 //! * [`layer_desc`]: the description of one stored layer blob.
 
 pub mod config;
+mod config_de;
 pub mod history;
 pub mod layer_desc;
+pub mod lenient;
 pub mod manifest;
 pub mod reference;
 pub mod source_hash;
@@ -22,10 +24,16 @@ pub use reference::Reference;
 /// Errors of the image model.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("invalid image config JSON: {0}")]
-    ConfigJson(#[source] serde_json::Error),
-    #[error("invalid manifest JSON: {0}")]
-    ManifestJson(#[source] serde_json::Error),
+    /// A document that does not parse, with the JSON path of the bad field.
+    #[error("invalid {0}")]
+    Json(#[source] lenient::JsonError),
+    /// Writing a document (never fails for rbuild's own types; kept for serde's signature).
+    #[error("cannot write {what}: {source}")]
+    Write {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
     #[error("layer media type {0:?} has no Docker v2 schema 2 equivalent")]

@@ -4,10 +4,12 @@
 //! * [`apply::apply`]: layer tar -> directory, every path resolved inside the root.
 //! * [`compress::decompress`]: sniff gzip/bzip2/xz/zstd and wrap a reader (decoded on its own
 //!   thread, [`readahead::ReadAhead`]).
+//! * [`blob_codec`]: a stored layer blob's codec and its digest + diffID in one pass.
 //! * [`archive::extract_if_archive`]: ADD's "is this a (compressed) tar? then extract it".
 
 pub mod apply;
 pub mod archive;
+pub mod blob_codec;
 mod block_writer;
 pub mod compress;
 pub mod compression;

@@ -11,7 +11,8 @@
 //! (`~/.docker/config.json`, `credsStore`, `credHelpers`).
 //!
 //! Module map: `host` (where a registry is and how to reach it), `auth` (credentials, challenges,
-//! tokens), `client` (requests with auth, redirects, retries), `pull`, `push`, `login`, `cache`
+//! tokens), `client` (requests with auth, redirects, retries), `resolve` (manifests, indexes, platforms),
+//! `pull`, `push`, `login`, `cache`
 //! (`--cache-to/--cache-from`).
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod host;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod resolve;
 pub mod url;
 
 pub use client::Client;

@@ -4,14 +4,12 @@
 //! decompression, then records layers, the image and its tags as `load` does.
 
 use super::client::{scope, Client, Req, MAX_ATTEMPTS};
+use super::resolve::{
+    check_config_media_type, check_layer_media_type, foreign_layer_error, read_capped,
+};
 use super::{redact_url, RegistryError};
 use crate::digest::{chain_ids, Digest, HashingWriter};
-use crate::image::manifest::{
-    oci_layer_media_type, Descriptor, Index, Manifest, MEDIA_DOCKER_FOREIGN_LAYER_GZIP,
-    MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LAYER_TAR, MEDIA_DOCKER_MANIFEST,
-    MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP,
-    MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST,
-};
+use crate::image::manifest::{oci_layer_media_type, Descriptor};
 use crate::image::{ImageConfig, Reference};
 use crate::platform::Platform;
 use crate::store::load::ExtractFn;
@@ -21,14 +19,13 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Manifest media types rbuild accepts, most specific first.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
-/// containerd's `MaxManifestSize` (SECURITY F3).
-pub const MAX_MANIFEST_SIZE: u64 = 4 * 1048 * 1048;
+pub use super::resolve::{
+    classify, fetch_manifest, resolve, select_platform, Doc, Fetched, MANIFEST_ACCEPT,
+    MAX_MANIFEST_SIZE,
+};
+
 /// Largest image config accepted.
 const MAX_CONFIG_SIZE: u64 = 16 << 20;
-/// Nested indexes followed at most.
-const MAX_INDEX_DEPTH: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -61,260 +58,11 @@ pub struct Pulled {
     pub new_layers: usize,
 }
 
-/// A parsed manifest document.
-#[derive(Debug, Clone)]
-pub enum Doc {
-    Index(Index),
-    Manifest(Manifest),
-}
-
-/// A fetched manifest: bytes, their digest and the parsed document.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub bytes: Vec<u8>,
-    pub digest: Digest,
-    pub media_type: String,
-    pub doc: Doc,
-}
-
 fn bad(reference: &str, reason: impl Into<String>) -> RegistryError {
     RegistryError::BadManifest {
         reference: reference.to_string(),
         reason: reason.into(),
     }
-}
-
-/// Reads at most `max` bytes; more is an error (bounded memory, SECURITY F3/F7).
-fn read_capped(r: impl Read, max: u64, url: &str) -> Result<Vec<u8>, RegistryError> {
-    let mut buf = Vec::new();
-    r.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| RegistryError::Transport {
-            url: redact_url(url),
-            message: e.to_string(),
-        })?;
-    if buf.len() as u64 > max {
-        return Err(RegistryError::Transport {
-            url: redact_url(url),
-            message: format!("response larger than the {max}-byte limit"),
-        });
-    }
-    Ok(buf)
-}
-
-/// Parses a manifest or index, rejecting ambiguous documents (CVE-2021-41190), a `mediaType`
-/// that contradicts `Content-Type`, and schema 1 (SECURITY F2, F6).
-pub fn classify(bytes: &[u8], content_type: &str, reference: &str) -> Result<Doc, RegistryError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(reference, format!("invalid JSON: {e}")))?;
-    if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
-        return Err(bad(
-            reference,
-            "Docker image manifest schema 1 is not supported (deprecated since Docker 1.10)",
-        ));
-    }
-    let has_manifests = v.get("manifests").is_some();
-    let has_image = v.get("layers").is_some() || v.get("config").is_some();
-    if has_manifests && has_image {
-        return Err(bad(
-            reference,
-            "ambiguous document: it has both `manifests` and `layers`/`config`",
-        ));
-    }
-    let ct = content_type.split(';').next().unwrap_or("").trim();
-    let declared = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
-    if !declared.is_empty() && !ct.is_empty() && ct != declared && ct != "application/json" {
-        return Err(bad(
-            reference,
-            format!("mediaType {declared:?} does not match Content-Type {ct:?}"),
-        ));
-    }
-    let kind = if declared.is_empty() { ct } else { declared };
-    let is_index = match kind {
-        MEDIA_OCI_INDEX | MEDIA_DOCKER_MANIFEST_LIST => true,
-        MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => false,
-        _ => has_manifests,
-    };
-    if is_index != has_manifests {
-        return Err(bad(
-            reference,
-            format!(
-                "a {kind} document must {}have `manifests`",
-                if is_index { "" } else { "not " }
-            ),
-        ));
-    }
-    if is_index {
-        Index::from_bytes(bytes)
-            .map(Doc::Index)
-            .map_err(|e| bad(reference, e.to_string()))
-    } else {
-        Manifest::from_bytes(bytes)
-            .map(Doc::Manifest)
-            .map_err(|e| bad(reference, e.to_string()))
-    }
-}
-
-/// GETs a manifest by tag or digest; verifies it against the requested digest and against
-/// `Docker-Content-Digest`.
-pub fn fetch_manifest(
-    client: &Client,
-    repo: &str,
-    tag_or_digest: &str,
-    expected: Option<&Digest>,
-    display: &str,
-) -> Result<Fetched, RegistryError> {
-    let url = client.url(&format!("{repo}/manifests/{tag_or_digest}"));
-    let req =
-        Req::new("GET", url.clone(), vec![scope(repo, "pull")]).header("Accept", MANIFEST_ACCEPT);
-    let resp = client.send(&req)?;
-    if resp.status().as_u16() == 404 {
-        return Err(RegistryError::ManifestNotFound {
-            reference: display.to_string(),
-            url: redact_url(&url),
-        });
-    }
-    let resp = client.expect(resp, &url, &[200])?;
-    let header = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let content_type = header("content-type").unwrap_or_default();
-    let header_digest = header("docker-content-digest");
-    let bytes = read_capped(resp.into_body().into_reader(), MAX_MANIFEST_SIZE, &url)?;
-    let digest = Digest::of_bytes(&bytes);
-    if let Some(e) = expected {
-        if *e != digest {
-            return Err(RegistryError::DigestMismatch {
-                what: "manifest",
-                digest: e.clone(),
-                actual: digest,
-            });
-        }
-    }
-    if let Some(h) = header_digest {
-        if let Ok(hd) = Digest::parse(h.trim()) {
-            if hd != digest {
-                return Err(RegistryError::DigestMismatch {
-                    what: "manifest (Docker-Content-Digest)",
-                    digest: hd,
-                    actual: digest,
-                });
-            }
-        }
-    }
-    let doc = classify(&bytes, &content_type, display)?;
-    Ok(Fetched {
-        bytes,
-        digest,
-        media_type: content_type,
-        doc,
-    })
-}
-
-fn variant_of(arch: &str, v: Option<&str>) -> String {
-    match (arch, v) {
-        ("arm64", None) => "v8".into(),
-        ("amd64", None) => "v1".into(),
-        ("arm", None) => "v7".into(),
-        (_, v) => v.unwrap_or("").to_string(),
-    }
-}
-
-/// How well an image for `have` runs on `want` (same os/arch assumed): `Some(0)` exact, a
-/// larger rank for an older compatible variant, `None` when it cannot run. As containerd's
-/// platform matcher: arm/v7 runs v6 and v5 images, amd64/v3 runs v2 and v1; never the other way.
-fn variant_rank(arch: &str, want: &str, have: &str) -> Option<u32> {
-    if want == have {
-        return Some(0);
-    }
-    let num = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
-    match arch {
-        "arm" | "amd64" => match (num(want), num(have)) {
-            (Some(w), Some(h)) if h < w => Some(w - h),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The index entry for `want`: same os and architecture, the exact variant, else the newest
-/// older variant the platform can run. Attestation manifests (`unknown/unknown`) never match.
-pub fn select_platform<'a>(
-    index: &'a Index,
-    want: &Platform,
-    reference: &str,
-) -> Result<&'a Descriptor, RegistryError> {
-    let want_v = variant_of(&want.architecture, want.variant.as_deref());
-    index
-        .manifests
-        .iter()
-        .filter_map(|d| {
-            let p = d.platform.as_ref()?;
-            if p.os != want.os || p.architecture != want.architecture {
-                return None;
-            }
-            let have = variant_of(&p.architecture, p.variant.as_deref());
-            variant_rank(&want.architecture, &want_v, &have).map(|r| (r, d))
-        })
-        .min_by_key(|(r, _)| *r)
-        .map(|(_, d)| d)
-        .ok_or_else(|| RegistryError::NoPlatform {
-            reference: reference.to_string(),
-            platform: want.to_string(),
-            available: index
-                .manifests
-                .iter()
-                .filter_map(|d| d.platform.as_ref())
-                .filter(|p| p.os != "unknown")
-                .map(|p| match &p.variant {
-                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                    None => format!("{}/{}", p.os, p.architecture),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
-/// Resolves a reference to the platform's image manifest: (top digest, manifest digest, manifest).
-pub fn resolve(
-    client: &Client,
-    reference: &Reference,
-    platform: &Platform,
-) -> Result<(Digest, Digest, Manifest), RegistryError> {
-    let display = reference.familiar();
-    let repo = reference.path();
-    let top_ref = match (reference.digest(), reference.tag_or_latest()) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.to_string(),
-        (None, None) => "latest".to_string(),
-    };
-    let mut fetched = fetch_manifest(client, repo, &top_ref, reference.digest(), &display)?;
-    let top = fetched.digest.clone();
-    for _ in 0..MAX_INDEX_DEPTH {
-        match fetched.doc {
-            Doc::Manifest(m) => return Ok((top, fetched.digest, m)),
-            Doc::Index(idx) => {
-                let d = select_platform(&idx, platform, &display)?;
-                if d.size > MAX_MANIFEST_SIZE {
-                    return Err(bad(&display, format!("manifest {} is too large", d.digest)));
-                }
-                fetched = fetch_manifest(
-                    client,
-                    repo,
-                    &d.digest.to_string(),
-                    Some(&d.digest),
-                    &display,
-                )?;
-            }
-        }
-    }
-    Err(bad(
-        &display,
-        format!("indexes nested deeper than {MAX_INDEX_DEPTH} levels"),
-    ))
 }
 
 /// GETs a small blob (the config) into memory, verifying size and digest.
@@ -523,22 +271,6 @@ pub fn diff_id_of(path: &Path) -> Result<(Digest, u64), RegistryError> {
     Ok((d, n))
 }
 
-fn check_layer_media_type(d: &Descriptor, reference: &str) -> Result<(), RegistryError> {
-    match d.media_type.as_str() {
-        MEDIA_OCI_LAYER
-        | MEDIA_OCI_LAYER_GZIP
-        | MEDIA_OCI_LAYER_ZSTD
-        | MEDIA_DOCKER_LAYER_GZIP
-        | MEDIA_DOCKER_LAYER_TAR
-        | MEDIA_DOCKER_FOREIGN_LAYER_GZIP
-        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(()),
-        other => Err(bad(
-            reference,
-            format!("layer {} has unsupported media type {other:?}", d.digest),
-        )),
-    }
-}
-
 /// One line per event, unless quiet.
 fn say(opts: &PullOptions, msg: &str) {
     if !opts.quiet {
@@ -582,7 +314,8 @@ pub fn download_layers(
                 let r = (|| {
                     if !store.has_blob(&d.digest) {
                         bar.set_message("Downloading");
-                        fetch_blob_to_store(client, store, repo, d, &|n| bar.set_position(n))?;
+                        fetch_blob_to_store(client, store, repo, d, &|n| bar.set_position(n))
+                            .map_err(|e| foreign_layer_error(d, e))?;
                     }
                     bar.set_message("Verifying");
                     diff_id_of(&store.blob_path(&d.digest))
@@ -694,9 +427,14 @@ pub fn pull(
         ),
     );
     let (top, manifest_digest, manifest) = resolve(client, reference, &opts.platform)?;
+    check_config_media_type(&manifest.config, &display)?;
+    for l in &manifest.layers {
+        check_layer_media_type(l, &display)?;
+    }
     let config_bytes =
         fetch_blob_bytes(client, reference.path(), &manifest.config, MAX_CONFIG_SIZE)?;
-    let config = ImageConfig::from_bytes(&config_bytes)?;
+    let config = ImageConfig::from_bytes(&config_bytes)
+        .map_err(|e| bad(&display, format!("config {}: {e}", manifest.config.digest)))?;
     let diff_ids = &config.rootfs.diff_ids;
     if diff_ids.len() != manifest.layers.len() {
         return Err(bad(
@@ -707,9 +445,6 @@ pub fn pull(
                 manifest.layers.len()
             ),
         ));
-    }
-    for l in &manifest.layers {
-        check_layer_media_type(l, &display)?;
     }
     let chains = chain_ids(diff_ids);
     let mut missing = Vec::new();
@@ -767,113 +502,4 @@ pub fn pull(
         manifest_digest,
         new_layers: missing.len(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn f02_rejects_ambiguous_and_mismatched_documents() {
-        let both = br#"{"schemaVersion":2,"manifests":[],"layers":[],"config":{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1}}"#;
-        assert!(classify(both, MEDIA_OCI_INDEX, "x").is_err());
-        let idx = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-        assert!(matches!(
-            classify(idx, MEDIA_OCI_INDEX, "x"),
-            Ok(Doc::Index(_))
-        ));
-        assert!(classify(idx, MEDIA_OCI_MANIFEST, "x").is_err());
-        let no_type = br#"{"schemaVersion":2,"manifests":[]}"#;
-        assert!(classify(no_type, MEDIA_OCI_MANIFEST, "x").is_err());
-        let v1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;
-        let e = classify(
-            v1,
-            "application/vnd.docker.distribution.manifest.v1+prettyjws",
-            "x",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("schema 1"), "{e}");
-    }
-
-    #[test]
-    fn platform_selection() {
-        let idx: Index = serde_json::from_str(&format!(
-            r#"{{"schemaVersion":2,"manifests":[
-              {{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{a}","size":1,"platform":{{"architecture":"arm","os":"linux","variant":"v6"}}}},
-              {{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{b}","size":1,"platform":{{"architecture":"arm","os":"linux","variant":"v7"}}}},
-              {{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{c}","size":1,"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}},
-              {{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{d}","size":1,"platform":{{"architecture":"unknown","os":"unknown"}}}}
-            ]}}"#,
-            a = "a".repeat(64),
-            b = "b".repeat(64),
-            c = "c".repeat(64),
-            d = "d".repeat(64)
-        ))
-        .unwrap();
-        let pick = |p: &str| {
-            select_platform(&idx, &Platform::parse(p).unwrap(), "x")
-                .map(|d| d.digest.hex()[..1].to_string())
-        };
-        assert_eq!(pick("linux/arm/v7").unwrap(), "b");
-        assert_eq!(pick("linux/arm/v6").unwrap(), "a");
-        assert_eq!(pick("linux/arm64").unwrap(), "c");
-        assert_eq!(pick("linux/arm64/v8").unwrap(), "c");
-        let e = pick("linux/amd64").unwrap_err().to_string();
-        assert!(e.contains("no manifest for platform linux/amd64"), "{e}");
-        assert!(e.contains("linux/arm64/v8"), "{e}");
-        // The attestation entry is not offered as a platform.
-        assert!(!e.contains("unknown"), "{e}");
-    }
-
-    /// R15: variants. Only v6 available: a v7 host takes it; only v7: a v6 host cannot.
-    #[test]
-    fn r15_variant_compatibility() {
-        let entry = |h: char, arch: &str, variant: Option<&str>| {
-            let v = variant
-                .map(|v| format!(r#","variant":"{v}""#))
-                .unwrap_or_default();
-            format!(
-                r#"{{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{}","size":1,"platform":{{"architecture":"{arch}","os":"linux"{v}}}}}"#,
-                h.to_string().repeat(64)
-            )
-        };
-        let idx = |entries: &[String]| -> Index {
-            serde_json::from_str(&format!(
-                r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
-                entries.join(",")
-            ))
-            .unwrap()
-        };
-        let pick = |i: &Index, p: &str| {
-            select_platform(i, &Platform::parse(p).unwrap(), "x")
-                .map(|d| d.digest.hex()[..1].to_string())
-        };
-        let v6_only = idx(&[entry('a', "arm", Some("v6"))]);
-        assert_eq!(pick(&v6_only, "linux/arm/v7").unwrap(), "a");
-        assert_eq!(pick(&v6_only, "linux/arm").unwrap(), "a");
-        let v7_only = idx(&[entry('b', "arm", Some("v7"))]);
-        let e = pick(&v7_only, "linux/arm/v6").unwrap_err().to_string();
-        assert!(
-            e.contains("linux/arm/v6") && e.contains("linux/arm/v7"),
-            "{e}"
-        );
-        // v5, v6 and v7: a v7 host takes v7, a v6 host v6 (not v5).
-        let all = idx(&[
-            entry('c', "arm", Some("v5")),
-            entry('a', "arm", Some("v6")),
-            entry('b', "arm", Some("v7")),
-        ]);
-        assert_eq!(pick(&all, "linux/arm/v7").unwrap(), "b");
-        assert_eq!(pick(&all, "linux/arm/v6").unwrap(), "a");
-        // arm64 without a variant is arm64/v8, both ways.
-        let plain = idx(&[entry('d', "arm64", None)]);
-        assert_eq!(pick(&plain, "linux/arm64/v8").unwrap(), "d");
-        // amd64/v3 images do not run on a plain amd64 (v1) host; v1 runs everywhere.
-        let v3 = idx(&[entry('e', "amd64", Some("v3"))]);
-        assert!(pick(&v3, "linux/amd64").is_err());
-        let both = idx(&[entry('f', "amd64", None), entry('e', "amd64", Some("v3"))]);
-        assert_eq!(pick(&both, "linux/amd64").unwrap(), "f");
-        assert_eq!(pick(&both, "linux/amd64/v3").unwrap(), "e");
-    }
 }

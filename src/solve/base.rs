@@ -48,7 +48,10 @@ impl Solver<'_> {
             None => self.pull_base(name, line, platform)?,
         };
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
-        let config = ImageConfig::from_bytes(&bytes).map_err(BuildError::store)?;
+        // Docker's container fields of the base are not carried into the new image.
+        let config = ImageConfig::from_bytes(&bytes)
+            .map_err(BuildError::store)?
+            .into_base();
         let mut layers = Vec::new();
         // Under the lock, with the top layer leased at once: a concurrent prune or rmi then
         // keeps the base layers (and their snapshots) for the rest of this build.

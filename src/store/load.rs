@@ -2,7 +2,7 @@
 //! (directory or tar) into the store, verifying every blob against its digest and every layer
 //! against the config's diffIDs; and `export_image`, the reverse direction's input.
 
-use crate::digest::{chain_id, Digest, HashingReader, HashingWriter};
+use crate::digest::{chain_id, Digest};
 use crate::export::docker_archive::ManifestItem;
 use crate::export::ExportImage;
 use crate::image::config::host_architecture;
@@ -12,6 +12,7 @@ use crate::image::manifest::{
     MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST,
 };
 use crate::image::{ImageConfig, LayerDesc, Reference};
+use crate::layer::blob_codec::{self, Codec};
 use crate::store::LayerForm;
 use crate::store::{fsutil, io_err, LayerRecord, Store, StoreError};
 use std::collections::BTreeMap;
@@ -47,6 +48,24 @@ enum Source {
 /// Largest manifest, index, config or `manifest.json` read into memory (containerd's
 /// `MaxManifestSize` is 4,393,216 bytes; SECURITY F3/F7).
 const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Nested indexes followed at most.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// The entry of a nested index to load: the host's platform, else one without a platform,
+/// else the first; never an attestation manifest (BuildKit's provenance/SBOM).
+fn host_entry(index: &Index) -> Option<&Descriptor> {
+    let host = host_architecture();
+    let images = || index.manifests.iter().filter(|d| !d.is_attestation());
+    images()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == host)
+        })
+        .or_else(|| images().find(|m| m.platform.is_none()))
+        .or_else(|| images().next())
+}
 
 /// Most layers an image may have (Docker's overlay2 stops at 128 lower dirs; SECURITY F3).
 const MAX_LAYERS: usize = 1000;
@@ -174,52 +193,6 @@ impl Source {
     }
 }
 
-/// Compression of a layer blob, sniffed from its first bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-fn sniff(path: &Path) -> Result<Compression, StoreError> {
-    let mut magic = [0u8; 4];
-    let mut f = File::open(path).map_err(io_err(path))?;
-    let mut n = 0;
-    while n < magic.len() {
-        let r = f.read(&mut magic[n..]).map_err(io_err(path))?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-        _ => Compression::None,
-    })
-}
-
-/// Digest and size of the blob, and diffID and size of its uncompressed tar.
-fn hash_layer(path: &Path, c: Compression) -> Result<(Digest, u64, Digest, u64), StoreError> {
-    let f = File::open(path).map_err(io_err(path))?;
-    let mut blob = HashingReader::new(io::BufReader::new(f));
-    let mut tar = HashingWriter::new(io::sink());
-    match c {
-        Compression::None => io::copy(&mut blob, &mut tar),
-        Compression::Gzip => io::copy(&mut flate2::read::MultiGzDecoder::new(&mut blob), &mut tar),
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(&mut blob).and_then(|mut d| io::copy(&mut d, &mut tar))
-        }
-    }
-    .map_err(io_err(path))?;
-    // Drain trailing bytes the decoder did not need, so the blob digest covers the whole file.
-    io::copy(&mut blob, &mut io::sink()).map_err(io_err(path))?;
-    let (_, blob_digest, blob_size) = blob.finish();
-    let (_, diff_id, tar_size) = tar.finish();
-    Ok((blob_digest, blob_size, diff_id, tar_size))
-}
-
 /// One image found in the archive, before import.
 struct Candidate {
     config: Vec<u8>,
@@ -282,7 +255,8 @@ impl Store {
                 .file(&item.config)
                 .ok_or_else(|| load_err(format!("config {} is missing", item.config)))?;
             let config = read_document(&cfg_path, &item.config)?;
-            let parsed = ImageConfig::from_bytes(&config)?;
+            let parsed = ImageConfig::from_bytes(&config)
+                .map_err(|e| load_err(format!("{}: {e}", item.config)))?;
             if item.layers.len() > MAX_LAYERS {
                 return Err(load_err(format!(
                     "{} has {} layers, more than {MAX_LAYERS}",
@@ -357,38 +331,42 @@ impl Store {
         };
         let is_index = |t: &str| t == MEDIA_OCI_INDEX || t == MEDIA_DOCKER_MANIFEST_LIST;
         let is_manifest = |t: &str| t == MEDIA_OCI_MANIFEST || t == MEDIA_DOCKER_MANIFEST;
-        let index = Index::from_bytes(index_json)?;
+        let index =
+            Index::from_bytes(index_json).map_err(|e| load_err(format!("index.json: {e}")))?;
         // Images by manifest digest, merging the tags of descriptors that share a manifest.
         let mut by_manifest: BTreeMap<Digest, Candidate> = BTreeMap::new();
         let mut order = Vec::new();
         let mut unsupported = None;
-        for top in &index.manifests {
+        for top in index.manifests.iter().filter(|d| !d.is_attestation()) {
             let mut desc = top.clone();
             if !is_index(&desc.media_type) && !is_manifest(&desc.media_type) {
                 // Artifacts, schema 1, anything else: not an image we can load (SECURITY F6).
                 unsupported = Some(desc.media_type.clone());
                 continue;
             }
-            if is_index(&desc.media_type) {
-                let nested = Index::from_bytes(&read_blob(&desc)?)?;
-                let host = host_architecture();
-                let pick = nested
-                    .manifests
-                    .iter()
-                    .find(|m| {
-                        m.platform
-                            .as_ref()
-                            .is_some_and(|p| p.os == "linux" && p.architecture == host)
-                    })
-                    .or_else(|| nested.manifests.first())
-                    .ok_or_else(|| load_err(format!("index {} has no manifests", desc.digest)))?;
-                desc = pick.clone();
-                if !is_manifest(&desc.media_type) {
+            // Nested indexes (a multi-platform image in a layout): the host's manifest.
+            let mut depth = 0;
+            while is_index(&desc.media_type) {
+                depth += 1;
+                if depth > MAX_INDEX_DEPTH {
                     return Err(load_err(format!(
-                        "index {} leads to {:?}: only one level of nested index is supported",
-                        top.digest, desc.media_type
+                        "index {} nests indexes deeper than {MAX_INDEX_DEPTH} levels",
+                        top.digest
                     )));
                 }
+                let nested = Index::from_bytes(&read_blob(&desc)?)
+                    .map_err(|e| load_err(format!("blob {}: {e}", desc.digest)))?;
+                desc = host_entry(&nested)
+                    .ok_or_else(|| {
+                        load_err(format!("index {} has no image manifests", desc.digest))
+                    })?
+                    .clone();
+            }
+            if !is_manifest(&desc.media_type) {
+                return Err(load_err(format!(
+                    "index {} leads to {:?}, not an image manifest",
+                    top.digest, desc.media_type
+                )));
             }
             let tag = top
                 .annotations
@@ -405,7 +383,8 @@ impl Store {
                 c.tags.extend(tag);
                 continue;
             }
-            let manifest = Manifest::from_bytes(&read_blob(&desc)?)?;
+            let manifest = Manifest::from_bytes(&read_blob(&desc)?)
+                .map_err(|e| load_err(format!("blob {}: {e}", desc.digest)))?;
             if manifest.layers.len() > MAX_LAYERS {
                 return Err(load_err(format!(
                     "manifest {} has {} layers, more than {MAX_LAYERS}",
@@ -458,7 +437,8 @@ impl Store {
         extract: &mut ExtractFn<'_>,
         load_err: &dyn Fn(String) -> StoreError,
     ) -> Result<LoadedImage, StoreError> {
-        let config = ImageConfig::from_bytes(&c.config)?;
+        let config = ImageConfig::from_bytes(&c.config)
+            .map_err(|e| load_err(format!("config {}: {e}", Digest::of_bytes(&c.config))))?;
         if config.rootfs.diff_ids.len() != c.layers.len() {
             return Err(load_err(format!(
                 "config lists {} diff_ids but the archive has {} layers",
@@ -478,8 +458,9 @@ impl Store {
                     continue;
                 }
             }
-            let comp = sniff(file)?;
-            let (blob, blob_size, diff_id, tar_size) = hash_layer(file, comp)?;
+            let comp = blob_codec::sniff(file).map_err(io_err(file))?;
+            let h = blob_codec::hash(file, comp).map_err(io_err(file))?;
+            let (blob, blob_size, diff_id, tar_size) = (h.digest, h.size, h.diff_id, h.tar_size);
             if let Some(d) = desc {
                 if d.digest != blob {
                     return Err(StoreError::DigestMismatch {
@@ -496,9 +477,9 @@ impl Store {
             }
             let media_type = match (desc, comp) {
                 (Some(d), _) => oci_layer_media_type(&d.media_type),
-                (None, Compression::Gzip) => MEDIA_OCI_LAYER_GZIP.to_string(),
-                (None, Compression::Zstd) => MEDIA_OCI_LAYER_ZSTD.to_string(),
-                (None, Compression::None) => MEDIA_OCI_LAYER.to_string(),
+                (None, Codec::Gzip) => MEDIA_OCI_LAYER_GZIP.to_string(),
+                (None, Codec::Zstd) => MEDIA_OCI_LAYER_ZSTD.to_string(),
+                (None, Codec::None) => MEDIA_OCI_LAYER.to_string(),
             };
             {
                 // The blob is unreferenced until put_layer below: lease it against prune.
