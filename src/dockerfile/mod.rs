@@ -10,6 +10,7 @@ mod error;
 mod flags;
 pub mod heredoc;
 pub mod instruction;
+pub mod instruction_types;
 mod line_parsers;
 pub mod mount;
 mod node;
