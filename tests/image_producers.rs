@@ -1,5 +1,5 @@
 //! Images as other producers make them, read by rbuild (issue 22): the Docker engine (classic
-//! builder; `docker push`, `docker save`), buildah (`bud --format docker|oci`, manifest lists)
+//! builder and BuildKit; `docker push`, `docker save`), buildah (`bud --format docker|oci`, manifest lists)
 //! and skopeo copies of them (OCI, zstd, uncompressed, v2s2, archives), through a real
 //! `docker-registry` on 127.0.0.1. `pull`, `load` and `FROM` work on each; an image loaded or
 //! pulled and saved unchanged keeps its config bytes, so its image id.
@@ -318,6 +318,39 @@ fn docker_buildah_and_skopeo_images_pull_load_and_serve_as_bases() {
         "{out_cfg}"
     );
     assert!(out_cfg.contains("\"Volumes\":{\"/data\":{}}"), "{out_cfg}");
+
+    // BuildKit (the engine's own, DOCKER_BUILDKIT=1): its config shape, pushed, pulled with
+    // the engine's id kept, saved unchanged, and a base for a build (no RUN: the engine here
+    // runs without a bridge network).
+    let bk_img = format!("{r}/wild/buildkit:1");
+    let kctx = context(
+        &t.path().join("kctx"),
+        &format!("FROM {docker_base}\nENV B=1\nCOPY f /from-buildkit\nLABEL by=buildkit\n"),
+        &[("f", "buildkit\n")],
+    );
+    // Debian's docker.io CLI (20.10) builds with the engine's BuildKit without the buildx
+    // plugin, which a newer CLI earlier on PATH would demand.
+    let mut bk = Command::new("/usr/bin/docker");
+    if let Some(h) = &engine.host {
+        bk.env("DOCKER_HOST", h);
+    }
+    bk.env("DOCKER_BUILDKIT", "1")
+        .args(["build", "-q", "-t", &bk_img, kctx.to_str().unwrap()]);
+    sh(&mut bk);
+    engine.run(&["push", &bk_img]);
+    let bk_id = engine
+        .run(&["inspect", "-f", "{{.Id}}", &bk_img])
+        .trim()
+        .to_string();
+    ok(rbuild(&root, &["pull", "-q", &bk_img]));
+    assert_eq!(rbuild_id(&root, &bk_img), bk_id);
+    assert_saved_unchanged(&root, t.path(), &bk_img, &bk_id);
+    rbuild_from(
+        &root,
+        t.path(),
+        "out/buildkit:1",
+        &format!("FROM {bk_img}\nRUN grep buildkit /from-buildkit > /seen\n"),
+    );
 
     // buildah: both formats, FROM the engine's image, with ONBUILD/SHELL/HEALTHCHECK/USER.
     let buildah = Buildah::new();
