@@ -293,3 +293,76 @@ fn c04_download_names_never_leave_the_destination() {
     assert!(!root.path().join("escaped").exists());
     assert!(!root.path().parent().unwrap().join("escaped").exists());
 }
+
+/// A server that sends its headers, then one byte a second: `ADD <url>` fails at the download
+/// deadline (`RBUILD_DOWNLOAD_TIMEOUT`) with an error naming the URL, instead of waiting forever.
+#[test]
+fn dripping_download_fails_at_its_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for _ in 0..100_000 {
+                    if stream.write_all(b"x").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}/slow.bin");
+    let ctx = common::context(
+        &t.path().join("ctx"),
+        &format!("FROM scratch\nADD {url} /slow.bin\n"),
+        &[],
+    );
+    let mut child = Command::new(common::rbuild_bin())
+        .args(["--root", t.path().join("root").to_str().unwrap()])
+        .args(["build", "--progress", "plain", ctx.to_str().unwrap()])
+        .env("RBUILD_DOWNLOAD_TIMEOUT", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded by counting polls, not by timing the build: 600 polls of 100 ms. Before the
+    // deadline existed this loop ran out and the test failed here.
+    let mut status = None;
+    for _ in 0..600 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("ADD of a dripping URL still running after its 2 s deadline");
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&url) || stderr.contains("slow.bin"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("timeout") || stderr.to_lowercase().contains("timed out"),
+        "{stderr}"
+    );
+}

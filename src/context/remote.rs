@@ -138,7 +138,10 @@ impl<'a> RemoteCache<'a> {
             reason,
         };
         check_url(url)?;
-        let mut request = ureq::get(url);
+        let mut request = ureq::get(url)
+            .config()
+            .timeout_global(download_deadline())
+            .build();
         if let Some(rec) = &kept {
             if let Some(etag) = &rec.etag {
                 request = request.header("If-None-Match", etag);
@@ -254,6 +257,17 @@ pub fn prune_cache(dir: &Path) -> Result<u64, ContextError> {
     Ok(freed)
 }
 
+/// How long one download may take in all, headers and body: `RBUILD_DOWNLOAD_TIMEOUT` seconds
+/// (default 3600; 0 = no limit). Without it a server that drips bytes holds the build forever
+/// (README "ADD from a URL"; the registry has its own deadline, `--registry-timeout`).
+fn download_deadline() -> Option<std::time::Duration> {
+    let secs = std::env::var("RBUILD_DOWNLOAD_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(3600);
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+}
+
 /// Refuses a URL that does not parse (bad authority, spaces, ...) before any request.
 fn check_url(url: &str) -> Result<(), ContextError> {
     url.parse::<ureq::http::Uri>()
@@ -366,7 +380,12 @@ pub fn download(
         reason,
     };
     check_url(url)?;
-    let response = ureq::get(url).call().map_err(|e| request_error(url, e))?;
+    let response = ureq::get(url)
+        .config()
+        .timeout_global(download_deadline())
+        .build()
+        .call()
+        .map_err(|e| request_error(url, e))?;
     let mtime = response
         .headers()
         .get("last-modified")
