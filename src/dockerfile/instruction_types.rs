@@ -190,3 +190,14 @@ pub enum Instruction {
     Healthcheck(HealthcheckInst),
     Shell(ShellInst),
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstructionError {
+    /// The keyword (upper-cased) and the nearest known one, as BuildKit's `did you mean`.
+    #[error("unknown instruction: {0}{hint}", hint = .1.as_ref().map(|m| format!(" (did you mean {m}?)")).unwrap_or_default())]
+    UnknownInstruction(String, Option<String>),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(super) type IResult<T> = Result<T, InstructionError>;

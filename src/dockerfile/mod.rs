@@ -10,13 +10,14 @@ mod error;
 mod flags;
 pub mod heredoc;
 pub mod instruction;
+mod instruction_args;
 pub mod instruction_types;
 mod line_parsers;
 pub mod mount;
 mod node;
 mod parser;
 pub mod shell;
-mod suggest;
+pub mod suggest;
 
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,13 @@
 //! "did you mean X?" hints for misspelt instructions, flags and `--mount` keys, chosen as
 //! BuildKit's frontend chooses them: the option nearest by Levenshtein distance, if under 3.
 
-/// The option nearest to `val` (distance < 3), or None when `val` is itself an option.
-pub fn search(val: &str, options: &[&str], case_sensitive: bool) -> Option<String> {
+/// The option nearest to `val` (distance < 3), as written in `options`; None when `val` is
+/// itself an option (BuildKit's `suggest.Search`).
+pub fn nearest<'a>(
+    val: &str,
+    options: impl IntoIterator<Item = &'a str>,
+    case_sensitive: bool,
+) -> Option<&'a str> {
     let fold = |s: &str| {
         if case_sensitive {
             s.to_string()
@@ -11,7 +16,7 @@ pub fn search(val: &str, options: &[&str], case_sensitive: bool) -> Option<Strin
         }
     };
     let v = fold(val);
-    let mut best: Option<String> = None;
+    let mut best = None;
     let mut min = 3;
     for opt in options {
         let o = fold(opt);
@@ -21,16 +26,23 @@ pub fn search(val: &str, options: &[&str], case_sensitive: bool) -> Option<Strin
         let d = strsim::levenshtein(&v, &o);
         if d < min {
             min = d;
-            best = Some(if case_sensitive {
-                o
-            } else if val == val.to_uppercase() {
-                o.to_uppercase()
-            } else {
-                o.to_lowercase()
-            });
+            best = Some(opt);
         }
     }
     best
+}
+
+/// [`nearest`], in the case the user wrote when the match ignores case (upper for an
+/// upper-case word, else lower).
+pub fn search(val: &str, options: &[&str], case_sensitive: bool) -> Option<String> {
+    let o = nearest(val, options.iter().copied(), case_sensitive)?;
+    Some(if case_sensitive {
+        o.to_string()
+    } else if val == val.to_uppercase() {
+        o.to_uppercase()
+    } else {
+        o.to_lowercase()
+    })
 }
 
 /// `message`, with ` (did you mean X?)` when an option is near `val`.

@@ -17,12 +17,10 @@ use crate::digest::{Digest, HashingWriter};
 use crate::layer::block_writer::BlockWriter;
 use crate::layer::compression::{Compression, Encoder, LayerInfo, Profile};
 use crate::layer::error::LayerError;
-use crate::layer::whiteout::{
-    OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR, WHITEOUT_PREFIX,
-};
+use crate::layer::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::xattrs::{is_opaque, read_file_xattrs, read_xattrs, Xattrs};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -46,16 +44,6 @@ const MAX_OCTAL_SIZE: u64 = 0o77777777777;
 const MAX_OCTAL_ID: u64 = 0o7777777;
 const NAME_LEN: usize = 100;
 const PREFIX_LEN: usize = 155;
-
-/// (name, value) pairs of extended attributes.
-type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// xattrs never copied into a layer: overlayfs' own bookkeeping and host SELinux labels.
-fn skip_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.")
-        || name.starts_with(b"user.overlay.")
-        || name == b"security.selinux"
-}
 
 /// Walks `upper` (only it) and writes the layer blob to `out`.
 pub fn write_layer<W: Write>(
@@ -518,65 +506,6 @@ fn whiteout_name(rel: &[u8]) -> Vec<u8> {
     out.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
     out.extend_from_slice(base);
     out
-}
-
-/// xattrs of `path` (not following symlinks), sorted by name, minus the ones we never copy.
-fn read_xattrs(path: &Path) -> Result<Xattrs, LayerError> {
-    read_xattrs_via(path, || xattr::list(path), |n| xattr::get(path, n))
-}
-
-/// [`read_xattrs`] of an open file (no path lookups).
-fn read_file_xattrs(file: &File, path: &Path) -> Result<Xattrs, LayerError> {
-    use xattr::FileExt;
-    read_xattrs_via(path, || file.list_xattr(), |n| file.get_xattr(n))
-}
-
-fn read_xattrs_via<L: Iterator<Item = std::ffi::OsString>>(
-    path: &Path,
-    list: impl FnOnce() -> io::Result<L>,
-    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
-) -> Result<Xattrs, LayerError> {
-    let names = match list() {
-        Ok(names) => names,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(LayerError::io(path, "listxattr", e)),
-    };
-    let mut out = Vec::new();
-    for name in names {
-        let bytes = name.as_bytes();
-        if bytes.starts_with(b"trusted.overlay.redirect")
-            || bytes.starts_with(b"user.overlay.redirect")
-            || bytes.starts_with(b"trusted.overlay.metacopy")
-            || bytes.starts_with(b"user.overlay.metacopy")
-        {
-            return Err(LayerError::OverlayFeature {
-                path: path.to_path_buf(),
-                name: name.to_string_lossy().into_owned(),
-            });
-        }
-        if skip_xattr(bytes) {
-            continue;
-        }
-        match get(&name) {
-            Ok(Some(value)) => out.push((bytes.to_vec(), value)),
-            Ok(None) => {}
-            Err(e) => return Err(LayerError::io(path, "getxattr", e)),
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn is_opaque(path: &Path) -> Result<bool, LayerError> {
-    for name in [OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR] {
-        match xattr::get(path, OsStr::new(name)) {
-            Ok(Some(v)) if v == b"y" => return Ok(true),
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
-            Err(e) => return Err(LayerError::io(path, "getxattr opaque", e)),
-        }
-    }
-    Ok(false)
 }
 
 /// Reads exactly `len` bytes from a file: errors if it shrank, stops if it grew, so the data

@@ -19,6 +19,7 @@ pub mod limits;
 pub(crate) mod pgzip;
 pub mod readahead;
 pub mod whiteout;
+mod xattrs;
 
 pub use apply::{apply, ApplyOptions, ApplyStats, WhiteoutMode};
 pub use archive::extract_if_archive;

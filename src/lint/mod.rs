@@ -153,28 +153,8 @@ pub fn check(input: &Input, config: &CheckConfig) -> Vec<Warning> {
 /// BuildKit's `suggest.Search`: the closest option within Levenshtein distance 2, none when an
 /// option matches exactly.
 pub(crate) fn suggest(val: &str, options: &[String], case_sensitive: bool) -> Option<String> {
-    let norm = |s: &str| {
-        if case_sensitive {
-            s.to_string()
-        } else {
-            s.to_lowercase()
-        }
-    };
-    let v = norm(val);
-    let mut best = None;
-    let mut min = 3;
-    for o in options {
-        let on = norm(o);
-        if on == v {
-            return None;
-        }
-        let d = strsim::levenshtein(&v, &on);
-        if d < min {
-            min = d;
-            best = Some(o.clone());
-        }
-    }
-    best
+    crate::dockerfile::suggest::nearest(val, options.iter().map(String::as_str), case_sensitive)
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -21,12 +21,14 @@
 //! [`WhiteoutMode::None`] is for `ADD` of an archive: archives are not layers, so `.wh.*` names
 //! are extracted as the ordinary files they are (what Docker's classic `ADD`/`Untar` does).
 
+mod data;
 mod meta;
 mod names;
 
 use crate::layer::error::LayerError;
 use crate::layer::limits::{Budget, Limits, ENTRY_COST};
 use crate::layer::whiteout::{self, Whiteout, OVERLAY_OPAQUE_XATTR};
+use data::{copy_data, COPY_BUF};
 use meta::{times, Meta};
 use names::{clean, join};
 use pathrs::Root;
@@ -560,31 +562,6 @@ impl Applier<'_> {
             op,
             root: self.root_path.to_path_buf(),
             source,
-        }
-    }
-}
-
-/// Bytes per write of file data: `io::copy`'s 8 KiB would be 25,000 writes for a 200 MB rootfs.
-const COPY_BUF: usize = 256 << 10;
-
-/// Copies an entry's data into `out`, filling `buf` before each write.
-fn copy_data(entry: &mut impl Read, out: &mut File, buf: &mut [u8]) -> io::Result<u64> {
-    use std::io::Write;
-    let mut n = 0u64;
-    loop {
-        let mut len = 0;
-        while len < buf.len() {
-            match entry.read(&mut buf[len..]) {
-                Ok(0) => break,
-                Ok(k) => len += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.write_all(&buf[..len])?;
-        n += len as u64;
-        if len < buf.len() {
-            return Ok(n);
         }
     }
 }
