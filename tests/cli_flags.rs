@@ -14,6 +14,11 @@ fn inspect(root: &Path, name: &str) -> serde_json::Value {
     v[0].clone()
 }
 
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+fn has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
+}
+
 #[test]
 fn check_fails_on_error_true_and_reports_rules() {
     let t = tempfile::tempdir().unwrap();
@@ -25,25 +30,12 @@ fn check_fails_on_error_true_and_reports_rules() {
     );
     let r = rbuild(&root, &["build", "--check", bad.to_str().unwrap()]);
     assert_ne!(r.status, 0, "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("Check complete, 1 warning has been found!"),
-        "{}",
-        r.stdout
+    has(&r.stdout, "Check complete, 1 warning has been found!");
+    has(
+        &r.stdout,
+        "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/",
     );
-    assert!(
-        r.stdout.contains(
-            "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
-        ),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stderr
-            .contains("lint violation found for rules: FromAsCasing"),
-        "{}",
-        r.stderr
-    );
+    has(&r.stderr, "lint violation found for rules: FromAsCasing");
 
     // `--call check` is the same; a skipped rule no longer reports.
     let skipped = context(
@@ -55,20 +47,14 @@ fn check_fails_on_error_true_and_reports_rules() {
         &root,
         &["build", "--call", "check", skipped.to_str().unwrap()],
     ));
-    assert!(
-        r.stdout.contains("Check complete, no warnings found."),
-        "{}",
-        r.stdout
-    );
+    has(&r.stdout, "Check complete, no warnings found.");
 
     // The normal build refuses to run with error=true, and builds nothing.
     let r = rbuild(&root, &["build", "-t", "never:1", bad.to_str().unwrap()]);
     assert_ne!(r.status, 0);
-    assert!(
-        r.stderr
-            .contains("WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 2)"),
-        "{}",
-        r.stderr
+    has(
+        &r.stderr,
+        "WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 2)",
     );
     assert_ne!(rbuild(&root, &["inspect", "never:1"]).status, 0);
 }
@@ -86,13 +72,11 @@ fn warnings_are_printed_during_a_build() {
         &root,
         &["build", "-t", "warned:1", ctx.to_str().unwrap()],
     ));
-    assert!(
-        r.stderr
-            .contains("WARN: StageNameCasing: Stage name 'Base' should be lowercase (line 1)"),
-        "{}",
-        r.stderr
+    has(
+        &r.stderr,
+        "WARN: StageNameCasing: Stage name 'Base' should be lowercase (line 1)",
     );
-    assert!(r.stderr.contains("WARN: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 2)"), "{}", r.stderr);
+    has(&r.stderr, "WARN: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 2)");
     assert_eq!(inspect(&root, "warned:1")["Author"], "me");
 }
 
@@ -109,13 +93,9 @@ fn call_outline_and_targets() {
         &root,
         &["build", "--call", "targets", ctx.to_str().unwrap()],
     ));
-    assert!(
-        r.stdout.contains("build\tcompiles the thing"),
-        "{}",
-        r.stdout
-    );
-    assert!(r.stdout.contains("release\tships it"), "{}", r.stdout);
-    assert!(r.stdout.contains("other (default)"), "{}", r.stdout);
+    has(&r.stdout, "build\tcompiles the thing");
+    has(&r.stdout, "release\tships it");
+    has(&r.stdout, "other (default)");
     let r = ok(rbuild(
         &root,
         &[
@@ -127,14 +107,10 @@ fn call_outline_and_targets() {
             ctx.to_str().unwrap(),
         ],
     ));
-    assert!(r.stdout.contains("TARGET:\trelease"), "{}", r.stdout);
-    assert!(r.stdout.contains("BASE\tscratch"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("VERSION\t1.0\tthe release number"),
-        "{}",
-        r.stdout
-    );
-    assert!(r.stdout.contains("token\ttrue"), "{}", r.stdout);
+    has(&r.stdout, "TARGET:\trelease");
+    has(&r.stdout, "BASE\tscratch");
+    has(&r.stdout, "VERSION\t1.0\tthe release number");
+    has(&r.stdout, "token\ttrue");
     assert!(!r.stdout.contains("UNUSED"), "{}", r.stdout);
 }
 
@@ -201,7 +177,7 @@ fn docker_noop_flags_change_nothing() {
     assert_eq!(plain, flagged, "the no-op flags gave another image");
     let r = rbuild(&root, &["build", "--isolation", "hyperv", c]);
     assert_ne!(r.status, 0);
-    assert!(r.stderr.contains("--isolation"), "{}", r.stderr);
+    has(&r.stderr, "--isolation");
 }
 
 /// `--network bridge` is the default network: a RUN sees the same interfaces as without it.
@@ -251,24 +227,14 @@ fn did_you_mean() {
     );
     let r = rbuild(&root, &["build", ctx.to_str().unwrap()]);
     assert_ne!(r.status, 0);
-    assert!(
-        r.stderr
-            .contains("Dockerfile:2:1: unknown instruction: COPPY (did you mean COPY?)"),
-        "{}",
-        r.stderr
+    has(
+        &r.stderr,
+        "Dockerfile:2:1: unknown instruction: COPPY (did you mean COPY?)",
     );
     let r = rbuild(&root, &["biuld", "."]);
-    assert!(
-        r.stderr.contains("a similar subcommand exists: 'build'"),
-        "{}",
-        r.stderr
-    );
+    has(&r.stderr, "a similar subcommand exists: 'build'");
     let r = rbuild(&root, &["build", "--no-cahe", ctx.to_str().unwrap()]);
-    assert!(
-        r.stderr.contains("a similar argument exists: '--no-cache'"),
-        "{}",
-        r.stderr
-    );
+    has(&r.stderr, "a similar argument exists: '--no-cache'");
 }
 
 /// `--progress rawjson`: every stderr line is a BuildKit `SolveStatus` object; started,
@@ -414,7 +380,7 @@ fn load_puts_the_image_into_the_docker_engine() {
         &root,
         &["build", "--load", "-t", &tag, ctx.to_str().unwrap()],
     ));
-    assert!(r.stderr.contains("Loaded image"), "{}", r.stderr);
+    has(&r.stderr, "Loaded image");
     let out = sh(Command::new("docker").args(["image", "inspect", &tag]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["Config"]["Labels"]["loaded"], "yes");
