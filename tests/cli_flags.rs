@@ -212,7 +212,7 @@ fn network_bridge_is_the_default() {
     assert_eq!(a, std::fs::read_to_string(out_b.join("ifs")).unwrap());
     assert!(
         a.lines().count() > 1,
-        "the default network is the host's: {a}"
+        "the default network has lo and the user-mode stack's interface: {a}"
     );
 }
 
