@@ -95,6 +95,8 @@ pub struct BuildOptions {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// `--label K=V`: labels set on the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
+    pub platforms: Vec<crate::platform::Platform>,
 }
 
 impl BuildOptions {
@@ -128,6 +130,7 @@ impl BuildOptions {
             jobs: None,
             cancel: None,
             labels: BTreeMap::new(),
+            platforms: Vec::new(),
         }
     }
 }
