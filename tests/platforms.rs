@@ -220,6 +220,35 @@ fn two_platform_index_in_oci_docker_outputs_and_registry() {
     ));
     let top2 = json(&tar_file(&oci2, "index.json"));
     assert_eq!(top2["manifests"][0]["digest"], idx_desc["digest"]);
+
+    // `images` lists both platforms under the tag; `inspect --platform` picks one.
+    let images = ok(rbuild(&root2, &["images"])).stdout;
+    let rows: Vec<&str> = images.lines().filter(|l| l.starts_with("multi ")).collect();
+    assert_eq!(rows.len(), 2, "{images}");
+    assert!(
+        images.lines().next().unwrap().contains("PLATFORM"),
+        "{images}"
+    );
+    assert!(rows.iter().any(|r| r.contains("linux/arm64")), "{images}");
+    assert!(rows.iter().any(|r| r.contains("linux/amd64")), "{images}");
+    let inspect = |args: &[&str]| json(ok(rbuild(&root2, args)).stdout.as_bytes());
+    assert_eq!(
+        inspect(&["inspect", "--platform", "linux/arm64/v8", "multi:2"])[0]["Architecture"],
+        "arm64"
+    );
+    assert_eq!(inspect(&["inspect", "multi:2"])[0]["Architecture"], "amd64");
+    let r = rbuild(&root2, &["inspect", "--platform", "linux/s390x", "multi:2"]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains("no image for platform linux/s390x")
+            && r.stderr.contains("linux/amd64, linux/arm64"),
+        "{}",
+        r.stderr
+    );
+    // Retagging the name to one image makes it a plain tag again.
+    ok(rbuild(&root2, &["tag", "multi:2", "multi:3"]));
+    let r = rbuild(&root2, &["inspect", "--platform", "linux/arm64", "multi:3"]);
+    assert_ne!(r.status, 0, "multi:3 names the amd64 image only");
     assert_store_consistent(&root);
 }
 
