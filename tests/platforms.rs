@@ -201,6 +201,60 @@ fn two_platform_index_in_oci_docker_outputs_and_registry() {
     let r = ok(rbuild(&root, &["push", &name, &again]));
     assert_eq!(r.stdout.trim(), idx_desc["digest"].as_str().unwrap());
 
+    // Pull from the index: the wanted platform (variant normalized), or an error listing those
+    // there are.
+    let root3 = t.path().join("root3");
+    let r = rbuild(&root3, &["pull", "--platform", "linux/arm/v7", &name]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains("no manifest for platform linux/arm/v7")
+            && r.stderr.contains("linux/amd64, linux/arm64"),
+        "{}",
+        r.stderr
+    );
+    ok(rbuild(
+        &root3,
+        &["pull", "-q", "--platform", "linux/arm64/v8", &name],
+    ));
+    let info = json(ok(rbuild(&root3, &["inspect", &name])).stdout.as_bytes());
+    assert_eq!(info[0]["Architecture"], "arm64");
+    // A multi-platform build FROM the index takes each platform's base: the arm64 one is
+    // local, the amd64 one is pulled; both stay known under the name.
+    let ctx3 = context(
+        &t.path().join("ctx3"),
+        &format!("FROM {name}\nCOPY extra /extra\n"),
+        &[("extra", "x")],
+    );
+    let oci3 = t.path().join("out3.oci.tar");
+    ok(rbuild(
+        &root3,
+        &[
+            "build",
+            "--platform",
+            "linux/arm64,linux/amd64",
+            "-o",
+            &format!("type=oci,dest={}", oci3.display()),
+            ctx3.to_str().unwrap(),
+        ],
+    ));
+    for (platform, digest) in oci_manifests(&oci3) {
+        let arch = platform.trim_start_matches("linux/");
+        let text = file_in_image(&oci3, &digest, "arch.txt").unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            format!("built for {arch}\n")
+        );
+    }
+    let info = json(
+        ok(rbuild(
+            &root3,
+            &["inspect", "--platform", "linux/arm64", &name],
+        ))
+        .stdout
+        .as_bytes(),
+    );
+    assert_eq!(info[0]["Architecture"], "arm64");
+
     // Reproducible: a second store, same SOURCE_DATE_EPOCH, same index digest.
     let root2 = t.path().join("root2");
     let oci2 = t.path().join("out2.oci.tar");
