@@ -554,3 +554,48 @@ fn cross_compilation_stage_runs_natively_once_and_feeds_each_target() {
     }
     assert_store_consistent(&root);
 }
+
+/// arm/v7 (Debian armhf): `--platform linux/armhf` normalizes to linux/arm/v7, the config names
+/// the variant, TARGETVARIANT is v7, and the RUN sees an ARMv7 CPU under QEMU.
+#[test]
+fn armhf_variant_in_config_args_and_emulated_run() {
+    if !need("dpkg-deb")
+        || !require(
+            Path::new("/usr/bin/qemu-arm-static").exists(),
+            "qemu-user-static",
+        )
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let Some(bb) = foreign_busybox(t.path(), "armhf") else {
+        return;
+    };
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD rootfs.tar /\nARG TARGETPLATFORM TARGETVARIANT\nRUN echo \"$(uname -m) $TARGETPLATFORM $TARGETVARIANT\" > /seen\n",
+        &[],
+    );
+    rootfs_tar_of(&bb, t.path(), &ctx.join("rootfs.tar"));
+    let root = t.path().join("root");
+    let oci = t.path().join("armhf.oci.tar");
+    ok(rbuild(
+        &root,
+        &[
+            "build",
+            "--platform",
+            "linux/armhf",
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    let top = json(&tar_file(&oci, "index.json"));
+    let digest = top["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest = json(&blob(&oci, &digest));
+    let config = json(&blob(&oci, manifest["config"]["digest"].as_str().unwrap()));
+    assert_eq!(config["architecture"], "arm");
+    assert_eq!(config["variant"], "v7");
+    let seen = String::from_utf8(file_in_image(&oci, &digest, "seen").unwrap()).unwrap();
+    assert_eq!(seen, "armv7l linux/arm/v7 v7\n");
+}
