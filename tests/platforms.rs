@@ -508,6 +508,7 @@ fn cross_compilation_stage_runs_natively_once_and_feeds_each_target() {
     std::fs::copy(&arm64, ctx.join("bb/arm64")).unwrap();
     let root = t.path().join("root");
     let oci = t.path().join("cross.oci.tar");
+    let cache = t.path().join("cache");
     let r = ok(rbuild(
         &root,
         &[
@@ -516,6 +517,8 @@ fn cross_compilation_stage_runs_natively_once_and_feeds_each_target() {
             "linux/amd64,linux/arm64",
             "-o",
             &format!("type=oci,dest={}", oci.display()),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
             ctx.to_str().unwrap(),
         ],
     ));
@@ -553,6 +556,26 @@ fn cross_compilation_stage_runs_natively_once_and_feeds_each_target() {
         assert_eq!(String::from_utf8(t).unwrap(), format!("{target}\n"));
     }
     assert_store_consistent(&root);
+
+    // The exported cache holds both platforms' steps: a fresh store builds from it, running
+    // nothing, to the same index.
+    let root2 = t.path().join("root2");
+    let oci2 = t.path().join("cross2.oci.tar");
+    let r = ok(rbuild(
+        &root2,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("type=oci,dest={}", oci2.display()),
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+            ctx.to_str().unwrap(),
+        ],
+    ));
+    assert!(!r.stderr.contains("cache miss"), "{}", r.stderr);
+    assert_eq!(oci_manifests(&oci2), manifests);
 }
 
 /// arm/v7 (Debian armhf): `--platform linux/armhf` normalizes to linux/arm/v7, the config names
