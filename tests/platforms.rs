@@ -299,6 +299,25 @@ fn two_platform_index_in_oci_docker_outputs_and_registry() {
         "{}",
         r.stderr
     );
+    // `save` of the name writes the whole index (gzip: the same bytes as the build's output).
+    let saved = t.path().join("saved.oci.tar");
+    ok(rbuild(
+        &root2,
+        &[
+            "save",
+            "--format",
+            "oci",
+            "--compression",
+            "gzip",
+            "-o",
+            saved.to_str().unwrap(),
+            "multi:2",
+        ],
+    ));
+    assert_eq!(
+        json(&tar_file(&saved, "index.json"))["manifests"][0]["digest"],
+        idx_desc["digest"]
+    );
     // Retagging the name to one image makes it a plain tag again.
     ok(rbuild(&root2, &["tag", "multi:2", "multi:3"]));
     let r = rbuild(&root2, &["inspect", "--platform", "linux/arm64", "multi:3"]);
