@@ -299,6 +299,23 @@ fn two_platform_index_in_oci_docker_outputs_and_registry() {
         "{}",
         r.stderr
     );
+    // Its untagged platform image is protected: `rmi` by id refuses, `prune -a` keeps it.
+    let arm_id = inspect(&["inspect", "--platform", "linux/arm64", "multi:2"])[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = rbuild(&root2, &["rmi", &arm_id]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains("multi-platform image multi:2"),
+        "{}",
+        r.stderr
+    );
+    ok(rbuild(&root2, &["prune", "-a"]));
+    assert_eq!(
+        inspect(&["inspect", "--platform", "linux/arm64", "multi:2"])[0]["Id"],
+        arm_id.as_str()
+    );
     // `save` of the name writes the whole index (gzip: the same bytes as the build's output).
     let saved = t.path().join("saved.oci.tar");
     ok(rbuild(
