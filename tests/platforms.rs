@@ -555,9 +555,17 @@ fn cross_compilation_stage_runs_natively_once_and_feeds_each_target() {
             &format!("type=oci,dest={}", oci.display()),
             "--cache-to",
             &format!("type=local,dest={},mode=max", cache.display()),
+            "--build-arg",
+            "UNUSED=1",
             ctx.to_str().unwrap(),
         ],
     ));
+    assert_eq!(
+        r.stderr.matches("\"UNUSED\" was not consumed").count(),
+        1,
+        "warned once, not per target\n{}",
+        r.stderr
+    );
     // The steps before `ARG TARGETARCH` do not depend on the target: the second platform's
     // solve finds them in the cache (the build stage's first RUN ran once).
     let ran = r.stderr.matches("RUN uname -m > /build-machine").count();

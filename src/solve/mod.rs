@@ -96,6 +96,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         reporter: &reporter,
         scratch: scratch.path(),
         cancel: &cancel,
+        platforms_done: Default::default(),
     };
 
     let platforms = if opts.platforms.is_empty() {
@@ -205,6 +206,8 @@ struct Shared<'a> {
     reporter: &'a Reporter,
     scratch: &'a Path,
     cancel: &'a std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Targets solved so far (one-time warnings).
+    platforms_done: std::sync::atomic::AtomicUsize,
 }
 
 /// Solves the build for one target platform. `alone`: the only platform, so the image is tagged,
@@ -223,7 +226,12 @@ fn build_one(
         build_platform: Platform::host(),
     };
     let plan = Plan::new(sh.df, &plan_opts).map_err(BuildError::Plan)?;
-    for unused in &plan.unused_build_args {
+    // Every target plans the same args: warn once.
+    let first = sh
+        .platforms_done
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        == 0;
+    for unused in plan.unused_build_args.iter().filter(|_| first) {
         reporter.warn(&format!(
             "build arg {unused:?} was not consumed by any stage"
         ));
