@@ -254,6 +254,11 @@ fn two_platform_index_in_oci_docker_outputs_and_registry() {
         .as_bytes(),
     );
     assert_eq!(info[0]["Architecture"], "arm64");
+    let info = json(ok(rbuild(&root3, &["inspect", &name])).stdout.as_bytes());
+    assert_eq!(
+        info[0]["Architecture"], "amd64",
+        "the plain name: the host's image"
+    );
 
     // Reproducible: a second store, same SOURCE_DATE_EPOCH, same index digest.
     let root2 = t.path().join("root2");

@@ -105,8 +105,6 @@ impl Solver<'_> {
         if let Some(id) = self.local_base(name, platform)? {
             return Ok(id);
         }
-        // What the name meant before the pull (other platforms' images) stays reachable.
-        let before = self.name_images(name)?;
         let step = self.reporter.start(&format!("pulling {name}"));
         let opts = crate::registry::PullOptions {
             platform: platform.clone(),
@@ -128,9 +126,6 @@ impl Solver<'_> {
                     )
                 })?;
         self.reporter.done(step);
-        if !before.is_empty() && !before.contains(&pulled.id) {
-            self.remember_platforms(name, before, &pulled.id)?;
-        }
         Ok(pulled.id)
     }
 
@@ -164,54 +159,6 @@ impl Solver<'_> {
                 architecture: c.architecture,
                 variant: c.variant.filter(|v| !v.is_empty()),
             }))
-    }
-
-    /// The images `name` denotes now (an index's members, or the one tagged image).
-    fn name_images(&self, name: &str) -> Result<Vec<Digest>, BuildError> {
-        let st = |e| BuildError::store(e);
-        if let Some(index) = self.store.resolve_index(name).map_err(st)? {
-            return Ok(self
-                .store
-                .get_index(&index)
-                .map_err(st)?
-                .image_ids()
-                .cloned()
-                .collect());
-        }
-        Ok(self.store.resolve(name).map_err(st)?.into_iter().collect())
-    }
-
-    /// After pulling `name` for another platform: the name denotes an index of every platform
-    /// pulled, its tag staying on the host's image for single-image commands.
-    fn remember_platforms(
-        &self,
-        name: &str,
-        mut images: Vec<Digest>,
-        pulled: &Digest,
-    ) -> Result<(), BuildError> {
-        let Ok(reference) = crate::image::Reference::parse_tagged(name) else {
-            return Ok(());
-        };
-        images.push(pulled.clone());
-        let mut index = crate::image::index::ImageIndex::default();
-        for id in images {
-            let c =
-                ImageConfig::from_bytes(&self.store.image_config(&id).map_err(BuildError::store)?)
-                    .map_err(BuildError::store)?;
-            index.push(crate::image::index::IndexEntry::image(
-                id,
-                crate::image::index::platform_of(&c.os, &c.architecture, c.variant.as_deref()),
-            ));
-        }
-        let id = self.store.put_index(&index).map_err(BuildError::store)?;
-        let host = Platform::host();
-        self.store
-            .tag_index(
-                &reference,
-                &id,
-                (&host.os, &host.architecture, host.variant.as_deref()),
-            )
-            .map_err(BuildError::store)
     }
 
     /// A read-only view of what a `--from` names (as the lowering resolved it), and the cache
