@@ -146,19 +146,30 @@ impl Solver<'_> {
             return Ok(None);
         };
         let by_id = name.starts_with("sha256:") || name.contains('@');
-        Ok((by_id || self.image_is_for(&id, platform)?).then_some(id))
+        // No `--platform` and a stage for the host: the tagged image is used whatever its
+        // config says, as before multi-platform builds (and as Docker's builder does).
+        let unasked = self.opts.platforms.is_empty() && *platform == Platform::host();
+        Ok((by_id || unasked || self.image_is_for(&id, platform)?).then_some(id))
     }
 
     fn image_is_for(&self, id: &Digest, platform: &Platform) -> Result<bool, BuildError> {
         let c = ImageConfig::from_bytes(&self.store.image_config(id).map_err(BuildError::store)?)
             .map_err(BuildError::store)?;
-        // An image that names no architecture is taken for any platform.
-        Ok(c.architecture.is_empty()
-            || platform.matches(&Platform {
-                os: c.os,
-                architecture: c.architecture,
-                variant: c.variant.filter(|v| !v.is_empty()),
-            }))
+        // An image that names no architecture is taken for any platform; a variant only
+        // excludes when both name one (a local image is not re-pulled for a missing variant).
+        let have = Platform {
+            os: c.os,
+            architecture: c.architecture,
+            variant: c.variant.filter(|v| !v.is_empty()),
+        }
+        .normalize();
+        let want = platform.clone().normalize();
+        Ok(have.architecture.is_empty()
+            || (have.os == want.os
+                && have.architecture == want.architecture
+                && (have.variant.is_none()
+                    || want.variant.is_none()
+                    || have.variant == want.variant)))
     }
 
     /// A read-only view of what a `--from` names (as the lowering resolved it), and the cache
