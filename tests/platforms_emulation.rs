@@ -69,6 +69,31 @@ fn foreign_run_under_qemu_and_docker_runs_it() {
     let machine = file_in_image(&oci, m["digest"].as_str().unwrap(), "machine").unwrap();
     assert_eq!(String::from_utf8(machine).unwrap(), "aarch64\n");
 
+    // Without --platform, FROM the local arm64 tag uses it as it is (no pull) and its RUN is
+    // emulated too: the base's architecture decides.
+    let ctx2 = context(
+        &t.path().join("ctx2"),
+        &format!("FROM {tag}\nRUN uname -m > /again\n"),
+        &[],
+    );
+    let oci2 = t.path().join("again.oci.tar");
+    ok(rbuild(
+        &root,
+        &[
+            "build",
+            "-o",
+            &format!("type=oci,dest={}", oci2.display()),
+            ctx2.to_str().unwrap(),
+        ],
+    ));
+    let top2 = json(&tar_file(&oci2, "index.json"));
+    let again = file_in_image(
+        &oci2,
+        top2["manifests"][0]["digest"].as_str().unwrap(),
+        "again",
+    );
+    assert_eq!(String::from_utf8(again.unwrap()).unwrap(), "aarch64\n");
+
     // The Docker engine loads it and runs it as linux/arm64 (through the same binfmt entry).
     if !need("docker") || !need_docker() {
         return;
