@@ -39,6 +39,7 @@ mod stubs;
 mod user;
 mod usernet;
 
+pub use cgroup::rootless_note_if_unlimited as rootless_cgroup_note;
 pub use cgroup::sweep_stale as sweep_stale_cgroups;
 pub use cgroup_limits::{
     parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
