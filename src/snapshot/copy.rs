@@ -94,12 +94,14 @@ pub(crate) fn diff(
     changed: &Path,
     upper: &Path,
     since: (i64, i64),
+    dirs: &HashMap<PathBuf, u64>,
 ) -> Result<(), SnapshotError> {
     let mut w = Differ {
         links: HashMap::new(),
         since,
+        dirs,
     };
-    w.dir(base, changed, upper).map(|_| ())
+    w.dir(base, changed, upper, Path::new("")).map(|_| ())
 }
 
 /// A file system timestamp strictly after every change the copy made: entries whose ctime is
@@ -126,31 +128,87 @@ pub(crate) fn fence(dir: &Path) -> Result<(i64, i64), SnapshotError> {
     }
 }
 
-struct Differ {
-    links: HashMap<(u64, u64), PathBuf>,
-    since: (i64, i64),
+/// Inode numbers of the view's directories right after it was copied (`dir_inodes`): a
+/// directory with another inode later was deleted and made anew, which overlay records as an
+/// opaque directory, and so does this differ.
+pub(crate) fn dir_inodes(root: &Path) -> HashMap<PathBuf, u64> {
+    let mut out = HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let p = e.path();
+                if let (Ok(m), Ok(rel)) = (fs::symlink_metadata(&p), p.strip_prefix(root)) {
+                    out.insert(rel.to_path_buf(), m.ino());
+                }
+                stack.push(p);
+            }
+        }
+    }
+    out
 }
 
-impl Differ {
+struct Differ<'a> {
+    links: HashMap<(u64, u64), PathBuf>,
+    since: (i64, i64),
+    dirs: &'a HashMap<PathBuf, u64>,
+}
+
+impl Differ<'_> {
+    /// Whether the view's dir at `c` (relative `rel`) is not the one the copy made.
+    /// A freed inode number may be handed out again at once, so a birth time after the fence
+    /// (where the file system records one) counts too.
+    fn recreated(&self, rel: &Path, path: &Path, c: &fs::Metadata) -> bool {
+        if self.dirs.get(rel).is_some_and(|ino| *ino != c.ino()) {
+            return true;
+        }
+        rustix::fs::statx(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            rustix::fs::StatxFlags::BTIME,
+        )
+        .ok()
+        .filter(|x| x.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0)
+        .is_some_and(|x| (x.stx_btime.tv_sec, i64::from(x.stx_btime.tv_nsec)) >= self.since)
+    }
+
     fn touched(&self, m: &fs::Metadata) -> bool {
         (m.ctime(), m.ctime_nsec()) >= self.since
     }
 
     /// Returns whether anything below differed (so the caller keeps `upper`).
-    fn dir(&mut self, base: &Path, changed: &Path, upper: &Path) -> Result<bool, SnapshotError> {
+    fn dir(
+        &mut self,
+        base: &Path,
+        changed: &Path,
+        upper: &Path,
+        rel: &Path,
+    ) -> Result<bool, SnapshotError> {
         let mut any = false;
         for entry in fs::read_dir(changed).map_err(io(changed, "read dir"))? {
             let entry = entry.map_err(io(changed, "read dir"))?;
             let c = entry.path();
+            let r = rel.join(entry.file_name());
             let b = base.join(entry.file_name());
             let u = upper.join(entry.file_name());
             let cm = fs::symlink_metadata(&c).map_err(io(&c, "stat"))?;
             let bm = fs::symlink_metadata(&b).ok();
+            if cm.is_dir() && bm.is_some() && self.recreated(&r, &c, &cm) {
+                // Deleted and made anew: opaque, with all of its new content.
+                fs::create_dir(&u).map_err(io(&u, "mkdir"))?;
+                merge_dir(&c, &u, &mut self.links)?;
+                set_opaque(&u)?;
+                copy_meta(&c, &u, &cm)?;
+                any = true;
+                continue;
+            }
             if cm.is_dir() && bm.as_ref().is_some_and(|m| m.is_dir()) {
                 let meta_same =
                     !self.touched(&cm) && bm.as_ref().is_some_and(|bm| same(&b, bm, &c, &cm));
                 fs::create_dir(&u).map_err(io(&u, "mkdir"))?;
-                let below = self.dir(&b, &c, &u)?;
+                let below = self.dir(&b, &c, &u, &r)?;
                 if below || !meta_same {
                     copy_meta(&c, &u, &cm)?;
                     any = true;
@@ -440,7 +498,7 @@ mod tests {
         fs::write(view.join("new"), "n").unwrap();
         let since = fence(t.path()).unwrap();
         fs::write(view.join("etc/a"), "changed").unwrap();
-        diff(&base, &view, &upper, since).unwrap();
+        diff(&base, &view, &upper, since, &dir_inodes(&view)).unwrap();
         assert_eq!(fs::read_to_string(upper.join("etc/a")).unwrap(), "changed");
         assert!(is_whiteout(
             &fs::symlink_metadata(upper.join("etc/b")).unwrap()

@@ -40,6 +40,8 @@ struct Copied {
     upper: Option<PathBuf>,
     /// `copy::fence` taken once the view was copied.
     since: (i64, i64),
+    /// `copy::dir_inodes` of the fresh view.
+    dirs: std::collections::HashMap<PathBuf, u64>,
 }
 
 impl Mounted {
@@ -245,13 +247,16 @@ fn mount_copy(spec: &MountSpec, target: &Path) -> Result<Mounted, SnapshotError>
             lowers,
             upper,
             since: (0, 0),
+            dirs: Default::default(),
         }),
         fuse: None,
     };
     crate::snapshot::copy::merge(&all, target)?;
     let since = crate::snapshot::copy::fence(target.parent().unwrap_or(target))?;
+    let dirs = crate::snapshot::copy::dir_inodes(target);
     if let Some(c) = m.copied.as_mut() {
         c.since = since;
+        c.dirs = dirs;
     }
     Ok(m)
 }
@@ -265,7 +270,7 @@ fn finish_copy(path: &Path, c: &Copied, remove_dir: bool) -> Result<(), Snapshot
         std::fs::create_dir(&base).map_err(|e| SnapshotError::io(&base, "mkdir", e))?;
         let res = copy::merge(&c.lowers, &base).and_then(|()| {
             copy::clear_dir(upper)?;
-            copy::diff(&base, path, upper, c.since)
+            copy::diff(&base, path, upper, c.since, &c.dirs)
         });
         copy::remove_any(&base)?;
         res?;
