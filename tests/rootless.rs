@@ -376,3 +376,50 @@ fn setup_errors_are_one_line_naming_the_fix() {
 fn fuse_usable_by_others() -> bool {
     std::fs::metadata("/dev/fuse").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006)
 }
+
+/// A rootless RUN's default network (slirp4netns/pasta, started from outside the RUN's network
+/// namespace) comes up where the user may open `/dev/net/tun` (Debian ships it 0666), and fails
+/// with one line naming it where not (this CI host keeps it root's).
+#[test]
+fn rootless_default_network() {
+    if !ready() || !need("slirp4netns") {
+        return;
+    }
+    test_user();
+    let s = Scratch::new("net");
+    let ctx = make_context(
+        &s,
+        "ctx",
+        "FROM scratch\nADD rootfs.tar /\nRUN ip addr show tap0 | grep -q 10.0.2.100 && grep -q 10.0.2.3 /etc/resolv.conf\n",
+    );
+    let store = s.user_dir("store");
+    let out = s.run(
+        Some(USER),
+        &[
+            "--root",
+            store.to_str().unwrap(),
+            "build",
+            "--no-cache",
+            ctx.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tun_open =
+        std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
+    if tun_open {
+        assert!(out.status.success(), "{err}");
+    } else {
+        assert!(!out.status.success());
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("rbuild: error:"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("slirp4netns exited before the network was ready")
+                && line.contains("/dev/net/tun"),
+            "{err}"
+        );
+    }
+    assert_nothing_mounted_under(&s.dir);
+}
