@@ -25,16 +25,15 @@ pub enum RootlessError {
         user: String,
         file: &'static str,
     },
-    #[error("{file}: {source}")]
+    #[error("{file}: {err}")]
     Read {
         file: &'static str,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{tool} not found in PATH: install Debian's uidmap package (`apt-get install uidmap`) to run rbuild as an ordinary user")]
     NoTool { tool: &'static str },
     #[error("cannot create a user namespace: {0} (is user.max_user_namespaces 0, or does a container's seccomp/AppArmor profile refuse unshare? docs/rootless.md)")]
-    Unshare(#[source] nix::Error),
+    Unshare(nix::Error),
     #[error("{tool} failed: {msg}")]
     Map { tool: &'static str, msg: String },
     #[error("user namespace setup: {0}")]
@@ -78,7 +77,7 @@ pub fn enter_if_unprivileged() -> Result<Option<Identity>, RootlessError> {
         .unwrap_or_else(|| uid.to_string());
     let range = |file: &'static str, kind: &'static str| {
         subid::find_in_file(Path::new(file), &user, uid.as_raw())
-            .map_err(|source| RootlessError::Read { file, source })?
+            .map_err(|err| RootlessError::Read { file, err })?
             .ok_or_else(|| RootlessError::NoRange {
                 kind,
                 user: user.clone(),
