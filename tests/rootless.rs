@@ -423,3 +423,77 @@ fn rootless_default_network() {
     }
     assert_nothing_mounted_under(&s.dir);
 }
+
+/// rbuild in a container of the shared Docker engine, without `--privileged`, as a non-root user:
+/// an image made from host files (busybox-static, the stripped binary, newuidmap/newgidmap with
+/// file capabilities and their libraries; no Rust is compiled), building an image whose digest
+/// equals the root build's. The options are the minimal set docs/rootless.md explains.
+#[test]
+fn rootless_in_an_unprivileged_container() {
+    if !ready() || !need_docker() || !need("setcap") || !need("strip") {
+        return;
+    }
+    let s = Scratch::new("container");
+    let tag = format!("rbuild-rootless-test:{}", std::process::id());
+    let ctx = make_context(&s, "ctx", CASES[2].1);
+    let reference = s.build(None, &s.dir.join("root"), &ctx, &[]);
+    let script = r#"
+set -euo pipefail
+W=$SCRATCH/img; R=$W/rootfs; mkdir -p $R
+"$REPO/testdata/make-busybox-rootfs.sh" $R >/dev/null
+mkdir -p $R/usr/local/bin $R/usr/bin $R/home/build $R/tmp
+strip -o $R/usr/local/bin/rbuild "$BIN"
+cp /usr/bin/newuidmap /usr/bin/newgidmap $R/usr/bin/
+chmod 755 $R/usr/bin/newuidmap $R/usr/bin/newgidmap
+# File capabilities, not set-uid: see docs/rootless.md.
+setcap cap_setuid,cap_setfcap+ep $R/usr/bin/newuidmap
+setcap cap_setgid+ep $R/usr/bin/newgidmap
+for l in $(ldd /usr/bin/newuidmap "$BIN" | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+  mkdir -p $R$(dirname $l); cp -L $l $R$l
+done
+echo 'build:x:1500:1500::/home/build:/bin/sh' >> $R/etc/passwd
+echo 'build:x:1500:' >> $R/etc/group
+echo 'build:100000:65536' > $R/etc/subuid; cp $R/etc/subuid $R/etc/subgid
+chown 1500:1500 $R/home/build; chmod 1777 $R/tmp
+tar --numeric-owner --xattrs --xattrs-include=security.capability -C $R -cf $W/rootfs.tar .
+rm -rf $R
+printf 'FROM scratch\nADD rootfs.tar /\nUSER build\nWORKDIR /home/build\nENV HOME=/home/build\nENTRYPOINT ["/usr/local/bin/rbuild"]\n' > $W/Dockerfile
+"$BIN" --root $W/store build -q -o type=docker,dest=$W/img.tar -t "$TAG" $W >/dev/null
+rm -rf $W/store $W/rootfs.tar
+docker load -i $W/img.tar >/dev/null
+rm $W/img.tar
+mkdir -p $SCRATCH/out $SCRATCH/cstore; chown 1500:1500 $SCRATCH/out $SCRATCH/cstore
+docker run --rm --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
+  -v "$CTX":/ctx:ro -v $SCRATCH/out:/out -v $SCRATCH/cstore:/home/build/.local/share/rbuild \
+  -e SOURCE_DATE_EPOCH=1700000000 "$TAG" \
+  build --network=none --iidfile /out/iid -o type=oci,dest=/out/img.tar /ctx
+"#;
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("SCRATCH", &s.dir)
+        .env("REPO", repo_dir())
+        .env("BIN", &s.bin)
+        .env("TAG", &tag)
+        .env("CTX", &ctx)
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", &tag]).output();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let iid = std::fs::read_to_string(s.dir.join("out/iid")).unwrap();
+    assert_eq!(
+        iid.trim(),
+        reference,
+        "the container's build differs from root's"
+    );
+    let listing = tar_listing(&s.dir.join("out/img.tar")).join("\n");
+    assert!(
+        listing.contains("index.json") && listing.contains("oci-layout"),
+        "no OCI archive written: {listing}"
+    );
+}
