@@ -433,7 +433,11 @@ fn rootless_in_an_unprivileged_container() {
     if !ready() || !need_docker() || !need("setcap") || !need("strip") {
         return;
     }
+    if !need("docker-registry") || !need("skopeo") {
+        return;
+    }
     let s = Scratch::new("container");
+    let reg = common::registry::Registry::start();
     let tag = format!("rbuild-rootless-test:{}", std::process::id());
     let ctx = make_context(&s, "ctx", CASES[2].1);
     let reference = s.build(None, &s.dir.join("root"), &ctx, &[]);
@@ -463,10 +467,12 @@ rm -rf $W/store $W/rootfs.tar
 docker load -i $W/img.tar >/dev/null
 rm $W/img.tar
 mkdir -p $SCRATCH/out $SCRATCH/cstore; chown 1500:1500 $SCRATCH/out $SCRATCH/cstore
-docker run --rm --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
-  -v "$CTX":/ctx:ro -v $SCRATCH/out:/out -v $SCRATCH/cstore:/home/build/.local/share/rbuild \
-  -e SOURCE_DATE_EPOCH=1700000000 "$TAG" \
-  build --network=none --iidfile /out/iid -o type=oci,dest=/out/img.tar /ctx
+# --network host only to reach the test's registry on 127.0.0.1.
+RUN=(docker run --rm --network host --security-opt seccomp=unconfined --security-opt systempaths=unconfined
+  -v "$CTX":/ctx:ro -v $SCRATCH/out:/out -v $SCRATCH/cstore:/home/build/.local/share/rbuild
+  -e SOURCE_DATE_EPOCH=1700000000 "$TAG")
+"${RUN[@]}" build --network=none -t "$REG/rootless:1" --iidfile /out/iid -o type=oci,dest=/out/img.tar /ctx
+"${RUN[@]}" --insecure-registry "$REG" push "$REG/rootless:1"
 "#;
     let out = Command::new("bash")
         .arg("-c")
@@ -476,6 +482,7 @@ docker run --rm --security-opt seccomp=unconfined --security-opt systempaths=unc
         .env("BIN", &s.bin)
         .env("TAG", &tag)
         .env("CTX", &ctx)
+        .env("REG", reg.addr())
         .output()
         .unwrap();
     let _ = Command::new("docker").args(["rmi", &tag]).output();
@@ -491,6 +498,14 @@ docker run --rm --security-opt seccomp=unconfined --security-opt systempaths=unc
         reference,
         "the container's build differs from root's"
     );
+    // The pushed image is the same image.
+    let manifest = sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/rootless:1", reg.addr()),
+    ]));
+    assert!(manifest.contains(iid.trim()), "pushed manifest: {manifest}");
     let listing = tar_listing(&s.dir.join("out/img.tar")).join("\n");
     assert!(
         listing.contains("index.json") && listing.contains("oci-layout"),
