@@ -75,7 +75,9 @@ impl Scratch {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let bin = dir.join("rbuild");
-        std::fs::copy(rbuild_bin(), &bin).unwrap();
+        // Copied by `cp`, not by this process: a write fd of ours would be inherited by the
+        // children other test threads fork meanwhile, and exec would fail with ETXTBSY.
+        sh(Command::new("cp").arg(rbuild_bin()).arg(&bin));
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         Scratch { dir, bin }
     }
