@@ -54,12 +54,12 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// The cgroups of one RUN. Dropping removes them (best effort); `remove` reports errors.
 #[derive(Debug)]
 pub(crate) struct RunCgroup {
-    leaves: Vec<Leaf>,
-    resources: Resources,
+    pub(super) leaves: Vec<Leaf>,
+    pub(super) resources: Resources,
 }
 
 #[derive(Debug)]
-struct Leaf {
+pub(super) struct Leaf {
     dir: PathBuf,
     /// `None` for the v2 leaf, else the v1 controller.
     v1: Option<&'static str>,
@@ -88,7 +88,7 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
 
 // `f_type`'s integer type differs between architectures.
 #[allow(clippy::unnecessary_cast)]
-fn is_v2() -> bool {
+pub(super) fn is_v2() -> bool {
     rustix::fs::statfs(CGROUP_ROOT).is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
 }
 
@@ -205,28 +205,6 @@ fn under(base: &Path, cgroup_path: &str) -> PathBuf {
     p
 }
 
-fn rootless_note(e: &ExecError) -> String {
-    format!("rbuild: note: no delegated cgroup v2 subtree ({e}): RUN resource limits are not enforced (docs/rootless.md)")
-}
-
-/// In a user namespace: `None` when RUNs get a delegated cgroup (limits enforced), else the
-/// one-line note a build prints. Tries one leaf and removes it again.
-pub fn rootless_note_if_unlimited() -> Option<String> {
-    let mut cg = RunCgroup {
-        leaves: Vec::new(),
-        resources: Resources::default(),
-    };
-    let res = if is_v2() {
-        cg.create_v2()
-    } else {
-        Err(ExecError::Cgroup("cgroup v1 cannot be delegated".into()))
-    };
-    match res {
-        Ok(()) => cg.remove().err().map(|e| rootless_note(&e)),
-        Err(e) => Some(rootless_note(&e)),
-    }
-}
-
 fn leaf_name() -> String {
     format!(
         "rbuild-{}-{}",
@@ -242,39 +220,12 @@ impl RunCgroup {
             leaves: Vec::new(),
             resources: resources.clone(),
         };
-        if crate::rootless::in_user_namespace() {
-            return Ok(Self::create_rootless(cg));
-        }
         if is_v2() {
             cg.create_v2()?;
         } else {
             cg.create_v1()?;
         }
         Ok(cg)
-    }
-
-    /// In a user namespace only a cgroup v2 subtree delegated to the user (systemd's
-    /// `user@UID.service`, files owned by the user) is writable. Without one, RUN goes without
-    /// limits and rbuild says so once (docs/rootless.md "Limits"); root keeps failing hard.
-    fn create_rootless(mut cg: RunCgroup) -> RunCgroup {
-        let res = if is_v2() {
-            cg.create_v2()
-        } else {
-            Err(ExecError::Cgroup("cgroup v1 cannot be delegated".into()))
-        };
-        match res {
-            Ok(()) => cg,
-            Err(e) => {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| eprintln!("{}", rootless_note(&e)));
-                let resources = cg.resources.clone();
-                drop(cg);
-                RunCgroup {
-                    leaves: Vec::new(),
-                    resources,
-                }
-            }
-        }
     }
 
     /// The `cgroup.procs` files the helper writes its pid into.
@@ -378,7 +329,7 @@ impl RunCgroup {
         Ok(())
     }
 
-    fn create_v2(&mut self) -> Result<(), ExecError> {
+    pub(super) fn create_v2(&mut self) -> Result<(), ExecError> {
         let r = self.resources.clone();
         let mount = PathBuf::from(CGROUP_ROOT);
         let mut ctrls = Vec::new();

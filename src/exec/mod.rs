@@ -18,6 +18,7 @@ mod cgroup;
 mod cgroup_bpf;
 mod cgroup_cleanup;
 mod cgroup_limits;
+mod cgroup_rootless;
 mod container;
 mod devices;
 mod error;
@@ -39,11 +40,11 @@ mod stubs;
 mod user;
 mod usernet;
 
-pub use cgroup::rootless_note_if_unlimited as rootless_cgroup_note;
 pub use cgroup::sweep_stale as sweep_stale_cgroups;
 pub use cgroup_limits::{
     parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
 };
+pub use cgroup_rootless::rootless_note_if_unlimited as rootless_cgroup_note;
 pub use error::ExecError;
 pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;
