@@ -86,6 +86,8 @@ pub enum Command {
     Completion(CompletionArgs),
     /// Print the man page (roff) to stdout
     Man,
+    /// Show how rbuild runs here: store root, rootless mode and id maps, snapshotter
+    Info,
 }
 
 #[derive(Args, Debug)]

@@ -23,6 +23,12 @@ pub fn default_root(given: Option<PathBuf>) -> PathBuf {
     }
 }
 
+/// Chooses how snapshots are mounted (snapshot::driver), probing under the store root.
+fn select_snapshotter(root: &Path, in_userns: bool) -> Result<crate::snapshot::Driver> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(crate::snapshot::driver::select(root, in_userns)?)
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     let root = default_root(cli.root);
     let registry = crate::registry::RegistryConfig {
@@ -40,11 +46,20 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Man => return super::docs::man(),
         _ => {}
     }
+    // An ordinary user's rbuild becomes root of a user namespace mapped with the user's
+    // subordinate ids (docs/rootless.md); the root was chosen above, from the real user.
+    let rootless = crate::rootless::enter_if_unprivileged()?;
     // Every mount rbuild makes lives in its own mount namespace, so none outlives the process, even on
     // kill -9. Must happen while the process is still single-threaded.
     crate::snapshot::enter_private_mount_namespace()
-        .context("entering a private mount namespace (rbuild needs root)")?;
+        .context("entering a private mount namespace")?;
+    let in_userns = rootless.is_some() || crate::rootless::in_user_namespace();
+    let driver = select_snapshotter(&root, in_userns)?;
     match cli.command {
+        Command::Info => {
+            super::info::print(&root, rootless.as_ref(), in_userns, driver);
+            Ok(0)
+        }
         Command::Build(args) => run_build(root, *args, registry),
         Command::Images(a) => {
             let store = open_store(&root)?;

@@ -8,6 +8,7 @@ mod check;
 mod commands;
 mod docs;
 mod engine;
+mod info;
 mod metadata;
 mod network;
 mod options;
@@ -39,6 +40,7 @@ const SUBCOMMANDS: &[&str] = &[
     "logout",
     "completion",
     "man",
+    "info",
 ];
 
 /// Inserts `build` when the first non-global argument is not a subcommand (`rbuild -t x .`).

@@ -54,12 +54,12 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// The cgroups of one RUN. Dropping removes them (best effort); `remove` reports errors.
 #[derive(Debug)]
 pub(crate) struct RunCgroup {
-    leaves: Vec<Leaf>,
-    resources: Resources,
+    pub(super) leaves: Vec<Leaf>,
+    pub(super) resources: Resources,
 }
 
 #[derive(Debug)]
-struct Leaf {
+pub(super) struct Leaf {
     dir: PathBuf,
     /// `None` for the v2 leaf, else the v1 controller.
     v1: Option<&'static str>,
@@ -88,7 +88,7 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
 
 // `f_type`'s integer type differs between architectures.
 #[allow(clippy::unnecessary_cast)]
-fn is_v2() -> bool {
+pub(super) fn is_v2() -> bool {
     rustix::fs::statfs(CGROUP_ROOT).is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
 }
 
@@ -329,7 +329,7 @@ impl RunCgroup {
         Ok(())
     }
 
-    fn create_v2(&mut self) -> Result<(), ExecError> {
+    pub(super) fn create_v2(&mut self) -> Result<(), ExecError> {
         let r = self.resources.clone();
         let mount = PathBuf::from(CGROUP_ROOT);
         let mut ctrls = Vec::new();

@@ -129,6 +129,9 @@ fn standard_nodes(dev: &File) -> Result<(), ExecError> {
         )
         .map_err(|e| io(name, e))
     };
+    if crate::rootless::in_user_namespace() {
+        return host_nodes(dev);
+    }
     rustix::fs::mkdirat(dev, STAGING, Mode::from_raw_mode(0o700)).map_err(|e| io(STAGING, e))?;
     let mount_point = open_dir(dev, STAGING)?;
     mount_on(
@@ -190,6 +193,45 @@ fn standard_nodes(dev: &File) -> Result<(), ExecError> {
         .map_err(|e| ExecError::io("detach /dev staging", e))?;
     drop(staging);
     rustix::fs::unlinkat(dev, STAGING, AtFlags::REMOVEDIR).map_err(|e| io(STAGING, e))
+}
+
+/// In a user namespace mknod of a device is refused: the standard nodes are bind-mounted from
+/// the host's `/dev` instead (each checked to be the device it names), as rootless runc does.
+fn host_nodes(dev: &File) -> Result<(), ExecError> {
+    let io = |what: &str, e: rustix::io::Errno| ExecError::io(format!("/dev/{what}"), e);
+    for (name, major, minor) in NODES {
+        let host = format!("/dev/{name}");
+        let node = rustix::fs::open(
+            host.as_str(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ExecError::io(&host, e))?;
+        let st = rustix::fs::fstat(&node).map_err(|e| ExecError::io(&host, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::CharacterDevice
+            || st.st_rdev != makedev(major, minor)
+        {
+            return Err(ExecError::Setup(format!(
+                "{host} is not the {major}:{minor} device"
+            )));
+        }
+        let stub = rustix::fs::openat(
+            dev,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(|e| io(name, e))?;
+        mount_on(
+            &host,
+            Some(&fd_path(node.as_fd())),
+            &stub,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 /// An O_PATH fd of our `/dev/null` (for masking files), checked to be the 1:3 device.

@@ -119,6 +119,17 @@ fn enter_network(request: &HelperRequest) -> Result<Option<usernet::Running>, Ex
     if request.spec.network == Network::Host {
         return Ok(None);
     }
+    if let (true, Network::Default, Some(net)) = (
+        crate::rootless::in_user_namespace(),
+        &request.spec.network,
+        &request.usernet,
+    ) {
+        let enter = || {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::io("unshare network", e))?;
+            loopback_up()
+        };
+        return usernet::start(net, usernet::Launch::Outside(&enter)).map(Some);
+    }
     let host_net = OwnedFd::from(
         std::fs::File::open("/proc/self/ns/net")
             .map_err(|e| ExecError::io("open the host network namespace", e))?,
@@ -126,7 +137,9 @@ fn enter_network(request: &HelperRequest) -> Result<Option<usernet::Running>, Ex
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::io("unshare network", e))?;
     loopback_up()?;
     match (&request.spec.network, &request.usernet) {
-        (Network::Default, Some(net)) => usernet::start(net, &host_net).map(Some),
+        (Network::Default, Some(net)) => {
+            usernet::start(net, usernet::Launch::FromHost(&host_net)).map(Some)
+        }
         (Network::Default, None) => Err(ExecError::NoUserNet),
         _ => Ok(None),
     }

@@ -18,6 +18,7 @@ mod cgroup;
 mod cgroup_bpf;
 mod cgroup_cleanup;
 mod cgroup_limits;
+mod cgroup_rootless;
 mod container;
 mod devices;
 pub mod emulation;
@@ -45,6 +46,7 @@ pub use cgroup_limits::{
     parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
 };
 pub use emulation::EmulatedExecutor;
+pub use cgroup_rootless::rootless_note_if_unlimited as rootless_cgroup_note;
 pub use error::ExecError;
 pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;

@@ -37,7 +37,11 @@ pub fn run_with(
     validate(spec)?;
     config.resources.validate()?;
     let (uid, gid, groups) = resolve_user(&spec.rootfs, spec.user.as_deref().unwrap_or("0"))?;
-    let cgroup = RunCgroup::create(&config.resources)?;
+    let cgroup = if crate::rootless::in_user_namespace() {
+        super::cgroup_rootless::create(&config.resources)
+    } else {
+        RunCgroup::create(&config.resources)?
+    };
     // Looked up per RUN so a missing stack fails this RUN with one line (never the host network).
     let usernet = match spec.network {
         Network::Default => Some(find_usernet()?),

@@ -16,7 +16,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -112,25 +112,38 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A running stack; killed and reaped when dropped.
+/// A running stack; killed when dropped.
 pub(crate) struct Running {
-    child: Child,
+    pid: libc::pid_t,
+    stderr: Option<std::fs::File>,
     /// slirp4netns watches the other end (`--exit-fd`); kept open for the stack's lifetime.
     _exit_w: Option<OwnedFd>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signals our own child by pid.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
         // Not reaped: its exit tears the tap device down, which takes the kernel tens of
         // milliseconds (RCU grace periods); the helper exits right after this and init reaps.
     }
 }
 
+/// Where the stack starts from.
+pub(crate) enum Launch<'a> {
+    /// The helper is in the RUN's namespace already; the stack `setns`es into the host's
+    /// (`host_net`) before `exec`. Needs privilege over the host's namespace: root.
+    FromHost(&'a OwnedFd),
+    /// In a user namespace (rootless) the host's network namespace cannot be re-entered: the
+    /// stack's process is forked while the helper is still in it, and `enter` (the helper's
+    /// unshare) runs before the forked process may `exec` the stack.
+    Outside(&'a dyn Fn() -> Result<(), ExecError>),
+}
+
 /// Starts `net` for the network namespace the calling (single-threaded) helper is in now;
 /// `host_net` is the host's namespace, where the stack itself must run. Returns once the
 /// namespace is configured.
-pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecError> {
+pub(crate) fn start(net: &UserNet, launch: Launch<'_>) -> Result<Running, ExecError> {
     let pipe = || {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| ExecError::io("create pipe for the network helper", e))
@@ -141,6 +154,14 @@ pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecEr
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    let (err_r, err_w) = pipe()?;
+    if matches!(launch, Launch::Outside(_)) {
+        cmd.stderr(Stdio::from(
+            err_w.try_clone().map_err(|e| ExecError::io("dup", e))?,
+        ));
+    }
+    drop(err_w);
+    let me = std::process::id();
     // Inherited fds get fixed numbers in the child: 3 = ready, 4 = exit-fd or netns.
     let (second, exit_w) = match net.kind {
         UserNetKind::Slirp4netns => {
@@ -154,13 +175,21 @@ pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecEr
                 "--ready-fd=3",
                 "--exit-fd=4",
             ])
-            .arg(std::process::id().to_string())
+            .arg(me.to_string())
             .arg("tap0");
             (exit_r, Some(exit_w))
         }
         UserNetKind::Pasta => {
-            let netns = std::fs::File::open("/proc/self/ns/net")
-                .map_err(|e| ExecError::io("open the RUN's network namespace", e))?;
+            // Outside: the namespace does not exist yet; `/proc/<pid>` is only read at `exec`.
+            let netns = match launch {
+                Launch::FromHost(_) => std::fs::File::open("/proc/self/ns/net"),
+                Launch::Outside(_) => std::fs::File::open("/dev/null"),
+            }
+            .map_err(|e| ExecError::io("open the RUN's network namespace", e))?;
+            let netns_arg = match launch {
+                Launch::FromHost(_) => "/proc/self/fd/4".to_string(),
+                Launch::Outside(_) => format!("/proc/{me}/ns/net"),
+            };
             cmd.args([
                 "--config-net",
                 "--quiet",
@@ -191,13 +220,16 @@ pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecEr
                 "--pid",
                 "/proc/self/fd/3",
                 "--netns",
-                "/proc/self/fd/4",
+                netns_arg.as_str(),
                 "--no-netns-quit",
             ]);
             (OwnedFd::from(netns), None)
         }
     };
-    let host_raw = host_net.as_raw_fd();
+    let host_raw = match launch {
+        Launch::FromHost(h) => Some(h.as_raw_fd()),
+        Launch::Outside(_) => None,
+    };
     let ready_raw = ready_w.as_raw_fd();
     let second_raw = second.as_raw_fd();
     // SAFETY: runs between fork and exec of a single-threaded process and makes only
@@ -211,7 +243,9 @@ pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecEr
                     Ok(r)
                 }
             };
-            check(libc::setns(host_raw, libc::CLONE_NEWNET))?;
+            if let Some(h) = host_raw {
+                check(libc::setns(h, libc::CLONE_NEWNET))?;
+            }
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
             // The helper blocks the signals it supervises; the stack must not inherit that.
             let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -230,23 +264,42 @@ pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecEr
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|source| ExecError::Spawn {
-        exe: net.path.clone(),
-        source,
-    })?;
+    let (pid, stderr) = match launch {
+        Launch::FromHost(_) => {
+            let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
+                exe: net.path.clone(),
+                source,
+            })?;
+            let stderr = child
+                .stderr
+                .take()
+                .map(|e| std::fs::File::from(OwnedFd::from(e)));
+            (child.id() as libc::pid_t, stderr)
+        }
+        Launch::Outside(enter) => (
+            spawn_outside(&mut cmd, enter)?,
+            Some(std::fs::File::from(err_r)),
+        ),
+    };
+    // The command holds a copy of the stderr pipe's write end: reading to EOF needs it gone.
+    drop(cmd);
     drop(ready_w);
     drop(second);
     let mut running = Running {
-        child,
+        pid,
+        stderr,
         _exit_w: exit_w,
     };
     match wait_ready(ready_r) {
         Ok(true) => Ok(running),
         Ok(false) => {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
+            // SAFETY: signals and reaps our own child by pid.
+            unsafe {
+                libc::kill(running.pid, libc::SIGKILL);
+                libc::waitpid(running.pid, std::ptr::null_mut(), 0);
+            }
             let mut msg = String::new();
-            if let Some(mut e) = running.child.stderr.take() {
+            if let Some(mut e) = running.stderr.take() {
                 let _ = e.read_to_string(&mut msg);
             }
             Err(ExecError::UserNet(format!(
@@ -256,6 +309,38 @@ pub(crate) fn start(net: &UserNet, host_net: &OwnedFd) -> Result<Running, ExecEr
             )))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Forks the stack's process in the current (host) network namespace; it waits until `enter`
+/// (the helper's unshare) has run, then `exec`s. The helper is single-threaded, so the fork may
+/// run ordinary code.
+fn spawn_outside(
+    cmd: &mut Command,
+    enter: &dyn Fn() -> Result<(), ExecError>,
+) -> Result<libc::pid_t, ExecError> {
+    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| ExecError::io("create pipe for the network helper", e))?;
+    // SAFETY: the RUN helper is a fresh single-threaded exec (see helper.rs).
+    match unsafe { nix::unistd::fork() }.map_err(|e| ExecError::io("fork network helper", e))? {
+        nix::unistd::ForkResult::Child => {
+            drop(go_w);
+            let mut b = [0u8; 1];
+            if std::fs::File::from(go_r).read(&mut b).ok() == Some(1) {
+                let _ = cmd.exec();
+            }
+            // SAFETY: leaves the forked child without running the helper's exit handlers.
+            unsafe { libc::_exit(127) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(go_r);
+            let entered = enter();
+            if entered.is_ok() {
+                let _ = rustix::io::write(&go_w, b"1");
+            }
+            drop(go_w);
+            entered.map(|()| child.as_raw())
+        }
     }
 }
 
@@ -294,12 +379,23 @@ fn wait_ready(ready: OwnedFd) -> Result<bool, ExecError> {
     Ok(got > 0)
 }
 
-fn last_line(s: &str) -> &str {
-    s.lines()
-        .rev()
+/// The stack's message: its lines but warnings and slirp4netns' closing `child failed(N)`, on
+/// one line (the cause, e.g. `open("/dev/net/tun"): Permission denied`, comes first).
+fn last_line(s: &str) -> String {
+    let lines: Vec<&str> = s
+        .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("WARNING"))
-        .unwrap_or("no message")
+        .filter(|l| !l.is_empty() && !l.starts_with("WARNING") && !l.starts_with("child failed"))
+        .collect();
+    if lines.is_empty() {
+        s.lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("no message")
+            .to_string()
+    } else {
+        lines.join("; ")
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// Same, for overlays mounted with `userxattr` (rootless).
 pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
+/// Same, as fuse-overlayfs marks the directories it makes opaque.
+pub const FUSE_OPAQUE_XATTR: &str = "user.fuseoverlayfs.opaque";
 
 /// What a `.wh.`-prefixed base name means.
 #[derive(Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! metacopy) are refused; opaque directories recognised by either xattr namespace.
 
 use crate::layer::error::LayerError;
-use crate::layer::whiteout::{OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR};
+use crate::layer::whiteout::{FUSE_OPAQUE_XATTR, OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -17,6 +17,7 @@ pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 pub(crate) fn skip_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.")
         || name.starts_with(b"user.overlay.")
+        || name.starts_with(b"user.fuseoverlayfs.")
         || name == b"security.selinux"
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn read_xattrs_via<L: Iterator<Item = std::ffi::OsString>>(
 }
 
 pub(crate) fn is_opaque(path: &Path) -> Result<bool, LayerError> {
-    for name in [OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR] {
+    for name in [OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR, FUSE_OPAQUE_XATTR] {
         match xattr::get(path, OsStr::new(name)) {
             Ok(Some(v)) if v == b"y" => return Ok(true),
             Ok(_) => {}

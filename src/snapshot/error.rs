@@ -29,6 +29,9 @@ pub enum SnapshotError {
     },
     #[error("overlay options for {target} are {len} bytes, over the one-page limit")]
     OptionsTooLong { target: PathBuf, len: usize },
+    /// A snapshotter that cannot work here; the message names the fix.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("entering a private mount namespace: {0}")]
     Namespace(#[source] io::Error),
 }

@@ -5,6 +5,8 @@
 //! See [`overlay`] for the on-disk layout and crash-safety rules.
 
 pub mod api;
+mod copy;
+pub mod driver;
 pub mod error;
 mod ids;
 pub mod mounted;
@@ -12,6 +14,7 @@ pub mod namespace;
 pub mod overlay;
 
 pub use api::{Active, MountSpec, Snapshotter};
+pub use driver::{Driver, SNAPSHOTTER_ENV};
 pub use error::SnapshotError;
 pub use mounted::{mount, mount_fresh, Mounted};
 pub use namespace::enter_private_mount_namespace;

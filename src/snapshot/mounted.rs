@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 /// The kernel copies mount data into one page.
 const PAGE_LIMIT: usize = 4096;
+/// `MountSpec::fstype` of a fuse-overlayfs view (the mount step runs the binary).
+pub const FUSE_FSTYPE: &str = "fuse.fuse-overlayfs";
+/// `MountSpec::fstype` of a copied view (`copy`): no mount at all, a directory tree.
+pub const COPY_FSTYPE: &str = "rbuild.copy";
 
 /// A mounted overlay. Dropping it unmounts (`MNT_DETACH`), and removes the mount point when it
 /// was created just for this mount (read-only views).
@@ -20,6 +24,24 @@ pub struct Mounted {
     path: PathBuf,
     remove_dir: bool,
     active: bool,
+    /// A copied view: no mount to undo, but a tree to diff back (read-write) and delete.
+    copied: Option<Copied>,
+    /// A read-write fuse-overlayfs view: (parents newest first, upper dir), normalized after
+    /// unmounting (`copy::normalize_fuse_upper`).
+    fuse: Option<(Vec<PathBuf>, PathBuf)>,
+}
+
+/// What unmounting a copied view does.
+#[derive(Debug)]
+struct Copied {
+    /// Parents, oldest first: what the diff compares with.
+    lowers: Vec<PathBuf>,
+    /// The upper dir the changes go to; `None` for a read-only view.
+    upper: Option<PathBuf>,
+    /// `copy::fence` taken once the view was copied.
+    since: (i64, i64),
+    /// `copy::dir_inodes` of the fresh view.
+    dirs: std::collections::HashMap<PathBuf, u64>,
 }
 
 impl Mounted {
@@ -31,8 +53,14 @@ impl Mounted {
     /// Unmounts now, reporting errors that `Drop` has to ignore.
     pub fn unmount(mut self) -> Result<(), SnapshotError> {
         self.active = false;
+        if let Some(c) = self.copied.take() {
+            return finish_copy(&self.path, &c, self.remove_dir);
+        }
         umount2(&self.path, MntFlags::MNT_DETACH)
             .map_err(|e| SnapshotError::io(&self.path, "umount", e.into()))?;
+        if let Some((lowers, upper)) = self.fuse.take() {
+            crate::snapshot::copy::normalize_fuse_upper(&lowers, &upper)?;
+        }
         if self.remove_dir {
             std::fs::remove_dir(&self.path)
                 .map_err(|e| SnapshotError::io(&self.path, "remove mount point", e))?;
@@ -43,7 +71,13 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if self.active {
+        if self.active && self.copied.is_some() {
+            // Dropped without `unmount` (an error path): the changes are not wanted.
+            let _ = crate::snapshot::copy::clear_dir(&self.path);
+            if self.remove_dir {
+                let _ = std::fs::remove_dir(&self.path);
+            }
+        } else if self.active {
             let _ = umount2(&self.path, MntFlags::MNT_DETACH);
             if self.remove_dir {
                 let _ = std::fs::remove_dir(&self.path);
@@ -91,6 +125,11 @@ fn mount_all(
 /// so it happens in a short-lived forked child; the child shares our mount namespace, so its
 /// mount is ours, and no other thread of this process ever sees a changed working directory.
 fn mount_one(spec: &MountSpec, target: &Path) -> Result<Mounted, SnapshotError> {
+    match spec.fstype.as_str() {
+        COPY_FSTYPE => return mount_copy(spec, target),
+        FUSE_FSTYPE => return mount_fuse(spec, target),
+        _ => {}
+    }
     // nodev always: a device node from a layer, an archive or a RUN's mknod is data here,
     // never a way to a host device (issue 16; README.md "Devices"). Read-only views are
     // also nosuid: nothing runs from them but a RUN's bind mount, which is nosuid as well.
@@ -173,5 +212,113 @@ fn mount_one(spec: &MountSpec, target: &Path) -> Result<Mounted, SnapshotError> 
         path: target.to_path_buf(),
         remove_dir: false,
         active: true,
+        copied: None,
+        fuse: None,
+    })
+}
+
+/// `lowerdir=` (newest first, as overlay lists them) and `upperdir=` of a spec, resolved
+/// against its base; `ro` specs have no upper dir.
+fn spec_dirs(spec: &MountSpec) -> (Vec<PathBuf>, Option<PathBuf>) {
+    let base = spec.base.clone().unwrap_or_default();
+    let mut lowers = Vec::new();
+    let mut upper = None;
+    for o in spec.options.iter().flat_map(|o| o.split(',')) {
+        if let Some(l) = o.strip_prefix("lowerdir=") {
+            lowers.extend(l.split(':').map(|p| base.join(p)));
+        } else if let Some(u) = o.strip_prefix("upperdir=") {
+            upper = Some(base.join(u));
+        }
+    }
+    (lowers, upper)
+}
+
+/// A copied view: parents oldest first, then the upper dir, copied onto `target`.
+fn mount_copy(spec: &MountSpec, target: &Path) -> Result<Mounted, SnapshotError> {
+    let (mut lowers, upper) = spec_dirs(spec);
+    lowers.reverse();
+    let mut all = lowers.clone();
+    all.extend(upper.clone());
+    let mut m = Mounted {
+        path: target.to_path_buf(),
+        remove_dir: false,
+        active: true,
+        copied: Some(Copied {
+            lowers,
+            upper,
+            since: (0, 0),
+            dirs: Default::default(),
+        }),
+        fuse: None,
+    };
+    crate::snapshot::copy::merge(&all, target)?;
+    let since = crate::snapshot::copy::fence(target.parent().unwrap_or(target))?;
+    let dirs = crate::snapshot::copy::dir_inodes(target);
+    if let Some(c) = m.copied.as_mut() {
+        c.since = since;
+        c.dirs = dirs;
+    }
+    Ok(m)
+}
+
+/// Unmounting a copied view: the changes against the parents replace the upper dir's content.
+fn finish_copy(path: &Path, c: &Copied, remove_dir: bool) -> Result<(), SnapshotError> {
+    use crate::snapshot::copy;
+    if let Some(upper) = &c.upper {
+        let base = path.with_extension("base");
+        copy::remove_any(&base)?;
+        std::fs::create_dir(&base).map_err(|e| SnapshotError::io(&base, "mkdir", e))?;
+        let res = copy::merge(&c.lowers, &base).and_then(|()| {
+            copy::clear_dir(upper)?;
+            copy::diff(&base, path, upper, c.since, &c.dirs)
+        });
+        copy::remove_any(&base)?;
+        res?;
+    }
+    copy::clear_dir(path)?;
+    if remove_dir {
+        std::fs::remove_dir(path).map_err(|e| SnapshotError::io(path, "remove mount point", e))?;
+    }
+    Ok(())
+}
+
+/// Runs fuse-overlayfs (it returns once the mount is up and serves it from the background);
+/// unmounting is the same `umount2` as for a kernel overlay, which ends the daemon.
+fn mount_fuse(spec: &MountSpec, target: &Path) -> Result<Mounted, SnapshotError> {
+    let bin = crate::snapshot::driver::fuse_binary()?;
+    let options: Vec<&str> = spec
+        .options
+        .iter()
+        .map(String::as_str)
+        .filter(|o| *o != "ro")
+        .collect();
+    let mut cmd = std::process::Command::new(&bin);
+    if let Some(b) = &spec.base {
+        cmd.current_dir(b);
+    }
+    let out = cmd
+        .arg("-o")
+        .arg(options.join(","))
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| SnapshotError::io(&bin, "run", e))?;
+    if !out.status.success() {
+        return Err(SnapshotError::Mount {
+            target: target.to_path_buf(),
+            options: options.join(","),
+            source: io::Error::other(format!(
+                "fuse-overlayfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        });
+    }
+    let (lowers, upper) = spec_dirs(spec);
+    Ok(Mounted {
+        path: target.to_path_buf(),
+        remove_dir: false,
+        active: true,
+        copied: None,
+        fuse: upper.map(|u| (lowers, u)),
     })
 }

@@ -20,9 +20,11 @@
 //! both hold the store lock): an in-progress `.tmp-` dir looks exactly like an abandoned one.
 
 use crate::snapshot::api::{Active, MountSpec, Snapshotter};
+use crate::snapshot::driver::{self, Driver, USERNS_OVERLAY_FEATURES};
 use crate::snapshot::error::SnapshotError;
 use crate::snapshot::ids;
 use crate::snapshot::mounted::{self, Mounted};
+use crate::snapshot::mounted::{COPY_FSTYPE, FUSE_FSTYPE};
 use nix::mount::{umount2, MntFlags};
 use std::fs;
 use std::io;
@@ -63,6 +65,8 @@ impl Snapshot {
 #[derive(Clone, Debug)]
 pub struct OverlaySnapshotter {
     dir: PathBuf,
+    /// How views are mounted (chosen at start: `driver::select`).
+    driver: Driver,
 }
 
 impl OverlaySnapshotter {
@@ -79,7 +83,20 @@ impl OverlaySnapshotter {
             b.create(dir.join(sub))
                 .map_err(|e| SnapshotError::io(dir.join(sub), "create", e))?;
         }
-        Ok(OverlaySnapshotter { dir })
+        Ok(OverlaySnapshotter {
+            dir,
+            driver: driver::current(),
+        })
+    }
+
+    /// The same store, mounted with `driver` instead of the process-wide choice.
+    pub fn with_driver(mut self, driver: Driver) -> Self {
+        self.driver = driver;
+        self
+    }
+
+    pub fn driver(&self) -> Driver {
+        self.driver
     }
 
     pub fn dir(&self) -> &Path {
@@ -244,10 +261,24 @@ impl OverlaySnapshotter {
 
     fn overlay_spec(&self, dirs: String) -> MountSpec {
         let mut options = vec![dirs];
-        options.extend(OVERLAY_FEATURES.split(',').map(str::to_string));
+        let (fstype, source) = match self.driver {
+            Driver::Overlay { userxattr } => {
+                // `userxattr` conflicts with `redirect_dir=off` (which still follows redirects);
+                // `nofollow` neither makes nor follows them, the same for the layer differ.
+                let features = if userxattr {
+                    USERNS_OVERLAY_FEATURES
+                } else {
+                    OVERLAY_FEATURES
+                };
+                options.extend(features.split(',').map(str::to_string));
+                ("overlay", "overlay")
+            }
+            Driver::FuseOverlayfs => (FUSE_FSTYPE, "fuse-overlayfs"),
+            Driver::Copy => (COPY_FSTYPE, "copy"),
+        };
         MountSpec {
-            fstype: "overlay".to_string(),
-            source: "overlay".to_string(),
+            fstype: fstype.to_string(),
+            source: source.to_string(),
             options,
             // The option paths are relative to the snapshotter dir (short `l/` links).
             base: Some(self.dir.clone()),

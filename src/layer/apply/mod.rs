@@ -27,7 +27,7 @@ mod names;
 
 use crate::layer::error::LayerError;
 use crate::layer::limits::{Budget, Limits, ENTRY_COST};
-use crate::layer::whiteout::{self, Whiteout, OVERLAY_OPAQUE_XATTR};
+use crate::layer::whiteout::{self, Whiteout, OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR};
 use data::{copy_data, COPY_BUF};
 use meta::{times, Meta};
 use names::{clean, join};
@@ -50,7 +50,8 @@ pub enum WhiteoutMode {
     #[default]
     Apply,
     /// Applying into an overlay snapshot's diff dir: `.wh.NAME` becomes a char device 0/0 named
-    /// NAME, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on the dir.
+    /// NAME, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on the dir (`user.overlay.opaque`
+    /// in a user namespace).
     Overlay,
     /// Not a layer (ADD of an archive): `.wh.*` names are plain files.
     None,
@@ -401,12 +402,16 @@ impl Applier<'_> {
             }),
             (Whiteout::Opaque, WhiteoutMode::Overlay) => {
                 let dir = self.parent_dir(name, parent)?;
-                let res = rustix::fs::fsetxattr(
-                    &dir_fd(&dir, name)?,
-                    OVERLAY_OPAQUE_XATTR,
-                    b"y",
-                    rustix::fs::XattrFlags::empty(),
-                );
+                let fd = dir_fd(&dir, name)?;
+                let set =
+                    |x: &str| rustix::fs::fsetxattr(&fd, x, b"y", rustix::fs::XattrFlags::empty());
+                // In a user namespace (rootless) `trusted.*` is out of reach and overlay is
+                // mounted with `userxattr`, which reads `user.overlay.*` (so does
+                // fuse-overlayfs): docs/rootless.md.
+                let res = match set(OVERLAY_OPAQUE_XATTR) {
+                    Err(rustix::io::Errno::PERM) => set(USER_OPAQUE_XATTR),
+                    other => other,
+                };
                 res.map_err(|e| LayerError::entry(name, "set opaque xattr", e))
             }
             (Whiteout::Delete(target), WhiteoutMode::Overlay) => {
