@@ -18,6 +18,7 @@ pub mod plan;
 pub mod platform;
 pub mod registry;
 pub mod rootless;
+pub mod sbom;
 pub mod snapshot;
 pub mod solve;
 pub mod store;
