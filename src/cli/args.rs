@@ -250,6 +250,10 @@ pub struct BuildArgs {
     /// Shorthand for --call=check
     #[arg(long)]
     pub check: bool,
+    /// Always look up base images in their registry and use the newest digest, even when the
+    /// store has the tag
+    #[arg(long)]
+    pub pull: bool,
     /// Accepted for docker compatibility; no effect (rbuild keeps no intermediate containers)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
           require_equals = true, default_missing_value = "true", hide_default_value = true)]

@@ -107,6 +107,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         cancel: cancel.clone(),
         used_keys: Default::default(),
+        pulled: Default::default(),
     };
     pull::import_cache(opts, &store, &snapshots, &reporter)?;
 

@@ -95,6 +95,8 @@ pub struct BuildOptions {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// `--label K=V`: labels set on the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--pull`: re-resolve every base image in its registry even when the store has the tag.
+    pub pull: bool,
 }
 
 impl BuildOptions {
@@ -128,6 +130,7 @@ impl BuildOptions {
             jobs: None,
             cancel: None,
             labels: BTreeMap::new(),
+            pull: false,
         }
     }
 }
