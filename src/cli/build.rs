@@ -65,6 +65,7 @@ pub(super) fn run_build(
             .map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?;
     }
     opts.build_args = parse_build_args(&a.build_args)?;
+    super::proxies::add_from_config(opts.registry.config_dir().as_deref(), &mut opts.build_args)?;
     let call = if a.check { CallArg::Check } else { a.call };
     let checked = super::check::run_checks(
         &a,

@@ -11,6 +11,7 @@ mod engine;
 mod metadata;
 mod network;
 mod options;
+mod proxies;
 mod registry;
 pub mod render;
 
