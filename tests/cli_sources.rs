@@ -72,3 +72,115 @@ fn pull_picks_up_a_tag_that_moved() {
     assert_eq!(read_v("after"), "B");
     assert_eq!(after, pulled);
 }
+
+const STAGES: &str = "FROM scratch AS base\nCOPY stage.txt /marker\nFROM base AS second\n\
+                      FROM scratch\nCOPY --from=base /marker /m1\nCOPY --from=second /marker /m2\n";
+
+/// Builds [`STAGES`] with `extra` flags into a local dir; returns what `/m1` and `/m2` hold.
+fn stage_markers(t: &Path, root: &Path, out: &str, extra: &[&str]) -> (String, String) {
+    let ctx = context(&t.join("stages"), STAGES, &[("stage.txt", "stage")]);
+    let dest = t.join(out);
+    let o = format!("type=local,dest={}", dest.display());
+    let mut args = vec!["-o", o.as_str()];
+    args.extend_from_slice(extra);
+    build(root, &ctx, &args);
+    let read = |f: &str| std::fs::read_to_string(dest.join(f)).unwrap();
+    (read("m1"), read("m2"))
+}
+
+#[test]
+fn build_context_dir_replaces_a_stage() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let (m1, m2) = stage_markers(t.path(), &root, "plain", &[]);
+    assert_eq!((m1.as_str(), m2.as_str()), ("stage", "stage"));
+    // The context named `base` wins over the stage `base`: for COPY --from and for FROM.
+    let dir = t.path().join("named");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("marker"), "from the named context").unwrap();
+    let arg = format!("BASE={}", dir.display());
+    let (m1, m2) = stage_markers(t.path(), &root, "named", &["--build-context", &arg]);
+    assert_eq!(m1, "from the named context");
+    assert_eq!(m2, "from the named context");
+}
+
+#[test]
+fn build_context_images_tarballs_and_layouts() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    // docker-image://: the image replaces the stage (and `alpine` is never pulled).
+    let image = format!("{}/cli/ctx:t", reg.addr());
+    push_value(t.path(), &image, "marker from the registry");
+    let ctx = context(
+        &t.path().join("alpine"),
+        "FROM scratch\nCOPY --from=alpine:latest /v /v\n",
+        &[],
+    );
+    let dest = t.path().join("img");
+    let img_arg = format!("alpine=docker-image://{image}");
+    let o = format!("type=local,dest={}", dest.display());
+    build(&root, &ctx, &["--build-context", &img_arg, "-o", &o]);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("v")).unwrap(),
+        "marker from the registry"
+    );
+
+    // An http(s) URL to a tarball: its files.
+    let http = HttpServer::start(&one_file_tar("marker", b"from the tarball"));
+    let url_arg = format!("base={}/ctx.tar", http.url);
+    let (m1, m2) = stage_markers(t.path(), &root, "tarball", &["--build-context", &url_arg]);
+    assert_eq!(
+        (m1.as_str(), m2.as_str()),
+        ("from the tarball", "from the tarball")
+    );
+
+    // oci-layout://PATH:TAG and @DIGEST: the image the layout names.
+    let src = context(
+        &t.path().join("layout-src"),
+        "FROM scratch\nCOPY marker /marker\n",
+        &[("marker", "from the layout")],
+    );
+    let layout = t.path().join("layout");
+    let o = format!("type=oci,tar=false,dest={}", layout.display());
+    build(
+        &t.path().join("producer"),
+        &src,
+        &["-t", "laid:v1", "-o", &o],
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (n, sel) in [("tag", ":v1".to_string()), ("digest", format!("@{digest}"))] {
+        let arg = format!("base=oci-layout://{}{sel}", layout.display());
+        let (m1, _) = stage_markers(t.path(), &root, n, &["--build-context", &arg]);
+        assert_eq!(m1, "from the layout");
+    }
+    let arg = format!("base=oci-layout://{}:nope", layout.display());
+    let r = rbuild(
+        &root,
+        &["build", "--build-context", &arg, ctx.to_str().unwrap()],
+    );
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains("no image nope in index.json"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A tar holding one regular file, as `tar` writes it (numeric owner fields set).
+fn one_file_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(content.len() as u64);
+    b.append_data(&mut h, name, content).unwrap();
+    b.into_inner().unwrap()
+}

@@ -250,6 +250,11 @@ pub struct BuildArgs {
     /// Shorthand for --call=check
     #[arg(long)]
     pub check: bool,
+    /// Additional build context NAME=VALUE: a directory, docker-image://REF,
+    /// oci-layout://PATH[:TAG|@DIGEST], a git URL or an https URL to a tarball; `FROM NAME` and
+    /// `COPY --from=NAME` use it before any stage or image of that name; repeatable
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Always look up base images in their registry and use the newest digest, even when the
     /// store has the tag
     #[arg(long)]

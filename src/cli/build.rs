@@ -189,6 +189,7 @@ pub(super) fn run_build(
         Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),
     }
     opts.cancel = Some(cancel_on_signals()?);
+    super::contexts::resolve(&a.build_contexts, &mut opts)?;
     if a.check_reproducible {
         return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }

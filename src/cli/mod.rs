@@ -6,6 +6,7 @@ mod args;
 mod build;
 mod check;
 mod commands;
+mod contexts;
 mod docs;
 mod engine;
 mod metadata;

@@ -73,6 +73,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         target: opts.target.clone(),
         platform: Platform::host(),
         build_platform: Platform::host(),
+        named_contexts: opts.named_contexts.clone(),
     };
     let plan = Plan::new(&df, &plan_opts).map_err(BuildError::Plan)?;
     for unused in &plan.unused_build_args {

@@ -97,6 +97,9 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--pull`: re-resolve every base image in its registry even when the store has the tag.
     pub pull: bool,
+    /// `--build-context`: context key (`plan::named::context_key`) -> the image (store name or
+    /// id) the CLI turned the context into.
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 impl BuildOptions {
@@ -131,6 +134,7 @@ impl BuildOptions {
             cancel: None,
             labels: BTreeMap::new(),
             pull: false,
+            named_contexts: BTreeMap::new(),
         }
     }
 }
