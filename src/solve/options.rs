@@ -100,6 +100,8 @@ pub struct BuildOptions {
     /// `--build-context`: context key (`plan::named::context_key`) -> the image (store name or
     /// id) the CLI turned the context into.
     pub named_contexts: BTreeMap<String, String>,
+    /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
+    pub platforms: Vec<crate::platform::Platform>,
 }
 
 impl BuildOptions {
@@ -135,6 +137,7 @@ impl BuildOptions {
             labels: BTreeMap::new(),
             pull: false,
             named_contexts: BTreeMap::new(),
+            platforms: Vec::new(),
         }
     }
 }

@@ -87,6 +87,70 @@ pub fn write_outputs(
     Ok(())
 }
 
+/// Writes the outputs of a multi-platform build: its index as an OCI layout or inside a
+/// docker-archive. Rootfs outputs (`tar`, `local`) take one platform; refused here.
+pub fn write_index_outputs(
+    opts: &super::BuildOptions,
+    store: &crate::store::Store,
+    reporter: &super::progress::Reporter,
+    index_id: &Digest,
+) -> Result<(), BuildError> {
+    let form = LayerForm::Compress(opts.compression, opts.repro_profile);
+    let host = crate::platform::Platform::host();
+    let default = (
+        host.os.as_str(),
+        host.architecture.as_str(),
+        host.variant.as_deref(),
+    );
+    for out in &opts.outputs {
+        let step = reporter.start(&format!(
+            "exporting to {} {}",
+            kind_name(&out.kind),
+            out.dest.display()
+        ));
+        let index = || {
+            store
+                .export_index(index_id, &opts.tags, form, default)
+                .map_err(BuildError::store)
+        };
+        match &out.kind {
+            OutputKind::Docker => {
+                let idx = index()?;
+                write_file_atomically(&out.dest, |w| {
+                    crate::export::docker_index_archive(&idx, w).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Oci { tar: true } => {
+                let idx = index()?;
+                write_file_atomically(&out.dest, |w| {
+                    crate::export::oci_index_tar(&idx, w).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Oci { tar: false } => {
+                let idx = index()?;
+                write_dir_atomically(&out.dest, |dir| {
+                    crate::export::oci_index_dir(&idx, dir).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Tar | OutputKind::Local => {
+                return Err(BuildError::Usage(format!(
+                    "-o type={} writes one root filesystem: build one --platform for it",
+                    if out.kind == OutputKind::Tar {
+                        "tar"
+                    } else {
+                        "local"
+                    }
+                )))
+            }
+        }
+        reporter.done(step);
+    }
+    Ok(())
+}
+
 fn kind_name(k: &OutputKind) -> &'static str {
     match k {
         OutputKind::Docker => "docker-archive",
