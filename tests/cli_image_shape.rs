@@ -84,3 +84,141 @@ fn proxies_from_docker_config_reach_run_but_not_the_image() {
         r.stderr
     );
 }
+
+fn json_file(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &serde_json::Value) -> serde_json::Value {
+    let d = digest.as_str().unwrap().strip_prefix("sha256:").unwrap();
+    json_file(&layout.join("blobs/sha256").join(d))
+}
+
+#[test]
+fn annotations_on_the_pushed_manifest_and_in_layouts() {
+    let reg = common::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY a /a\n",
+        &[("a", "x")],
+    );
+    let image = format!("{}/cli/annotated:1", reg.addr());
+    let meta = t.path().join("meta.json");
+    let anns = [
+        "--annotation",
+        "org.example.plain=1",
+        "--annotation",
+        "manifest[linux/amd64]:org.example.amd=2",
+        "--annotation",
+        "manifest[linux/arm64]:org.example.arm=3",
+        "--annotation",
+        "manifest-descriptor:org.example.desc=4",
+    ];
+    let mut args = vec!["--push", "-t", &image, "--metadata-file"];
+    args.push(meta.to_str().unwrap());
+    args.extend_from_slice(&anns);
+    build(&root, &ctx, &args, &[]);
+    let raw = sh(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["annotations"]["org.example.plain"], "1", "{raw}");
+    assert_eq!(m["annotations"]["org.example.amd"], "2", "{raw}");
+    assert!(m["annotations"].get("org.example.arm").is_none(), "{raw}");
+    assert!(m["annotations"].get("org.example.desc").is_none(), "{raw}");
+    // --metadata-file names the annotated manifest that was pushed.
+    let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+    assert_eq!(json_file(&meta)["containerimage.digest"], digest.as_str());
+
+    // An OCI layout: the manifest's annotations, and the descriptor's in index.json.
+    let layout = t.path().join("layout");
+    let o = format!("type=oci,tar=false,dest={}", layout.display());
+    let mut args = vec!["-t", "annotated:1", "-o", &o];
+    args.extend_from_slice(&anns);
+    build(&root, &ctx, &args, &[]);
+    let index = json_file(&layout.join("index.json"));
+    let desc = &index["manifests"][0];
+    assert_eq!(desc["annotations"]["org.example.desc"], "4", "{index}");
+    let m = blob(&layout, &desc["digest"]);
+    assert_eq!(m["annotations"]["org.example.plain"], "1", "{m}");
+    assert!(m["annotations"].get("org.example.desc").is_none(), "{m}");
+
+    // Index annotations need an index: refused for one platform, as BuildKit.
+    let r = rbuild(
+        &root,
+        &["build", "--annotation", "index:k=v", ctx.to_str().unwrap()],
+    );
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("need an image index"), "{}", r.stderr);
+}
+
+#[test]
+fn annotations_on_an_image_index() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nCOPY a /a\n",
+        &[("a", "x")],
+    );
+    let layout = t.path().join("layout");
+    let o = format!("type=oci,tar=false,dest={}", layout.display());
+    build(
+        &root,
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "multi:1",
+            "-o",
+            &o,
+            "--annotation",
+            "index,manifest:org.example.both=1",
+            "--annotation",
+            "index-descriptor:org.example.idesc=2",
+            "--annotation",
+            "manifest[linux/arm64]:org.example.arm=3",
+            "--annotation",
+            "manifest-descriptor[linux/amd64]:org.example.mdesc=4",
+        ],
+        &[],
+    );
+    let top = json_file(&layout.join("index.json"));
+    let idesc = &top["manifests"][0];
+    assert_eq!(idesc["annotations"]["org.example.idesc"], "2", "{top}");
+    let index = blob(&layout, &idesc["digest"]);
+    assert_eq!(index["annotations"]["org.example.both"], "1", "{index}");
+    let mut seen = 0;
+    for d in index["manifests"].as_array().unwrap() {
+        let arch = d["platform"]["architecture"].as_str().unwrap_or("");
+        let m = blob(&layout, &d["digest"]);
+        if !matches!(arch, "amd64" | "arm64") {
+            continue;
+        }
+        seen += 1;
+        assert_eq!(m["annotations"]["org.example.both"], "1", "{m}");
+        assert_eq!(
+            m["annotations"].get("org.example.arm").is_some(),
+            arch == "arm64"
+        );
+        assert_eq!(
+            d["annotations"].get("org.example.mdesc").is_some(),
+            arch == "amd64"
+        );
+    }
+    assert_eq!(seen, 2, "{index}");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}

@@ -255,6 +255,10 @@ pub struct BuildArgs {
     /// `COPY --from=NAME` use it before any stage or image of that name; repeatable
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Add an annotation: [TYPE[,TYPE][\[PLATFORM\]]:]KEY=VALUE with TYPE manifest (default),
+    /// manifest-descriptor, index or index-descriptor; repeatable
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Always look up base images in their registry and use the newest digest, even when the
     /// store has the tag
     #[arg(long)]

@@ -182,6 +182,13 @@ pub(super) fn run_build(
             .ok_or_else(|| anyhow!("invalid --label {l:?}: expected KEY=VALUE"))?;
         opts.labels.insert(k.to_string(), v.to_string());
     }
+    for s in &a.annotations {
+        opts.annotations
+            .extend(crate::export::annotate::parse(s).map_err(|e| anyhow!("--annotation: {e}"))?);
+    }
+    if crate::export::annotate::needs_index(&opts.annotations) && opts.platforms.len() < 2 {
+        bail!("--annotation index: / index-descriptor: need an image index (build several --platform values)");
+    }
     match a.isolation.as_deref() {
         None | Some("default") | Some("process") => {}
         Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),

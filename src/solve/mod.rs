@@ -251,7 +251,14 @@ fn build_one(sh: &Shared<'_>, platform: &Platform, alone: bool) -> Result<BuildR
     output::write_outputs(&ctx, &final_result, &image_id)?;
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     let inline = pull::inline_cache(opts, store, reporter, &used, &final_result)?;
-    push_outputs(opts, store, reporter, &image_id, inline)?;
+    push_outputs(
+        opts,
+        store,
+        reporter,
+        &image_id,
+        inline,
+        &platform.to_string(),
+    )?;
     pull::export_cache(opts, store, reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
@@ -289,8 +296,15 @@ fn push_index_outputs(
             form: crate::store::LayerForm::Compress(opts.compression, opts.repro_profile),
             ..Default::default()
         };
-        pull::push_index(store, &opts.registry, index_id, &reference, &push_opts)
-            .map_err(|e| BuildError::Export(Box::new(e)))?;
+        pull::push_index(
+            store,
+            &opts.registry,
+            index_id,
+            &reference,
+            &push_opts,
+            &opts.annotations,
+        )
+        .map_err(|e| BuildError::Export(Box::new(e)))?;
         reporter.done(step);
     }
     Ok(())
@@ -303,7 +317,9 @@ fn push_outputs(
     reporter: &Reporter,
     image_id: &Digest,
     inline_cache: Option<Vec<u8>>,
+    platform: &str,
 ) -> Result<(), BuildError> {
+    use crate::export::annotate::{select, AnnotationKind};
     for name in &opts.push {
         let step = reporter.start(&format!("pushing {name}"));
         let reference = crate::image::Reference::parse_tagged(name)
@@ -313,6 +329,11 @@ fn push_outputs(
             quiet: reporter.quiet(),
             inline_cache: inline_cache.clone(),
             form: crate::store::LayerForm::Compress(opts.compression, opts.repro_profile),
+            manifest_annotations: select(
+                &opts.annotations,
+                AnnotationKind::Manifest,
+                Some(platform),
+            ),
             ..Default::default()
         };
         pull::push(

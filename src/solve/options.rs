@@ -100,6 +100,8 @@ pub struct BuildOptions {
     /// `--build-context`: context key (`plan::named::context_key`) -> the image (store name or
     /// id) the CLI turned the context into.
     pub named_contexts: BTreeMap<String, String>,
+    /// `--annotation`: manifest, descriptor and index annotations of the outputs and pushes.
+    pub annotations: Vec<crate::export::annotate::Annotation>,
     /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
     pub platforms: Vec<crate::platform::Platform>,
 }
@@ -137,6 +139,7 @@ impl BuildOptions {
             labels: BTreeMap::new(),
             pull: false,
             named_contexts: BTreeMap::new(),
+            annotations: Vec::new(),
             platforms: Vec::new(),
         }
     }

@@ -37,7 +37,7 @@ pub fn push(
 ) -> Result<Digest, RegistryError> {
     if let Some(index) = store.resolve_index(source)? {
         let target = Reference::parse_tagged(target.unwrap_or(source))?;
-        return push_index(store, cfg, &index, &target, opts);
+        return push_index(store, cfg, &index, &target, opts, &[]);
     }
     let id = store
         .resolve(source)?
@@ -54,6 +54,7 @@ pub fn push_index(
     index: &Digest,
     target: &Reference,
     opts: &PushOptions,
+    annotations: &[crate::export::annotate::Annotation],
 ) -> Result<Digest, RegistryError> {
     let host = crate::platform::Platform::host();
     let default = (
@@ -61,7 +62,8 @@ pub fn push_index(
         host.architecture.as_str(),
         host.variant.as_deref(),
     );
-    let export = store.export_index(index, &[], opts.form, default)?;
+    let mut export = store.export_index(index, &[], opts.form, default)?;
+    crate::export::annotate::annotate_index(&mut export, annotations);
     let client = Client::new(target.domain(), cfg)?;
     registry::push_index(&client, store, &export, target, opts)
 }
