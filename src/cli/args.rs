@@ -259,6 +259,10 @@ pub struct BuildArgs {
     /// manifest-descriptor, index or index-descriptor; repeatable
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh: default ($SSH_AUTH_SOCK) or ID=SOCKET|KEYFILE[,KEYFILE];
+    /// repeatable
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY]")]
+    pub ssh: Vec<String>,
     /// Always look up base images in their registry and use the newest digest, even when the
     /// store has the tag
     #[arg(long)]

@@ -195,6 +195,9 @@ pub(super) fn run_build(
     }
     opts.cancel = Some(cancel_on_signals()?);
     super::contexts::resolve(&a.build_contexts, &mut opts)?;
+    // Agents started for key files live as long as this build.
+    let (ssh, _agents) = super::ssh::resolve(&a.ssh)?;
+    opts.ssh = ssh;
     if a.check_reproducible {
         return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }

@@ -15,6 +15,7 @@ mod options;
 mod proxies;
 mod registry;
 pub mod render;
+mod ssh;
 
 use std::ffi::OsString;
 

@@ -20,6 +20,7 @@ pub mod pull;
 pub mod repro;
 mod schedule;
 mod solver;
+mod ssh;
 mod state;
 mod workdir_step;
 

@@ -102,6 +102,8 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, String>,
     /// `--annotation`: manifest, descriptor and index annotations of the outputs and pushes.
     pub annotations: Vec<crate::export::annotate::Annotation>,
+    /// `--ssh`: agent socket per id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
     pub platforms: Vec<crate::platform::Platform>,
 }
@@ -140,6 +142,7 @@ impl BuildOptions {
             pull: false,
             named_contexts: BTreeMap::new(),
             annotations: Vec::new(),
+            ssh: BTreeMap::new(),
             platforms: Vec::new(),
         }
     }
