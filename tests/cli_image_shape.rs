@@ -222,3 +222,121 @@ fn sha256_hex(b: &[u8]) -> String {
         .map(|x| format!("{x:02x}"))
         .collect()
 }
+
+#[test]
+fn squash_makes_the_builds_layers_one_on_top_of_the_base() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let base = context(
+        &t.path().join("base"),
+        "FROM scratch\nADD rootfs.tar /\nCOPY f1 /f1\n",
+        &[("f1", "base file")],
+    );
+    rootfs_archive(&base, "rootfs.tar");
+    build(&root, &base, &["-t", "sqbase:1"], &[]);
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM sqbase:1\nRUN echo a > /a\nRUN rm /f1\nRUN echo b > /b\nRUN rm /b\nENV K=v\nCOPY c /c\n",
+        &[("c", "copied")],
+    );
+    let archive = t.path().join("sq.tar");
+    let dest = format!("type=docker,dest={}", archive.display());
+    let unsquashed = build(&root, &ctx, &["-t", "plain:1"], &[]);
+    let id = build(&root, &ctx, &["--squash", "-t", "sq:1", "-o", &dest], &[]);
+    assert_ne!(id, unsquashed);
+    // skopeo reads the archive: the base's two layers plus one.
+    let raw = sh(std::process::Command::new("skopeo")
+        .args(["inspect", &format!("docker-archive:{}", archive.display())]));
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 3, "{raw}");
+    let cfg: serde_json::Value = serde_json::from_str(&sh(std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            &format!("docker-archive:{}", archive.display()),
+        ])))
+    .unwrap();
+    let history = cfg["history"].as_array().unwrap();
+    // The base's two entries, the build's six (now empty layers), the merge entry.
+    assert_eq!(history.len(), 2 + 6 + 1, "{cfg}");
+    assert!(
+        history[2..8].iter().all(|h| h["empty_layer"] == true),
+        "{cfg}"
+    );
+    let base_id = inspect_id(&root, "sqbase:1");
+    let merge = history[8]["comment"].as_str().unwrap();
+    assert_eq!(merge, format!("merge {unsquashed} to {base_id}"));
+    assert_eq!(history[8].get("empty_layer"), None, "{cfg}");
+    assert_eq!(cfg["config"]["Env"][1], "K=v", "{cfg}");
+    // The squashed layer has the build's changes: new files and the base file's whiteout.
+    let layer_list = squashed_layer_listing(&archive);
+    for want in ["a", "c", ".wh.f1"] {
+        assert!(layer_list.iter().any(|p| p == want), "{layer_list:?}");
+    }
+    assert!(
+        !layer_list
+            .iter()
+            .any(|p| p == "b" || p == "f1" || p.starts_with("bin")),
+        "{layer_list:?}"
+    );
+    // Built upon, it reads as the unsquashed image does.
+    let child = context(
+        &t.path().join("child"),
+        "FROM sq:1\nRUN ls / > /listing\n",
+        &[],
+    );
+    let out = t.path().join("out");
+    build(
+        &root,
+        &child,
+        &["-o", &format!("type=local,dest={}", out.display())],
+        &[],
+    );
+    assert_eq!(std::fs::read_to_string(out.join("c")).unwrap(), "copied");
+    assert!(out.join("a").is_file() && !out.join("f1").exists() && !out.join("b").exists());
+}
+
+fn inspect_id(root: &Path, name: &str) -> String {
+    let r = ok(rbuild(root, &["inspect", name]));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+/// The entry names of the archive's last layer (as its manifest.json lists them).
+fn squashed_layer_listing(archive: &Path) -> Vec<String> {
+    use std::io::Read;
+    let mut files = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().to_string();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        files.insert(name, data);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let last = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    let blob = &files[last.as_str().unwrap()];
+    let tar_bytes = if blob.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(blob.as_slice())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        blob.clone()
+    };
+    let mut inner = tar::Archive::new(tar_bytes.as_slice());
+    inner
+        .entries()
+        .unwrap()
+        .map(|x| {
+            let x = x.unwrap();
+            x.path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}

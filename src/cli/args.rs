@@ -263,6 +263,9 @@ pub struct BuildArgs {
     /// repeatable
     #[arg(long, value_name = "default|ID[=SOCKET|KEY]")]
     pub ssh: Vec<String>,
+    /// Squash the build's own layers into one on top of the base image (classic docker build)
+    #[arg(long)]
+    pub squash: bool,
     /// Always look up base images in their registry and use the newest digest, even when the
     /// store has the tag
     #[arg(long)]

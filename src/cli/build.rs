@@ -95,6 +95,7 @@ pub(super) fn run_build(
     };
     opts.explain_cache = a.explain_cache;
     opts.pull = a.pull;
+    opts.squash = a.squash;
     super::network::apply(&a.network, &a.allow, &a.add_host, &mut opts)?;
     opts.resources = resources(&a)?;
     // Cgroups of RUNs whose rbuild was killed (kill -9) go now, not only at the next RUN.

@@ -20,6 +20,7 @@ pub mod pull;
 pub mod repro;
 mod schedule;
 mod solver;
+mod squash;
 mod ssh;
 mod state;
 mod workdir_step;
@@ -241,7 +242,10 @@ fn build_one(sh: &Shared<'_>, platform: &Platform, alone: bool) -> Result<BuildR
     let final_result: StageResult = ctx
         .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
-    let image_id = ctx.commit_image(&final_result, alone)?;
+    let mut image_id = ctx.commit_image(&final_result, alone)?;
+    if opts.squash {
+        image_id = ctx.squash(&final_result, &image_id, alone)?;
+    }
     if !alone {
         return Ok(BuildResult {
             image_id,

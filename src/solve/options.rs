@@ -104,6 +104,8 @@ pub struct BuildOptions {
     pub annotations: Vec<crate::export::annotate::Annotation>,
     /// `--ssh`: agent socket per id, for `RUN --mount=type=ssh`.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// `--squash`: the build's own layers become one on top of its base (classic Docker).
+    pub squash: bool,
     /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
     pub platforms: Vec<crate::platform::Platform>,
 }
@@ -143,6 +145,7 @@ impl BuildOptions {
             named_contexts: BTreeMap::new(),
             annotations: Vec::new(),
             ssh: BTreeMap::new(),
+            squash: false,
             platforms: Vec::new(),
         }
     }
