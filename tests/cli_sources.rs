@@ -184,3 +184,35 @@ fn one_file_tar(name: &str, content: &[u8]) -> Vec<u8> {
     b.append_data(&mut h, name, content).unwrap();
     b.into_inner().unwrap()
 }
+
+#[test]
+fn cache_from_an_image_in_the_store() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &t.path().join("ctx"),
+        "FROM scratch\nADD rootfs.tar /\nRUN echo built > /built\nCOPY f /f\n",
+        &[("f", "file")],
+    );
+    rootfs_archive(&ctx, "rootfs.tar");
+    let image = format!("{}/cli/cached:1", reg.addr());
+    let (_, id1) = build(
+        &t.path().join("root1"),
+        &ctx,
+        &["--push", "-t", &image, "--cache-to", "type=inline"],
+    );
+    // Another store pulls the image (and with it its inline cache); then the registry goes.
+    let root2 = t.path().join("root2");
+    ok(rbuild(&root2, &["pull", &image]));
+    drop(reg);
+    let (r, id2) = build(&root2, &ctx, &["--cache-from", &image]);
+    assert!(
+        r.stderr
+            .contains(&format!("cache {image}: using the image in the store")),
+        "{}",
+        r.stderr
+    );
+    // ADD, RUN and COPY: all from the cache, nothing run.
+    assert_eq!(r.stderr.matches(" CACHED").count(), 3, "{}", r.stderr);
+    assert_eq!(id1, id2);
+}

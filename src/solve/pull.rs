@@ -23,7 +23,13 @@ pub fn pull(
     let client = Client::new(reference.domain(), cfg)?;
     let mut unpack =
         |rec: &crate::store::LayerRecord, blob: &Path| unpack_layer(store, snapshots, rec, blob);
-    registry::pull(&client, store, &reference, opts, &mut unpack)
+    let pulled = registry::pull(&client, store, &reference, opts, &mut unpack)?;
+    // Its inline cache comes along, so `--cache-from` of this image works from the store alone.
+    // A cache that cannot be read leaves the image pulled (BuildKit ignores such a cache too).
+    if let Some(d) = &pulled.inline_cache {
+        let _ = registry::cache::import_inline(&client, store, &reference, d, &mut unpack);
+    }
+    Ok(pulled)
 }
 
 /// Pushes the image `source` (a store name or id) as `target` (default: `source`). A name that
@@ -95,6 +101,11 @@ pub(super) fn import_cache(
         match res {
             Ok(n) => reporter.message(&format!(
                 "imported {n} cache records from {}",
+                describe(spec)
+            )),
+            // An image in the store: the records of its inline cache came with its pull.
+            Err(_) if in_store(store, spec) => reporter.message(&format!(
+                "cache {}: using the image in the store",
                 describe(spec)
             )),
             Err(e) => reporter.warn(&format!("cache {}: {e}", describe(spec))),
@@ -187,6 +198,15 @@ pub(super) fn export_cache(
         reporter.done(step);
     }
     Ok(())
+}
+
+fn in_store(store: &Store, spec: &crate::registry::cache::CacheSpec) -> bool {
+    match spec {
+        crate::registry::cache::CacheSpec::Registry { reference, .. } => {
+            store.resolve(reference).ok().flatten().is_some()
+        }
+        _ => false,
+    }
 }
 
 fn describe(spec: &crate::registry::cache::CacheSpec) -> String {
