@@ -27,8 +27,7 @@ pub struct PlanOptions {
     pub target: Option<String>,
     pub platform: Platform,
     pub build_platform: Platform,
-    /// `--build-context`: context key ([`named::context_key`]) -> the image (store name or id)
-    /// it was turned into; used before any stage or image of that name.
+    /// `--build-context`: [`named::context_key`] -> the image (store name or id) it became.
     pub named_contexts: BTreeMap<String, String>,
 }
 
@@ -94,7 +93,7 @@ pub struct Plan {
     pub unused_build_args: Vec<String>,
     /// ARGs before the first FROM, values resolved (build-arg overrides, defaults expanded).
     pub global_args: Vec<(String, Option<String>)>,
-    /// [`PlanOptions::named_contexts`], for the `--from` values the lowering resolves.
+    /// [`PlanOptions::named_contexts`], for the lowering's `--from` values.
     pub named_contexts: BTreeMap<String, String>,
 }
 
@@ -284,10 +283,10 @@ impl Plan {
 }
 
 /// What a `--from` value (COPY, `RUN --mount`) names, seen from stage `current`: a named context
-/// (`--build-context`), else a stage index, else a stage name (case-insensitive), else an image. The one resolver of `--from`: the
-/// planner uses it for the stage graph, the lowering for the step. `mount_target` is the
-/// target of a `RUN --mount` (None for COPY), for BuildKit's wording of the error when the
-/// stage named is the current one or a later one (it must be defined before).
+/// (`--build-context`), a stage index, a stage name (case-insensitive), else an image. The one
+/// resolver of `--from`: the planner uses it for the stage graph, the lowering for the step.
+/// `mount_target` is the target of a `RUN --mount` (None for COPY), for BuildKit's wording of
+/// the error when the stage named is the current one or a later one (it must be defined before).
 pub fn resolve_stage_ref(
     stages: &[Stage],
     contexts: &BTreeMap<String, String>,
@@ -347,14 +346,9 @@ impl Planner<'_> {
         line: usize,
         mount_target: Option<&str>,
     ) -> Result<CopyFrom, PlanError> {
-        resolve_stage_ref(
-            &self.stages,
-            &self.opts.named_contexts,
-            name,
-            current,
-            mount_target,
-        )
-        .map_err(|m| self.err(line, m))
+        let named = &self.opts.named_contexts;
+        resolve_stage_ref(&self.stages, named, name, current, mount_target)
+            .map_err(|m| self.err(line, m))
     }
 
     fn resolve(&mut self, i: usize) -> Result<(), PlanError> {
