@@ -216,3 +216,85 @@ fn cache_from_an_image_in_the_store() {
     assert_eq!(r.stderr.matches(" CACHED").count(), 3, "{}", r.stderr);
     assert_eq!(id1, id2);
 }
+
+/// A `git-daemon` on loopback serving the directories under `base` (killed on drop).
+struct GitDaemon(std::process::Child, u16);
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        use std::process::{Command, Stdio};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let exec_path = sh(Command::new("git").arg("--exec-path"));
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = GitDaemon(child, port);
+        // Up once it accepts a connection (counted attempts, no timing asserted).
+        let up = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "git daemon did not start");
+        d
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn build_context_from_a_git_url() {
+    if !need("git") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("srv/r.git");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        sh(std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("marker"), "from git").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    let daemon = GitDaemon::start(&t.path().join("srv"));
+    let arg = format!("base=git://127.0.0.1:{}/r.git#main", daemon.1);
+    let root = t.path().join("root");
+    let (m1, m2) = stage_markers(t.path(), &root, "git", &["--build-context", &arg]);
+    assert_eq!((m1.as_str(), m2.as_str()), ("from git", "from git"));
+    // The .git directory is not part of the context (BuildKit's default).
+    let r = rbuild(
+        &root,
+        &[
+            "build",
+            "--build-context",
+            &arg,
+            "-o",
+            &format!("type=local,dest={}", t.path().join("whole").display()),
+            context(&t.path().join("whole-ctx"), "FROM base\n", &[])
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(t.path().join("whole/marker").is_file());
+    assert!(!t.path().join("whole/.git").exists());
+}
