@@ -99,9 +99,17 @@ fn build_context_dir_replaces_a_stage() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("marker"), "from the named context").unwrap();
     let arg = format!("BASE={}", dir.display());
-    let (m1, m2) = stage_markers(t.path(), &root, "named", &["--build-context", &arg]);
+    let (m1, m2) = stage_markers(t.path(), &root, "named-out", &["--build-context", &arg]);
     assert_eq!(m1, "from the named context");
     assert_eq!(m2, "from the named context");
+    // --pull re-resolves registry images only: a named context is not looked up anywhere.
+    let (m1, _) = stage_markers(
+        t.path(),
+        &root,
+        "named-pull",
+        &["--pull", "--build-context", &arg],
+    );
+    assert_eq!(m1, "from the named context");
 }
 
 #[test]

@@ -66,7 +66,9 @@ impl Drop for Agent {
 
 const DOCKERFILE: &str = "FROM scratch\nADD rootfs.tar /\nCOPY tools/ /\n\
     RUN --mount=type=ssh ssh-add -l > /listed; echo \"$SSH_AUTH_SOCK\" > /sock; \
-    test -S /run/buildkit/ssh_agent.0 && echo socket > /seen\n";
+    test -S /run/buildkit/ssh_agent.0 && echo socket > /seen\n\
+    RUN --mount=type=ssh,target=/tmp/agent,uid=1000,gid=50,mode=0640 \
+    stat -c %u:%g:%a /tmp/agent > /owner; echo \"$SSH_AUTH_SOCK\" > /sock2\n";
 
 #[test]
 fn ssh_mount_sees_the_agents_key_and_leaves_no_trace() {
@@ -105,9 +107,13 @@ fn ssh_mount_sees_the_agents_key_and_leaves_no_trace() {
     );
     assert_eq!(read("one", "sock"), "/run/buildkit/ssh_agent.0\n");
     assert_eq!(read("one", "seen"), "socket\n");
+    // target, uid, gid and mode of the mount, and SSH_AUTH_SOCK naming it.
+    assert_eq!(read("one", "owner"), "1000:50:640\n");
+    assert_eq!(read("one", "sock2"), "/tmp/agent\n");
     // The socket and its mount point are not in the layer.
     assert!(!t.path().join("one/run/buildkit").exists());
     assert!(!t.path().join("one/run").exists());
+    assert!(!t.path().join("one/tmp/agent").exists());
 
     // Another key: same cache key (the step is CACHED, the old output kept).
     let r = build("two", &format!("default={}", key2.display()), &[]);

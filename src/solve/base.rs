@@ -45,7 +45,11 @@ impl Solver<'_> {
     ) -> Result<StageState, BuildError> {
         let id = match self.store.resolve(name).map_err(BuildError::store)? {
             // `--pull`: the registry's newest digest wins over the stored tag (once per build).
-            _ if self.opts.pull && crate::image::Reference::parse(name).is_ok() => {
+            // An image id (a named context's image) has no registry to ask.
+            _ if self.opts.pull
+                && Digest::parse(name).is_err()
+                && crate::image::Reference::parse(name).is_ok() =>
+            {
                 self.repull_base(name, line, platform)?
             }
             Some(id) => id,

@@ -21,13 +21,22 @@ pub(super) struct AgentProxy {
 }
 
 impl AgentProxy {
-    fn start(agent: &Path, scratch: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<Self> {
+    /// `uid`/`gid` None: the socket stays rbuild's (root's, or the mapped root's when rootless).
+    fn start(
+        agent: &Path,
+        scratch: &Path,
+        mode: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("ssh-")
             .tempdir_in(scratch)?;
         let path = dir.path().join("agent.sock");
         let listener = UnixListener::bind(&path)?;
-        std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::chown(&path, uid, gid)?;
+        }
         std::fs::set_permissions(
             &path,
             std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
@@ -99,14 +108,8 @@ impl Solver<'_> {
             }
             return Ok(None);
         };
-        let proxy = AgentProxy::start(
-            agent,
-            &self.scratch,
-            m.mode.unwrap_or(0o600),
-            m.uid.unwrap_or(0),
-            m.gid.unwrap_or(0),
-        )
-        .map_err(|e| self.step_error(line, format!("ssh agent socket for {id:?}: {e}")))?;
+        let proxy = AgentProxy::start(agent, &self.scratch, m.mode.unwrap_or(0o600), m.uid, m.gid)
+            .map_err(|e| self.step_error(line, format!("ssh agent socket for {id:?}: {e}")))?;
         let target = match m.target.as_deref() {
             Some(t) if !t.is_empty() => t.to_string(),
             _ => format!("/run/buildkit/ssh_agent.{n}"),
