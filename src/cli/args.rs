@@ -306,6 +306,9 @@ pub struct ImagesArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// For a multi-platform image: inspect the image of this platform (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }

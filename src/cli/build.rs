@@ -187,9 +187,11 @@ pub(super) fn run_build(
         opts.annotations
             .extend(crate::export::annotate::parse(s).map_err(|e| anyhow!("--annotation: {e}"))?);
     }
-    if crate::export::annotate::needs_index(&opts.annotations) && opts.platforms.len() < 2 {
-        bail!("--annotation index: / index-descriptor: need an image index (build several --platform values)");
-    }
+    opts.index_annotations = crate::export::annotate::select(
+        &opts.annotations,
+        crate::export::annotate::AnnotationKind::Index,
+        None,
+    );
     match a.isolation.as_deref() {
         None | Some("default") | Some("process") => {}
         Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),

@@ -63,7 +63,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             let store = open_store(&root)?;
             let snapdir = root.join("overlay2");
             let dirs = |cache_id: &str| snapdir.join(cache_id);
-            super::render::inspect(&store, &mut std::io::stdout().lock(), &a.images, &dirs)?;
+            let platform = a
+                .platform
+                .as_deref()
+                .map(crate::platform::Platform::parse)
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
+            super::render::inspect(
+                &store,
+                &mut std::io::stdout().lock(),
+                &a.images,
+                platform.as_ref(),
+                &dirs,
+            )?;
             Ok(0)
         }
         Command::History(a) => {

@@ -105,7 +105,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     } else {
         opts.platforms.clone()
     };
-    if platforms.len() == 1 {
+    if platforms.len() == 1 && !opts.force_index {
+        // As BuildKit's exporter: index annotations without an index fail (here before building).
+        if crate::export::annotate::needs_index(&opts.annotations) {
+            return Err(BuildError::Usage(
+                "--annotation index: / index-descriptor: need an image index (build several \
+                 --platform values)"
+                    .into(),
+            ));
+        }
         return build_one(&shared, &platforms[0], true);
     }
     // Several platforms: each is a whole solve; stages that do not depend on the target
@@ -127,6 +135,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         ));
         images.push((p.clone(), res.image_id));
     }
+    finish_index(opts, &store, &mut index)?;
     let index_id = store.put_index(&index).map_err(BuildError::store)?;
     let host = Platform::host();
     let default = (
@@ -154,6 +163,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         index_id: Some(index_id),
         images,
     })
+}
+
+/// The index of a multi-platform build before it is stored, tagged, written and pushed: where
+/// index annotations are set and other manifests (attestations: `ImageIndex::push` an
+/// `EntryContent::Artifact` with platform `unknown/unknown` and a `subject`) are added.
+fn finish_index(
+    opts: &BuildOptions,
+    _store: &Store,
+    index: &mut ImageIndex,
+) -> Result<(), BuildError> {
+    index.annotations.extend(
+        opts.index_annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    Ok(())
 }
 
 /// What every platform's solve of one build shares.
