@@ -98,6 +98,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         reporter: &reporter,
         scratch: scratch.path(),
         cancel: &cancel,
+        platforms_done: Default::default(),
     };
 
     let platforms = if opts.platforms.is_empty() {
@@ -114,15 +115,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
                     .into(),
             ));
         }
-        return build_one(&shared, &platforms[0], true);
+        return build_one(&shared, &platforms[0], true).map(|(r, _, _)| r);
     }
     // Several platforms: each is a whole solve; stages that do not depend on the target
     // (`FROM --platform=$BUILDPLATFORM`, no TARGET* args) have the same cache keys for every
     // target, so the second target finds them in the cache (docs/compat.md, "Multi-platform").
     let mut index = ImageIndex::default();
     let mut images = Vec::new();
+    let mut used_keys: Vec<Digest> = Vec::new();
+    let mut finals: Option<StageResult> = None;
     for p in &platforms {
-        let res = build_one(&shared, p, false)?;
+        let (res, used, final_result) = build_one(&shared, p, false)?;
+        used_keys.extend(
+            used.into_iter()
+                .filter(|k| !used_keys.contains(k))
+                .collect::<Vec<_>>(),
+        );
+        // mode=min keeps the records whose layers are in any of the final images.
+        match &mut finals {
+            Some(f) => f.layers.extend(final_result.layers),
+            None => finals = Some(final_result),
+        }
         let config = crate::image::ImageConfig::from_bytes(
             &store
                 .image_config(&res.image_id)
@@ -152,6 +165,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     }
     output::write_index_outputs(opts, &store, &reporter, &index_id)?;
     push_index_outputs(opts, &store, &reporter, &index_id)?;
+    if opts
+        .cache_to
+        .contains(&crate::registry::cache::CacheSpec::Inline)
+    {
+        reporter
+            .warn("--cache-to type=inline: not written into an image index (use type=registry)");
+    }
+    if let Some(f) = &finals {
+        pull::export_cache(opts, &store, &reporter, &used_keys, f)?;
+    }
     let image_id = crate::store::Store::index_default_image(&index, default)
         .ok_or_else(|| BuildError::Internal("the index has no image".into()))?;
     reporter.message(&format!("writing image index {index_id} done"));
@@ -193,11 +216,18 @@ struct Shared<'a> {
     reporter: &'a Reporter,
     scratch: &'a Path,
     cancel: &'a std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Targets solved so far (one-time warnings).
+    platforms_done: std::sync::atomic::AtomicUsize,
 }
 
 /// Solves the build for one target platform. `alone`: the only platform, so the image is tagged,
 /// written to the outputs and pushed here (else the caller makes an index of the images).
-fn build_one(sh: &Shared<'_>, platform: &Platform, alone: bool) -> Result<BuildResult, BuildError> {
+/// Returns the result, the cache keys used and the final stage's result.
+fn build_one(
+    sh: &Shared<'_>,
+    platform: &Platform,
+    alone: bool,
+) -> Result<(BuildResult, Vec<Digest>, StageResult), BuildError> {
     let (opts, store, reporter) = (sh.opts, sh.store, sh.reporter);
     let plan_opts = PlanOptions {
         build_args: opts.build_args.clone(),
@@ -207,7 +237,12 @@ fn build_one(sh: &Shared<'_>, platform: &Platform, alone: bool) -> Result<BuildR
         named_contexts: opts.named_contexts.clone(),
     };
     let plan = Plan::new(sh.df, &plan_opts).map_err(BuildError::Plan)?;
-    for unused in &plan.unused_build_args {
+    // Every target plans the same args: warn once.
+    let first = sh
+        .platforms_done
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        == 0;
+    for unused in plan.unused_build_args.iter().filter(|_| first) {
         reporter.warn(&format!(
             "build arg {unused:?} was not consumed by any stage"
         ));
@@ -271,15 +306,16 @@ fn build_one(sh: &Shared<'_>, platform: &Platform, alone: bool) -> Result<BuildR
     if opts.squash {
         image_id = ctx.squash(&final_result, &image_id, alone)?;
     }
+    let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     if !alone {
-        return Ok(BuildResult {
+        let res = BuildResult {
             image_id,
             index_id: None,
             images: Vec::new(),
-        });
+        };
+        return Ok((res, used, final_result));
     }
     output::write_outputs(&ctx, &final_result, &image_id)?;
-    let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     let inline = pull::inline_cache(opts, store, reporter, &used, &final_result)?;
     push_outputs(
         opts,
@@ -294,11 +330,12 @@ fn build_one(sh: &Shared<'_>, platform: &Platform, alone: bool) -> Result<BuildR
     for t in &opts.tags {
         reporter.message(&format!("naming to {t} done"));
     }
-    Ok(BuildResult {
+    let res = BuildResult {
         image_id: image_id.clone(),
         index_id: None,
         images: vec![(platform.clone(), image_id)],
-    })
+    };
+    Ok((res, used, final_result))
 }
 
 /// Tags and pushes the index to every `--push` / `-o type=registry` name.
