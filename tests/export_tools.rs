@@ -78,6 +78,8 @@ fn sample_image(dir: &Path) -> ExportImage {
         config_bytes: cfg.to_bytes().unwrap(),
         layers: vec![l1, l2],
         tags: vec!["rbuild-test:1.0".into()],
+        manifest_annotations: Default::default(),
+        descriptor_annotations: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ fn opts() -> PlanOptions {
         target: None,
         platform: Platform::parse("linux/arm64/v8").unwrap(),
         build_platform: Platform::parse("linux/amd64").unwrap(),
+        named_contexts: Default::default(),
     }
 }
 

@@ -252,6 +252,26 @@ pub struct BuildArgs {
     /// Shorthand for --call=check
     #[arg(long)]
     pub check: bool,
+    /// Additional build context NAME=VALUE: a directory, docker-image://REF,
+    /// oci-layout://PATH[:TAG|@DIGEST], a git URL or an https URL to a tarball; `FROM NAME` and
+    /// `COPY --from=NAME` use it before any stage or image of that name; repeatable
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+    /// Add an annotation: [TYPE[,TYPE][\[PLATFORM\]]:]KEY=VALUE with TYPE manifest (default),
+    /// manifest-descriptor, index or index-descriptor; repeatable
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh: default ($SSH_AUTH_SOCK) or ID=SOCKET|KEYFILE[,KEYFILE];
+    /// repeatable
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY]")]
+    pub ssh: Vec<String>,
+    /// Squash the build's own layers into one on top of the base image (classic docker build)
+    #[arg(long)]
+    pub squash: bool,
+    /// Always look up base images in their registry and use the newest digest, even when the
+    /// store has the tag
+    #[arg(long)]
+    pub pull: bool,
     /// Accepted for docker compatibility; no effect (rbuild keeps no intermediate containers)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
           require_equals = true, default_missing_value = "true", hide_default_value = true)]

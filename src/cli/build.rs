@@ -63,6 +63,7 @@ pub(super) fn run_build(
             .map_err(|e| anyhow!("invalid tag {t:?}: {e}"))?;
     }
     opts.build_args = parse_build_args(&a.build_args)?;
+    super::proxies::add_from_config(opts.registry.config_dir().as_deref(), &mut opts.build_args)?;
     let call = if a.check { CallArg::Check } else { a.call };
     let checked = super::check::run_checks(
         &a,
@@ -93,6 +94,8 @@ pub(super) fn run_build(
         _ => Progress::Plain,
     };
     opts.explain_cache = a.explain_cache;
+    opts.pull = a.pull;
+    opts.squash = a.squash;
     super::network::apply(&a.network, &a.allow, &a.add_host, &mut opts)?;
     opts.resources = resources(&a)?;
     // Cgroups of RUNs whose rbuild was killed (kill -9) go now, not only at the next RUN.
@@ -180,11 +183,24 @@ pub(super) fn run_build(
             .ok_or_else(|| anyhow!("invalid --label {l:?}: expected KEY=VALUE"))?;
         opts.labels.insert(k.to_string(), v.to_string());
     }
+    for s in &a.annotations {
+        opts.annotations
+            .extend(crate::export::annotate::parse(s).map_err(|e| anyhow!("--annotation: {e}"))?);
+    }
+    opts.index_annotations = crate::export::annotate::select(
+        &opts.annotations,
+        crate::export::annotate::AnnotationKind::Index,
+        None,
+    );
     match a.isolation.as_deref() {
         None | Some("default") | Some("process") => {}
         Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),
     }
     opts.cancel = Some(cancel_on_signals()?);
+    super::contexts::resolve(&a.build_contexts, &mut opts)?;
+    // Agents started for key files live as long as this build.
+    let (ssh, _agents) = super::ssh::resolve(&a.ssh)?;
+    opts.ssh = ssh;
     if a.check_reproducible {
         return crate::solve::repro::check(&opts).map(|same| if same { 0 } else { 1 });
     }

@@ -3,7 +3,6 @@
 //! `buildx.build.ref`), written atomically. Which manifest the digest names: docs/compat.md.
 
 use crate::digest::Digest;
-use crate::image::manifest::{self, ManifestKind};
 use crate::solve::BuildOptions;
 use crate::store::{LayerForm, Store};
 use anyhow::{Context as _, Result};
@@ -29,8 +28,14 @@ pub(super) fn write(path: &Path, opts: &BuildOptions, id: &Digest) -> Result<()>
     } else {
         LayerForm::Compress(opts.compression, opts.repro_profile)
     };
-    let img = store.export_image(id, &[], form)?;
-    let built = manifest::build(ManifestKind::Oci, &img.config_bytes, &img.layer_descs())?;
+    let mut img = store.export_image(id, &[], form)?;
+    let platform = opts
+        .platforms
+        .first()
+        .cloned()
+        .unwrap_or_else(crate::platform::Platform::host);
+    crate::export::annotate::annotate_image(&mut img, &opts.annotations, &platform.to_string());
+    let built = img.manifest()?;
     let mut desc = serde_json::to_value(&built.descriptor)?;
     let mut digest = built.descriptor.digest.to_string();
     if let Some(p) = opts.push.first().and_then(|n| pushed_digest(&store, id, n)) {

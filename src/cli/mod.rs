@@ -6,14 +6,17 @@ mod args;
 mod build;
 mod check;
 mod commands;
+mod contexts;
 mod docs;
 mod engine;
 mod info;
 mod metadata;
 mod network;
 mod options;
+mod proxies;
 mod registry;
 pub mod render;
+mod ssh;
 
 use std::ffi::OsString;
 

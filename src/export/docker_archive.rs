@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::export::layout::{blob_entries, blob_name, index_descriptors, OCI_LAYOUT_DOCKER};
 use crate::export::tar_writer::{write_tar, Entry, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
-use crate::image::manifest::{self, Descriptor, ManifestKind};
+use crate::image::manifest::{self, Descriptor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -54,7 +54,7 @@ pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
     let (config, refs) = image.validate()?;
     let mtime = created_mtime(&config);
     let config_digest = Digest::of_bytes(&image.config_bytes);
-    let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+    let built = image.manifest()?;
 
     let mut entries = blob_entries(image, &config_digest, &built, mtime);
     let mut layer_paths = Vec::new();

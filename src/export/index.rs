@@ -16,8 +16,7 @@ use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
 use crate::image::index::{Artifact, ANNOTATION_REFERENCE_DIGEST};
 use crate::image::manifest::{
-    self, BuiltManifest, Descriptor, Index, Manifest, ManifestKind, Platform, MEDIA_OCI_INDEX,
-    MEDIA_OCI_MANIFEST,
+    self, BuiltManifest, Descriptor, Index, Manifest, Platform, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use crate::image::{ImageError, Reference};
 use std::collections::BTreeMap;
@@ -30,6 +29,8 @@ pub struct ExportIndex {
     pub entries: Vec<ExportEntry>,
     /// Annotations of the index itself.
     pub annotations: BTreeMap<String, String>,
+    /// `--annotation index-descriptor:`: annotations of the index's descriptor in `index.json`.
+    pub descriptor_annotations: BTreeMap<String, String>,
     /// References such as `app:1.0`; they name the index.
     pub tags: Vec<String>,
     /// The image entry a classic `docker load` tags (the host's platform, else the first).
@@ -92,12 +93,12 @@ impl ExportIndex {
             let mut built = match &e.content {
                 ExportContent::Image(img) => {
                     img.validate()?;
-                    manifest::build(ManifestKind::Oci, &img.config_bytes, &img.layer_descs())?
+                    img.manifest()?
                 }
                 ExportContent::Artifact(a) => artifact_manifest(a)?,
             };
             built.descriptor.platform = e.platform.clone();
-            built.descriptor.annotations = e.annotations.clone();
+            built.descriptor.annotations.extend(e.annotations.clone());
             manifests.push(built);
         }
         for (i, e) in self.entries.iter().enumerate() {
@@ -127,11 +128,10 @@ impl ExportIndex {
             what: "index",
             source,
         })?;
+        let mut descriptor = Descriptor::of_bytes(MEDIA_OCI_INDEX, &bytes);
+        descriptor.annotations = self.descriptor_annotations.clone();
         Ok(RenderedIndex {
-            index: BuiltManifest {
-                descriptor: Descriptor::of_bytes(MEDIA_OCI_INDEX, &bytes),
-                bytes,
-            },
+            index: BuiltManifest { descriptor, bytes },
             manifests,
         })
     }
@@ -315,6 +315,8 @@ mod tests {
             .into_bytes(),
             layers: Vec::new(),
             tags: Vec::new(),
+            manifest_annotations: Default::default(),
+            descriptor_annotations: Default::default(),
         }
     }
 
@@ -362,6 +364,7 @@ mod tests {
                 ),
                 att,
             ],
+            descriptor_annotations: BTreeMap::new(),
             annotations: [("org.opencontainers.image.created".into(), "t".into())].into(),
             tags: vec!["x:1".into()],
             default_entry: 0,
@@ -413,6 +416,7 @@ mod tests {
                 ),
             ],
             annotations: BTreeMap::new(),
+            descriptor_annotations: BTreeMap::new(),
             tags: vec!["x:1".into()],
             default_entry: 0,
         };

@@ -2,6 +2,7 @@
 //! (directory or tar). All writers produce deterministic bytes and never recompress: layer blobs
 //! are streamed from their files and verified against their digests on the way.
 
+pub mod annotate;
 pub mod docker_archive;
 pub mod index;
 pub mod layout;
@@ -16,7 +17,7 @@ pub use layout::{blob_name, OCI_LAYOUT, OCI_LAYOUT_DOCKER};
 pub use oci_layout::{oci_layout_dir, oci_layout_tar};
 
 use crate::digest::Digest;
-use crate::image::{ImageConfig, ImageError, LayerDesc, Reference};
+use crate::image::{manifest, ImageConfig, ImageError, LayerDesc, Reference};
 use std::path::PathBuf;
 
 /// An image ready to be written: config bytes exactly as hashed, layer blobs on disk, tags.
@@ -27,6 +28,11 @@ pub struct ExportImage {
     pub layers: Vec<(LayerDesc, PathBuf)>,
     /// References such as `app:1.0` or `docker.io/library/app:latest`.
     pub tags: Vec<String>,
+    /// `--annotation manifest:`: annotations of the image manifest.
+    pub manifest_annotations: std::collections::BTreeMap<String, String>,
+    /// `--annotation manifest-descriptor:`: annotations of the manifest's descriptor (in
+    /// `index.json` or an image index).
+    pub descriptor_annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Errors of the exporters.
@@ -67,6 +73,22 @@ pub enum ExportError {
 }
 
 impl ExportImage {
+    /// The image's OCI manifest, with its annotations; the descriptor carries the descriptor
+    /// annotations.
+    pub fn manifest(&self) -> Result<manifest::BuiltManifest, ImageError> {
+        let mut built = manifest::build_annotated(
+            &self.config_bytes,
+            &self.layer_descs(),
+            &self.manifest_annotations,
+        )?;
+        built.descriptor.annotations.extend(
+            self.descriptor_annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(built)
+    }
+
     /// Checks that layers and config agree, and returns the parsed config and tag references.
     pub(crate) fn validate(&self) -> Result<(ImageConfig, Vec<Reference>), ExportError> {
         let config = ImageConfig::from_bytes(&self.config_bytes)?;

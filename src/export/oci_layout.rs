@@ -7,7 +7,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::export::layout::{blob_entries, index_descriptors, OCI_LAYOUT};
 use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
-use crate::image::manifest::{self, Descriptor, Index, ManifestKind, ANNOTATION_REF_NAME};
+use crate::image::manifest::{self, Descriptor, Index, ANNOTATION_REF_NAME};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ pub fn oci_layout_tar<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
     let (config, refs) = image.validate()?;
     let mtime = created_mtime(&config);
     let config_digest = Digest::of_bytes(&image.config_bytes);
-    let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+    let built = image.manifest()?;
     let mut entries = blob_entries(image, &config_digest, &built, mtime);
     entries.push(Entry::bytes(
         "index.json",
@@ -100,7 +100,7 @@ pub fn oci_layout_dir(image: &ExportImage, dir: &Path) -> Result<(), ExportError
     let (_, refs) = image.validate()?;
     let blobs: PathBuf = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-    let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
+    let built = image.manifest()?;
     put_image_blobs(image, &blobs, &built)?;
     merge_index_json(dir, index_descriptors(&built.descriptor, &refs))
 }

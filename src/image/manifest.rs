@@ -208,6 +208,24 @@ pub fn build(
     config_bytes: &[u8],
     layers: &[LayerDesc],
 ) -> Result<BuiltManifest, ImageError> {
+    build_with(kind, config_bytes, layers, &BTreeMap::new())
+}
+
+/// An OCI manifest with `annotations` (`--annotation manifest:`).
+pub fn build_annotated(
+    config_bytes: &[u8],
+    layers: &[LayerDesc],
+    annotations: &BTreeMap<String, String>,
+) -> Result<BuiltManifest, ImageError> {
+    build_with(ManifestKind::Oci, config_bytes, layers, annotations)
+}
+
+fn build_with(
+    kind: ManifestKind,
+    config_bytes: &[u8],
+    layers: &[LayerDesc],
+    annotations: &BTreeMap<String, String>,
+) -> Result<BuiltManifest, ImageError> {
     let config_digest = Digest::of_bytes(config_bytes);
     let bytes = match kind {
         ManifestKind::Oci => {
@@ -219,7 +237,7 @@ pub fn build(
                     .iter()
                     .map(|l| Descriptor::new(&l.media_type, l.digest.clone(), l.size))
                     .collect(),
-                annotations: BTreeMap::new(),
+                annotations: annotations.clone(),
             };
             serde_json::to_vec(&m).map_err(|source| ImageError::Write {
                 what: "manifest",

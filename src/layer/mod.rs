@@ -18,6 +18,7 @@ pub mod error;
 pub mod limits;
 pub(crate) mod pgzip;
 pub mod readahead;
+pub mod squash;
 pub mod whiteout;
 mod xattrs;
 

@@ -6,6 +6,7 @@
 
 mod args;
 pub mod lower;
+pub mod named;
 mod onbuild;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +27,8 @@ pub struct PlanOptions {
     pub target: Option<String>,
     pub platform: Platform,
     pub build_platform: Platform,
+    /// `--build-context`: [`named::context_key`] -> the image (store name or id) it became.
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 /// What a stage starts from.
@@ -90,6 +93,8 @@ pub struct Plan {
     pub unused_build_args: Vec<String>,
     /// ARGs before the first FROM, values resolved (build-arg overrides, defaults expanded).
     pub global_args: Vec<(String, Option<String>)>,
+    /// [`PlanOptions::named_contexts`], for the lowering's `--from` values.
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -236,6 +241,7 @@ impl Plan {
             target,
             unused_build_args: Vec::new(),
             global_args: global_args.clone(),
+            named_contexts: opts.named_contexts.clone(),
         };
         let mut p = Planner {
             df,
@@ -263,6 +269,7 @@ impl Plan {
             target,
             unused_build_args,
             global_args,
+            named_contexts: opts.named_contexts.clone(),
         })
     }
 
@@ -275,13 +282,14 @@ impl Plan {
     }
 }
 
-/// What a `--from` value (COPY, `RUN --mount`) names, seen from stage `current`: a stage index,
-/// else a stage name (case-insensitive), else an image. The one resolver of `--from`: the
-/// planner uses it for the stage graph, the lowering for the step. `mount_target` is the
-/// target of a `RUN --mount` (None for COPY), for BuildKit's wording of the error when the
-/// stage named is the current one or a later one (it must be defined before).
+/// What a `--from` value (COPY, `RUN --mount`) names, seen from stage `current`: a named context
+/// (`--build-context`), a stage index, a stage name (case-insensitive), else an image. The one
+/// resolver of `--from`: the planner uses it for the stage graph, the lowering for the step.
+/// `mount_target` is the target of a `RUN --mount` (None for COPY), for BuildKit's wording of
+/// the error when the stage named is the current one or a later one (it must be defined before).
 pub fn resolve_stage_ref(
     stages: &[Stage],
+    contexts: &BTreeMap<String, String>,
     name: &str,
     current: usize,
     mount_target: Option<&str>,
@@ -298,6 +306,9 @@ pub fn resolve_stage_ref(
         ),
     }
     };
+    if let Some(r) = named::lookup(contexts, name) {
+        return Ok(CopyFrom::Image(r.to_string()));
+    }
     if let Ok(idx) = name.parse::<usize>() {
         if idx >= stages.len() {
             return Err(format!("invalid stage index {idx}"));
@@ -335,7 +346,9 @@ impl Planner<'_> {
         line: usize,
         mount_target: Option<&str>,
     ) -> Result<CopyFrom, PlanError> {
-        resolve_stage_ref(&self.stages, name, current, mount_target).map_err(|m| self.err(line, m))
+        let named = &self.opts.named_contexts;
+        resolve_stage_ref(&self.stages, named, name, current, mount_target)
+            .map_err(|m| self.err(line, m))
     }
 
     fn resolve(&mut self, i: usize) -> Result<(), PlanError> {
@@ -377,7 +390,9 @@ impl Planner<'_> {
             None => self.opts.platform.clone(),
         };
         let lower = image.to_lowercase();
-        let base = if image == "scratch" {
+        let base = if let Some(r) = named::lookup(&self.opts.named_contexts, &image) {
+            BaseRef::Image(r.to_string())
+        } else if image == "scratch" {
             BaseRef::Scratch
         } else if let Some(j) = self.stages[..i]
             .iter()
@@ -504,6 +519,7 @@ mod tests {
         let df = parse(text, Path::new("Dockerfile")).unwrap();
         let opts = PlanOptions {
             build_platform: Platform::parse("linux/amd64").unwrap(),
+            named_contexts: Default::default(),
             platform: Platform::parse("linux/amd64").unwrap(),
             ..PlanOptions::default()
         };
@@ -574,6 +590,7 @@ mod tests {
             target: 1,
             unused_build_args: vec![],
             global_args: vec![("V".into(), Some("1".into()))],
+            named_contexts: Default::default(),
         };
         assert_eq!(p, expected);
     }

@@ -466,6 +466,25 @@ pub fn import_registry(
     import(store, &cfg, &mut fetch, extract)
 }
 
+/// Imports the inline cache config `digest` of a pulled image (its layers are the image's own,
+/// already in the store), so `--cache-from` finds its records in the store later.
+pub fn import_inline(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    digest: &Digest,
+    extract: &mut ExtractFn<'_>,
+) -> Result<usize, RegistryError> {
+    let repo = reference.path();
+    let bytes = super::pull::fetch_blob_unsized(client, repo, digest, MAX_CACHE_CONFIG)?;
+    let cfg = parse_config(&bytes, &reference.familiar())?;
+    let mut fetch = |l: &CacheLayer| {
+        let d = Descriptor::new(&l.media_type, l.digest.clone(), l.size);
+        fetch_blob_to_store(client, store, repo, &d, &|_| {})
+    };
+    import(store, &cfg, &mut fetch, extract)
+}
+
 /// Imports the cache exported to `dir` by `type=local`.
 pub fn import_local(
     store: &Store,

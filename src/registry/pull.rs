@@ -56,6 +56,8 @@ pub struct Pulled {
     pub manifest_digest: Digest,
     /// Layers that were not in the store before.
     pub new_layers: usize,
+    /// The inline build cache the manifest names (`--cache-to type=inline`), if any.
+    pub inline_cache: Option<Digest>,
 }
 
 fn bad(reference: &str, reason: impl Into<String>) -> RegistryError {
@@ -501,5 +503,9 @@ pub fn pull(
         digest: top,
         manifest_digest,
         new_layers: missing.len(),
+        inline_cache: manifest
+            .annotations
+            .get(super::cache_format::ANNOTATION_INLINE_CACHE)
+            .and_then(|d| Digest::parse(d).ok()),
     })
 }

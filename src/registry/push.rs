@@ -7,7 +7,7 @@ use super::client::{
 };
 use super::{redact_url, RegistryError};
 use crate::digest::Digest;
-use crate::image::manifest::{self, ManifestKind, MEDIA_OCI_MANIFEST};
+use crate::image::manifest::{self, MEDIA_OCI_MANIFEST};
 use crate::image::Reference;
 use crate::layer::{Compression, Profile};
 use crate::store::{LayerForm, Store};
@@ -28,6 +28,8 @@ pub struct PushOptions {
     pub quiet: bool,
     /// How layers stored as tars (built ones) ship; compressed (pulled) layers ship as they are.
     pub form: LayerForm,
+    /// `--annotation manifest:`: annotations of the pushed manifest.
+    pub manifest_annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PushOptions {
@@ -39,6 +41,7 @@ impl Default for PushOptions {
             quiet: false,
             // What `docker push` sends: gzip.
             form: LayerForm::Compress(Compression::default(), Profile::LATEST),
+            manifest_annotations: Default::default(),
         }
     }
 }
@@ -554,13 +557,13 @@ pub fn push(
     opts: &PushOptions,
 ) -> Result<Digest, RegistryError> {
     let repo = target.path();
-    let img = store.export_image(id, &[], opts.form)?;
+    let mut img = store.export_image(id, &[], opts.form)?;
+    img.manifest_annotations = opts.manifest_annotations.clone();
     if !opts.quiet {
         eprintln!("The push refers to repository [{}]", target.name());
     }
     upload_image(client, store, &img, repo, &target.name(), opts)?;
-    let layers: Vec<_> = img.layers.iter().map(|(l, _)| l.clone()).collect();
-    let mut built = manifest::build(ManifestKind::Oci, &img.config_bytes, &layers)?;
+    let mut built = img.manifest()?;
     if let Some(cache) = &opts.inline_cache {
         let d = Digest::of_bytes(cache);
         push_blob(

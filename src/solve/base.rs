@@ -44,6 +44,14 @@ impl Solver<'_> {
         platform: &Platform,
     ) -> Result<StageState, BuildError> {
         let id = match self.local_base(name, platform)? {
+            // `--pull`: the registry's newest digest wins over the stored tag (once per build).
+            // An image id (a named context's image) has no registry to ask.
+            _ if self.opts.pull
+                && Digest::parse(name).is_err()
+                && crate::image::Reference::parse(name).is_ok() =>
+            {
+                self.repull_base(name, line, platform)?
+            }
             Some(id) => id,
             None => self.pull_base(name, line, platform)?,
         };
@@ -83,8 +91,41 @@ impl Solver<'_> {
         })
     }
 
+    /// `--pull`: pulls `name` again (its manifest re-resolved; layers already stored are not
+    /// fetched), once per build however many stages name it.
+    fn repull_base(
+        &self,
+        name: &str,
+        line: usize,
+        platform: &Platform,
+    ) -> Result<Digest, BuildError> {
+        let mut pulled = lock(&self.pulled);
+        if let Some(id) = pulled.get(name) {
+            return Ok(id.clone());
+        }
+        let id = self.fetch_base(name, line, platform)?;
+        pulled.insert(name.to_string(), id.clone());
+        Ok(id)
+    }
+
     /// Pulls an image that is not in the store (`FROM` / `COPY --from=<image>`).
     fn pull_base(
+        &self,
+        name: &str,
+        line: usize,
+        platform: &Platform,
+    ) -> Result<Digest, BuildError> {
+        // Stages build in parallel: two that need the same missing image pull it once.
+        static PULLING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = lock(&PULLING);
+        if let Some(id) = self.local_base(name, platform)? {
+            return Ok(id);
+        }
+        self.fetch_base(name, line, platform)
+    }
+
+    /// Pulls `name` from its registry into the store.
+    fn fetch_base(
         &self,
         name: &str,
         line: usize,
@@ -99,12 +140,6 @@ impl Solver<'_> {
                 ),
             ));
         }
-        // Stages build in parallel: two that need the same missing image pull it once.
-        static PULLING: Mutex<()> = Mutex::new(());
-        let _one_at_a_time = lock(&PULLING);
-        if let Some(id) = self.local_base(name, platform)? {
-            return Ok(id);
-        }
         let step = self.reporter.start(&format!("pulling {name}"));
         let opts = crate::registry::PullOptions {
             platform: platform.clone(),
@@ -118,11 +153,16 @@ impl Solver<'_> {
                     // most likely meant an image they can `rbuild load`.
                     self.step_error(
                         line,
-                        format!(
-                    "base image {name:?} is not in the store at {} and pulling it failed: {e} \
-                             (load it with `rbuild load -i FILE` or check the registry)",
-                    self.opts.root.display()
-                ),
+                        if self.opts.pull {
+                            format!("pulling base image {name:?} (--pull) failed: {e}")
+                        } else {
+                            format!(
+                                "base image {name:?} is not in the store at {} and pulling it \
+                                 failed: {e} (load it with `rbuild load -i FILE` or check the \
+                                 registry)",
+                                self.opts.root.display()
+                            )
+                        },
                     )
                 })?;
         self.reporter.done(step);

@@ -41,9 +41,27 @@ impl Solver<'_> {
         // Cache mounts: (index in `mounts`, id, mount); their directories are chosen and locked
         // only once the step is known to run.
         let mut caches = Vec::new();
+        // SSH agent proxies, alive until the RUN is done; SSH_AUTH_SOCK names the first one.
+        let mut ssh_proxies = Vec::new();
+        let mut ssh_count = 0;
         for em in &op.mounts {
             let m = &em.mount;
             match m.typ {
+                MountType::Ssh => {
+                    let mount = self.prepare_ssh(m, ssh_count, line, &mut ssh_proxies)?;
+                    ssh_count += 1;
+                    if let Some(mount) = mount {
+                        if !secret_env
+                            .iter()
+                            .any(|e: &String| e.starts_with("SSH_AUTH_SOCK="))
+                            && !op.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+                        {
+                            secret_env.push(format!("SSH_AUTH_SOCK={}", mount.target));
+                        }
+                        mounts.push(mount);
+                    }
+                    continue;
+                }
                 MountType::Secret => {
                     mounts.extend(self.prepare_secret(m, line, &mut secret_env)?);
                     continue;

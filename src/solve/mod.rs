@@ -20,6 +20,8 @@ pub mod pull;
 pub mod repro;
 mod schedule;
 mod solver;
+mod squash;
+mod ssh;
 mod state;
 mod workdir_step;
 
@@ -105,6 +107,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         opts.platforms.clone()
     };
     if platforms.len() == 1 && !opts.force_index {
+        // As BuildKit's exporter: index annotations without an index fail (here before building).
+        if crate::export::annotate::needs_index(&opts.annotations) {
+            return Err(BuildError::Usage(
+                "--annotation index: / index-descriptor: need an image index (build several \
+                 --platform values)"
+                    .into(),
+            ));
+        }
         return build_one(&shared, &platforms[0], true).map(|(r, _, _)| r);
     }
     // Several platforms: each is a whole solve; stages that do not depend on the target
@@ -224,6 +234,7 @@ fn build_one(
         target: opts.target.clone(),
         platform: platform.clone(),
         build_platform: Platform::host(),
+        named_contexts: opts.named_contexts.clone(),
     };
     let plan = Plan::new(sh.df, &plan_opts).map_err(BuildError::Plan)?;
     // Every target plans the same args: warn once.
@@ -253,6 +264,7 @@ fn build_one(
         arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         cancel: cancel.clone(),
         used_keys: Default::default(),
+        pulled: Default::default(),
     };
 
     // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
@@ -290,7 +302,10 @@ fn build_one(
     let final_result: StageResult = ctx
         .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
-    let image_id = ctx.commit_image(&final_result, alone)?;
+    let mut image_id = ctx.commit_image(&final_result, alone)?;
+    if opts.squash {
+        image_id = ctx.squash(&final_result, &image_id, alone)?;
+    }
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     if !alone {
         let res = BuildResult {
@@ -302,7 +317,14 @@ fn build_one(
     }
     output::write_outputs(&ctx, &final_result, &image_id)?;
     let inline = pull::inline_cache(opts, store, reporter, &used, &final_result)?;
-    push_outputs(opts, store, reporter, &image_id, inline)?;
+    push_outputs(
+        opts,
+        store,
+        reporter,
+        &image_id,
+        inline,
+        &platform.to_string(),
+    )?;
     pull::export_cache(opts, store, reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
@@ -341,8 +363,15 @@ fn push_index_outputs(
             form: crate::store::LayerForm::Compress(opts.compression, opts.repro_profile),
             ..Default::default()
         };
-        pull::push_index(store, &opts.registry, index_id, &reference, &push_opts)
-            .map_err(|e| BuildError::Export(Box::new(e)))?;
+        pull::push_index(
+            store,
+            &opts.registry,
+            index_id,
+            &reference,
+            &push_opts,
+            &opts.annotations,
+        )
+        .map_err(|e| BuildError::Export(Box::new(e)))?;
         reporter.done(step);
     }
     Ok(())
@@ -355,7 +384,9 @@ fn push_outputs(
     reporter: &Reporter,
     image_id: &Digest,
     inline_cache: Option<Vec<u8>>,
+    platform: &str,
 ) -> Result<(), BuildError> {
+    use crate::export::annotate::{select, AnnotationKind};
     for name in &opts.push {
         let step = reporter.start(&format!("pushing {name}"));
         let reference = crate::image::Reference::parse_tagged(name)
@@ -365,6 +396,11 @@ fn push_outputs(
             quiet: reporter.quiet(),
             inline_cache: inline_cache.clone(),
             form: crate::store::LayerForm::Compress(opts.compression, opts.repro_profile),
+            manifest_annotations: select(
+                &opts.annotations,
+                AnnotationKind::Manifest,
+                Some(platform),
+            ),
             ..Default::default()
         };
         pull::push(

@@ -178,12 +178,8 @@ impl Solver<'_> {
                 },
                 None,
             )),
-            MountType::Ssh => Err(self.step_error(
-                line,
-                "RUN --mount=type=ssh is not supported by rbuild (no SSH agent forwarding)",
-            )),
-            MountType::Secret | MountType::Cache => Err(BuildError::Internal(
-                "secret and cache mounts are prepared in exec_step".into(),
+            MountType::Secret | MountType::Cache | MountType::Ssh => Err(BuildError::Internal(
+                "secret, cache and ssh mounts are prepared in exec_step".into(),
             )),
         }
     }

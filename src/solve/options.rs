@@ -95,6 +95,17 @@ pub struct BuildOptions {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// `--label K=V`: labels set on the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--pull`: re-resolve every base image in its registry even when the store has the tag.
+    pub pull: bool,
+    /// `--build-context`: context key (`plan::named::context_key`) -> the image (store name or
+    /// id) the CLI turned the context into.
+    pub named_contexts: BTreeMap<String, String>,
+    /// `--annotation`: manifest, descriptor and index annotations of the outputs and pushes.
+    pub annotations: Vec<crate::export::annotate::Annotation>,
+    /// `--ssh`: agent socket per id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--squash`: the build's own layers become one on top of its base (classic Docker).
+    pub squash: bool,
     /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
     pub platforms: Vec<crate::platform::Platform>,
     /// Make an image index even for one platform (attestation manifests need one, as in BuildKit).
@@ -134,6 +145,11 @@ impl BuildOptions {
             jobs: None,
             cancel: None,
             labels: BTreeMap::new(),
+            pull: false,
+            named_contexts: BTreeMap::new(),
+            annotations: Vec::new(),
+            ssh: BTreeMap::new(),
+            squash: false,
             platforms: Vec::new(),
             force_index: false,
             index_annotations: BTreeMap::new(),

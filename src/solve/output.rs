@@ -12,6 +12,21 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The image as an output writes it, with its `--annotation`s.
+fn annotated(
+    ctx: &Solver,
+    image_id: &Digest,
+    form: LayerForm,
+) -> Result<crate::export::ExportImage, BuildError> {
+    let mut img = ctx
+        .store
+        .export_image(image_id, &ctx.opts.tags, form)
+        .map_err(BuildError::store)?;
+    let platform = ctx.plan_opts.platform.to_string();
+    crate::export::annotate::annotate_image(&mut img, &ctx.opts.annotations, &platform);
+    Ok(img)
+}
+
 pub fn write_outputs(
     ctx: &Solver,
     result: &StageResult,
@@ -27,30 +42,21 @@ pub fn write_outputs(
         ));
         match &out.kind {
             OutputKind::Docker => {
-                let img = ctx
-                    .store
-                    .export_image(image_id, &ctx.opts.tags, form)
-                    .map_err(BuildError::store)?;
+                let img = annotated(ctx, image_id, form)?;
                 write_file_atomically(&out.dest, |w| {
                     crate::export::docker_archive(&img, w).map_err(BuildError::export)?;
                     Ok(())
                 })?;
             }
             OutputKind::Oci { tar: true } => {
-                let img = ctx
-                    .store
-                    .export_image(image_id, &ctx.opts.tags, form)
-                    .map_err(BuildError::store)?;
+                let img = annotated(ctx, image_id, form)?;
                 write_file_atomically(&out.dest, |w| {
                     crate::export::oci_layout_tar(&img, w).map_err(BuildError::export)?;
                     Ok(())
                 })?;
             }
             OutputKind::Oci { tar: false } => {
-                let img = ctx
-                    .store
-                    .export_image(image_id, &ctx.opts.tags, form)
-                    .map_err(BuildError::store)?;
+                let img = annotated(ctx, image_id, form)?;
                 write_dir_atomically(&out.dest, |dir| {
                     crate::export::oci_layout_dir(&img, dir).map_err(BuildError::export)?;
                     Ok(())
@@ -109,9 +115,11 @@ pub fn write_index_outputs(
             out.dest.display()
         ));
         let index = || {
-            store
+            let mut idx = store
                 .export_index(index_id, &opts.tags, form, default)
-                .map_err(BuildError::store)
+                .map_err(BuildError::store)?;
+            crate::export::annotate::annotate_index(&mut idx, &opts.annotations);
+            Ok::<_, BuildError>(idx)
         };
         match &out.kind {
             OutputKind::Docker => {

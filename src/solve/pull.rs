@@ -27,6 +27,11 @@ pub fn pull(
     let mut unpack =
         |rec: &crate::store::LayerRecord, blob: &Path| unpack_layer(store, snapshots, rec, blob);
     let pulled = registry::pull(&client, store, &reference, opts, &mut unpack)?;
+    // Its inline cache comes along, so `--cache-from` of this image works from the store alone.
+    // A cache that cannot be read leaves the image pulled (BuildKit ignores such a cache too).
+    if let Some(d) = &pulled.inline_cache {
+        let _ = registry::cache::import_inline(&client, store, &reference, d, &mut unpack);
+    }
     keep_other_platforms(store, name, before, &pulled.id)?;
     Ok(pulled)
 }
@@ -98,7 +103,7 @@ pub fn push(
 ) -> Result<Digest, RegistryError> {
     if let Some(index) = store.resolve_index(source)? {
         let target = Reference::parse_tagged(target.unwrap_or(source))?;
-        return push_index(store, cfg, &index, &target, opts);
+        return push_index(store, cfg, &index, &target, opts, &[]);
     }
     let id = store
         .resolve(source)?
@@ -115,6 +120,7 @@ pub fn push_index(
     index: &Digest,
     target: &Reference,
     opts: &PushOptions,
+    annotations: &[crate::export::annotate::Annotation],
 ) -> Result<Digest, RegistryError> {
     let host = crate::platform::Platform::host();
     let default = (
@@ -122,7 +128,8 @@ pub fn push_index(
         host.architecture.as_str(),
         host.variant.as_deref(),
     );
-    let export = store.export_index(index, &[], opts.form, default)?;
+    let mut export = store.export_index(index, &[], opts.form, default)?;
+    crate::export::annotate::annotate_index(&mut export, annotations);
     let client = Client::new(target.domain(), cfg)?;
     registry::push_index(&client, store, &export, target, opts)
 }
@@ -154,6 +161,11 @@ pub(super) fn import_cache(
         match res {
             Ok(n) => reporter.message(&format!(
                 "imported {n} cache records from {}",
+                describe(spec)
+            )),
+            // An image in the store: the records of its inline cache came with its pull.
+            Err(_) if in_store(store, spec) => reporter.message(&format!(
+                "cache {}: using the image in the store",
                 describe(spec)
             )),
             Err(e) => reporter.warn(&format!("cache {}: {e}", describe(spec))),
@@ -246,6 +258,15 @@ pub(super) fn export_cache(
         reporter.done(step);
     }
     Ok(())
+}
+
+fn in_store(store: &Store, spec: &crate::registry::cache::CacheSpec) -> bool {
+    match spec {
+        crate::registry::cache::CacheSpec::Registry { reference, .. } => {
+            store.resolve(reference).ok().flatten().is_some()
+        }
+        _ => false,
+    }
 }
 
 fn describe(spec: &crate::registry::cache::CacheSpec) -> String {

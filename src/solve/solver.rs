@@ -42,6 +42,8 @@ pub struct Solver<'a> {
     pub cancel: Arc<AtomicBool>,
     /// Cache keys this build hit or recorded (what `--cache-to` exports).
     pub used_keys: Mutex<Vec<Digest>>,
+    /// `--pull`: the base names already re-resolved in their registry by this build (each once).
+    pub pulled: Mutex<std::collections::BTreeMap<String, Digest>>,
 }
 
 impl<'a> Solver<'a> {

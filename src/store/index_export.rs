@@ -40,6 +40,7 @@ impl Store {
         Ok(ExportIndex {
             entries,
             annotations: index.annotations.clone(),
+            descriptor_annotations: Default::default(),
             tags: tags.to_vec(),
             default_entry,
         })

@@ -558,6 +558,8 @@ impl Store {
             config_bytes,
             layers,
             tags: tags.to_vec(),
+            manifest_annotations: Default::default(),
+            descriptor_annotations: Default::default(),
         })
     }
 }

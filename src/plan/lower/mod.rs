@@ -235,8 +235,14 @@ impl Scope<'_> {
         mount_target: Option<&str>,
     ) -> Result<CopyFrom, LowerError> {
         let plan = self.input.plan;
-        let r = crate::plan::resolve_stage_ref(&plan.stages, name, self.input.stage, mount_target)
-            .map_err(|m| at(line, m))?;
+        let r = crate::plan::resolve_stage_ref(
+            &plan.stages,
+            &plan.named_contexts,
+            name,
+            self.input.stage,
+            mount_target,
+        )
+        .map_err(|m| at(line, m))?;
         if let CopyFrom::Stage(j) = r {
             if !plan.stages[self.input.stage].deps.contains(&j) {
                 return Err(at(

@@ -39,6 +39,7 @@ impl Case {
             target: None,
             platform: Platform::parse("linux/amd64").unwrap(),
             build_platform: Platform::parse("linux/amd64").unwrap(),
+            named_contexts: Default::default(),
         };
         let plan = Plan::new(&df, &opts).unwrap();
         lower_stage(&LowerInput {
@@ -411,6 +412,7 @@ fn a_stage_built_from_a_stage_inherits_its_args() {
     let opts = PlanOptions {
         platform: Platform::parse("linux/amd64").unwrap(),
         build_platform: Platform::parse("linux/amd64").unwrap(),
+        named_contexts: Default::default(),
         ..PlanOptions::default()
     };
     let plan = Plan::new(&df, &opts).unwrap();
