@@ -42,10 +42,11 @@ fn store_state(root: &Path) -> BTreeMap<PathBuf, (u64, u64, i64, i64, i64, i64)>
     out
 }
 
-/// Runs rbuild under `strace -f -e trace=<calls> -y`, returning stdout and the trace lines.
+/// Runs rbuild under `strace -ff -e trace=<calls> -y`, returning stdout and the trace lines of
+/// every thread (one file per thread: no call is split into unfinished/resumed halves).
 fn traced(root: &Path, calls: &str, args: &[&str], trace: &Path) -> (String, Vec<String>) {
     let out = Command::new("strace")
-        .args(["-f", "-qq", "-y", "-e"])
+        .args(["-ff", "-qq", "-y", "-e"])
         .arg(format!("trace={calls}"))
         .arg("-o")
         .arg(trace)
@@ -61,11 +62,18 @@ fn traced(root: &Path, calls: &str, args: &[&str], trace: &Path) -> (String, Vec
         "traced rbuild failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = std::fs::read_to_string(trace)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let dir = trace.parent().unwrap();
+    let prefix = format!("{}.", trace.file_name().unwrap().to_string_lossy());
+    let mut lines = Vec::new();
+    let mut files = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            files += 1;
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    assert!(files > 0, "strace wrote no trace file");
     (
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
         lines,

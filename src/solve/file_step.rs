@@ -167,11 +167,11 @@ impl Solver<'_> {
                 c.is_add || c.chown.is_some(),
             )
         };
-        // Incremental COPY: only into an upper dir (links cannot cross into a mounted view), and
-        // never under --no-cache, which copies afresh.
-        let reuse = match (target, no_cache) {
-            (Target::Upper, false) => Some(self.copy_reuse(&key.inputs, &resolution)?),
-            _ => None,
+        // Incremental COPY: only into an upper dir (links cannot cross into a mounted view).
+        // --no-cache copies afresh, but still records what it wrote for the next build.
+        let reuse = match target {
+            Target::Upper => Some(self.copy_reuse(&key.inputs, &resolution, !no_cache)?),
+            Target::Mounted => None,
         };
         let layer = self.layer_step(st, step.id(), |active| {
             let env = context::CopyEnv {

@@ -13,11 +13,13 @@ use std::collections::BTreeMap;
 impl Solver<'_> {
     /// The reuse state of a COPY step whose cache key inputs are `inputs`: its lineage is keyed
     /// by the instruction without its content (`sources`) or its `--from` stage's key, so an
-    /// edit of the copied files finds the last snapshot.
+    /// edit of the copied files finds the last snapshot. `link`: false under --no-cache (the
+    /// copy only records).
     pub(super) fn copy_reuse(
         &self,
         inputs: &BTreeMap<String, String>,
         resolution: &Resolution,
+        link: bool,
     ) -> Result<(Reuse, MemoPath), BuildError> {
         let mut lineage_inputs = inputs.clone();
         lineage_inputs.remove("sources");
@@ -25,7 +27,7 @@ impl Solver<'_> {
         let body = serde_json::to_vec(&lineage_inputs).unwrap_or_default();
         let key = Digest::of_bytes(&body);
         let memo = MemoPath::in_root(&self.opts.root, &format!("copy-lineage/{}.json", key.hex()));
-        let prev = match Lineage::load(&memo) {
+        let prev = match Lineage::load(&memo).filter(|_| link) {
             Some(l) => self.committed_upper(&l)?.map(|dir| (dir, l)),
             None => None,
         };
