@@ -150,13 +150,19 @@ pub struct Resolution {
     pub(crate) items: Vec<Item>,
     /// Whether owners are kept (a `--from` rootfs) rather than reset.
     pub(crate) keep_owners: bool,
+    /// The regular files' content digests, in `hash::resolved_files` order, once hashed.
+    pub(crate) file_digests: std::sync::OnceLock<Vec<crate::digest::Digest>>,
 }
 
 /// Validates `req` and resolves its sources.
 pub fn resolve(req: &CopyRequest) -> Result<Resolution, ContextError> {
     validate(req)?;
     let (items, keep_owners) = resolve_sources(req)?;
-    Ok(Resolution { items, keep_owners })
+    Ok(Resolution {
+        items,
+        keep_owners,
+        file_digests: Default::default(),
+    })
 }
 
 /// The sources of `req` resolved (after `--exclude` and .dockerignore), and whether their
@@ -346,7 +352,11 @@ fn copy_inner(
         Some(r) => r,
         None => {
             let (items, keep_owners) = resolve_sources(req)?;
-            resolved_here = Resolution { items, keep_owners };
+            resolved_here = Resolution {
+                items,
+                keep_owners,
+                file_digests: Default::default(),
+            };
             &resolved_here
         }
     };
@@ -380,7 +390,16 @@ fn copy_inner(
         stats: CopyStats::default(),
         cancel: env.cancel,
         io: FileIo::new(env.cancel),
+        reuse: None,
     };
+    // Only a copy of one directory records (and reuses) its files: its records then describe
+    // every file it writes (`reuse`).
+    if let Some(r) = env.reuse {
+        match items.as_slice() {
+            [Item::Local(one)] if one.is_dir() => w.reuse = Some(r),
+            _ => r.note_unrecorded(),
+        }
+    }
     let scratch = env
         .scratch
         .map(Path::to_path_buf)

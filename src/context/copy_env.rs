@@ -18,6 +18,9 @@ pub struct CopyEnv<'a> {
     pub max_download: u64,
     /// The build's cancel flag: checked per entry and per block of file data.
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
+    /// Incremental COPY: the previous snapshot's unchanged files are linked, and what is
+    /// written is recorded (`reuse`). Only for a copy straight into an upper dir.
+    pub reuse: Option<&'a super::reuse::Reuse>,
 }
 
 impl Default for CopyEnv<'_> {
@@ -27,6 +30,7 @@ impl Default for CopyEnv<'_> {
             scratch: None,
             max_download: 8 << 30,
             cancel: None,
+            reuse: None,
         }
     }
 }

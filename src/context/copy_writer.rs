@@ -30,6 +30,8 @@ pub(super) struct Writer<'w> {
     pub(super) stats: CopyStats,
     pub(super) cancel: Option<&'w AtomicBool>,
     pub(super) io: FileIo<'w>,
+    /// Incremental COPY (`reuse`), for a copy of one directory into an upper dir.
+    pub(super) reuse: Option<&'w super::reuse::Reuse>,
 }
 
 impl Writer<'_> {
@@ -168,6 +170,7 @@ impl Writer<'_> {
         let mut plan = TreePlan {
             dirs: vec![base],
             jobs: Vec::new(),
+            reused: Vec::new(),
             links: Vec::new(),
             stamps: Vec::new(),
         };
@@ -236,13 +239,22 @@ impl Writer<'_> {
                 }
                 self.links.insert(key, plan.dirs[dir].child_path(&name));
             }
-            plan.jobs.push(Job {
+            let same = e.meta.is_file()
+                && self.reuse.is_some_and(|r| {
+                    r.note_file(&plan.dirs[dir].child_path(&name), &e.host, &e.meta, &m)
+                });
+            let job = Job {
                 index,
                 dir,
                 name,
                 entry: e,
                 meta: m,
-            });
+            };
+            if same {
+                plan.reused.push(job);
+            } else {
+                plan.jobs.push(job);
+            }
         }
         while stack.len() > 1 {
             pop_dir(&mut stack, &mut plan.stamps);
@@ -270,6 +282,8 @@ impl Writer<'_> {
         if let Some((_, e)) = first_err {
             return Err(e);
         }
+        // Before the hardlinks: one may point at a file linked here.
+        self.link_reused(plan)?;
         for l in std::mem::take(&mut plan.links) {
             crate::cancel::check(self.cancel)?;
             self.link_to_first(&plan.dirs[l.dir], &l.name, &l.first, &l.src)?;
@@ -284,6 +298,34 @@ impl Writer<'_> {
             };
             plan.dirs.push(d);
             *i = plan.dirs.len() - 1;
+        }
+        Ok(())
+    }
+
+    /// Links the files `plan` found unchanged from the previous snapshot (`reuse`); a file that
+    /// cannot be linked (that snapshot went away) is copied.
+    fn link_reused(&mut self, plan: &mut TreePlan) -> Result<(), ContextError> {
+        let Some(reuse) = self.reuse else {
+            return Ok(());
+        };
+        let mut prev_dirs = super::reuse::PrevDirs::default();
+        for job in std::mem::take(&mut plan.reused) {
+            crate::cancel::check(self.cancel)?;
+            let dir = &plan.dirs[job.dir];
+            if reuse.link(&dir.child_path(&job.name), dir, &job.name, &mut prev_dirs) {
+                self.stats.files += 1;
+            } else {
+                let e = job.entry;
+                write_inode(
+                    dir,
+                    &job.name,
+                    &e.host,
+                    &e.meta,
+                    &job.meta,
+                    &self.io,
+                    &mut self.stats,
+                )?;
+            }
         }
         Ok(())
     }
@@ -405,6 +447,8 @@ pub(super) fn pop_dir(
 pub(super) struct TreePlan<'e> {
     pub(super) dirs: Vec<DirHandle>,
     pub(super) jobs: Vec<Job<'e>>,
+    /// Regular files unchanged since the previous snapshot: linked from it, not copied.
+    pub(super) reused: Vec<Job<'e>>,
     pub(super) links: Vec<LinkJob>,
     pub(super) stamps: Vec<(usize, String, Meta)>,
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -57,23 +57,14 @@ pub fn hash_resolved(
 ) -> Result<Digest, ContextError> {
     let (items, keep_owners) = (&resolution.items, resolution.keep_owners);
 
-    // Regular files whose bytes are needed, in the order `entry` below meets them: their
-    // digests come back in that order (no path-keyed map: hashing 20,000 paths costs more than
-    // the lookups it would serve).
-    let mut files: Vec<(&Path, &Metadata)> = Vec::new();
-    for item in items {
-        if let Item::Local(r) = item {
-            if r.meta.is_file() {
-                files.push((&r.host, &r.meta));
-            }
-            for e in &r.entries {
-                if e.meta.is_file() {
-                    files.push((&e.host, &e.meta));
-                }
-            }
-        }
+    let files = resolved_files(items);
+    // Kept on the resolution: an incremental COPY compares them with the last copy's
+    // (`reuse`, [`resolved_digests`]).
+    if resolution.file_digests.get().is_none() {
+        let d = file_digests(&files, memo)?;
+        let _ = resolution.file_digests.set(d);
     }
-    let mut digests = file_digests(&files, memo)?.into_iter();
+    let mut digests = resolution.file_digests.get().into_iter().flatten();
 
     let mut h = Sha256::new();
     let (dest, dir_syntax) = dest_path(&req.dest, &req.workdir);
@@ -162,6 +153,40 @@ pub fn hash_resolved(
         }
     }
     Ok(Digest::from_sha256(h))
+}
+
+/// Regular files whose bytes are needed, in the order the hash meets them: their digests come
+/// back in that order (no path-keyed map: hashing 20,000 paths costs more than the lookups it
+/// would serve).
+fn resolved_files(items: &[Item]) -> Vec<(&Path, &Metadata)> {
+    let mut files: Vec<(&Path, &Metadata)> = Vec::new();
+    for item in items {
+        if let Item::Local(r) = item {
+            if r.meta.is_file() {
+                files.push((&r.host, &r.meta));
+            }
+            for e in &r.entries {
+                if e.meta.is_file() {
+                    files.push((&e.host, &e.meta));
+                }
+            }
+        }
+    }
+    files
+}
+
+/// The content digest of every regular source file of a resolution [`hash_resolved`] has
+/// hashed, by host path (empty before).
+pub fn resolved_digests(resolution: &Resolution) -> HashMap<PathBuf, Digest> {
+    let files = resolved_files(&resolution.items);
+    match resolution.file_digests.get() {
+        Some(d) => files
+            .into_iter()
+            .zip(d)
+            .map(|((p, _), d)| (p.to_path_buf(), d.clone()))
+            .collect(),
+        None => HashMap::new(),
+    }
 }
 
 /// Length-prefixed, so no two field sequences hash alike.

@@ -19,6 +19,7 @@ pub mod ignore;
 pub mod memo;
 pub mod path_clean;
 pub mod remote;
+pub mod reuse;
 pub mod source;
 pub mod stdin_tar;
 pub mod tarsum;
@@ -29,6 +30,6 @@ pub use copy::{
     SourceRoot,
 };
 pub use error::ContextError;
-pub use hash::{hash_resolved, hash_sources};
+pub use hash::{hash_resolved, hash_sources, resolved_digests};
 pub use ignore::{read_ignore_file, PatternMatcher};
 pub use memo::MemoPath;

@@ -1,24 +1,16 @@
 //! Heredoc recognition (`<<EOF`, `<<-EOF`, `<<'EOF'`, `3<<EOF`), anywhere on a RUN/COPY/ADD
 //! line, as BuildKit's `heredocsFromLine` / `ParseHeredoc`.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
-
 use super::node::NodeHeredoc;
 use super::shell::LexOptions;
 
 /// Parses one word as a heredoc opener. `Ok(None)`: not a heredoc; `Err`: a malformed one
 /// (unbalanced quotes in the delimiter).
 pub fn parse_heredoc(word: &str) -> Result<Option<NodeHeredoc>, String> {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"^([0-9]*)<<(-?)([^<]*)$").expect("static regex"));
-    let Some(m) = re.captures(word) else {
+    let Some((fd, chomp, rest)) = super::line_match::heredoc_opener(word) else {
         return Ok(None);
     };
-    let fd = m[1].parse::<u32>().unwrap_or(0);
-    let chomp = &m[2] == "-";
-    let rest = &m[3];
+    let fd = fd.parse::<u32>().unwrap_or(0);
     if rest.is_empty() {
         return Ok(None);
     }

@@ -12,6 +12,7 @@ pub mod heredoc;
 pub mod instruction;
 mod instruction_args;
 pub mod instruction_types;
+mod line_match;
 mod line_parsers;
 pub mod mount;
 mod node;

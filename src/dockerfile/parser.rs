@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use regex::Regex;
-
 use super::error::ParseError;
 use super::heredoc::heredocs_from_line;
+use super::line_match;
 use super::line_parsers::{parse_args, split_command, LineCtx};
 use super::node::Node;
 
@@ -18,14 +17,6 @@ pub(crate) struct Directives {
     pub check: Option<String>,
     seen: Vec<String>,
     done: bool,
-    continuation: Regex,
-}
-
-fn continuation_regex(escape: char) -> Regex {
-    let e = regex::escape(&escape.to_string());
-    // The escape token continues the line when it is the last non-blank character, unless it
-    // is itself escaped (`\\`), or when it is alone on the line.
-    Regex::new(&format!(r"([^{e}]){e}[ \t]*$|^{e}[ \t]*$")).expect("static regex")
 }
 
 impl Directives {
@@ -36,7 +27,6 @@ impl Directives {
             check: None,
             seen: Vec::new(),
             done: false,
-            continuation: continuation_regex('\\'),
         }
     }
 
@@ -46,18 +36,11 @@ impl Directives {
         if self.done {
             return Ok(());
         }
-        static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-        let re = RE.get_or_init(|| {
-            Regex::new(
-                r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$",
-            )
-            .expect("static regex")
-        });
-        let Some(m) = re.captures(line) else {
+        let Some((key, value)) = line_match::directive(line) else {
             self.done = true;
             return Ok(());
         };
-        let key = m[1].to_lowercase();
+        let key = key.to_lowercase();
         if !matches!(key.as_str(), "escape" | "syntax" | "check") {
             self.done = true;
             return Ok(());
@@ -66,7 +49,7 @@ impl Directives {
             return Err(format!("only one {key} parser directive can be used"));
         }
         self.seen.push(key.clone());
-        let value = m[2].to_string();
+        let value = value.to_string();
         match key.as_str() {
             "escape" => {
                 let c = match value.as_str() {
@@ -79,7 +62,6 @@ impl Directives {
                     }
                 };
                 self.escape = c;
-                self.continuation = continuation_regex(c);
             }
             "syntax" => self.syntax = Some(value),
             _ => self.check = Some(value),
@@ -89,13 +71,9 @@ impl Directives {
 
     /// Removes a trailing continuation token; returns (line, is_end_of_instruction).
     fn trim_continuation(&self, line: &str) -> (String, bool) {
-        if self.continuation.is_match(line) {
-            (
-                self.continuation.replace_all(line, "$1").into_owned(),
-                false,
-            )
-        } else {
-            (line.to_string(), true)
+        match line_match::strip_continuation(line, self.escape) {
+            Some(joined) => (joined.to_string(), false),
+            None => (line.to_string(), true),
         }
     }
 }

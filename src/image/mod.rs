@@ -15,6 +15,7 @@ pub mod layer_desc;
 pub mod lenient;
 pub mod manifest;
 pub mod reference;
+mod reference_grammar;
 pub mod source_hash;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, DEFAULT_PATH_ENV};

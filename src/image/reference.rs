@@ -3,10 +3,9 @@
 //! `latest`, familiar form for display.
 
 use crate::digest::Digest;
+use crate::image::reference_grammar::{is_domain, is_path, is_tag};
 use crate::image::ImageError;
-use regex::Regex;
 use std::fmt;
-use std::sync::OnceLock;
 
 pub const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
@@ -20,28 +19,6 @@ pub struct Reference {
     path: String,
     tag: Option<String>,
     digest: Option<Digest>,
-}
-
-fn path_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        let comp = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-        Regex::new(&format!("^{comp}(?:/{comp})*$")).unwrap_or_else(|_| unreachable!())
-    })
-}
-
-fn domain_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        let comp = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-        let re = format!(r"^(?:{comp}(?:\.{comp})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$");
-        Regex::new(&re).unwrap_or_else(|_| unreachable!())
-    })
-}
-
-fn tag_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[\w][\w.-]{0,127}$").unwrap_or_else(|_| unreachable!()))
 }
 
 impl Reference {
@@ -74,7 +51,7 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(t) = &tag {
-            if !tag_re().is_match(t) {
+            if !is_tag(t) {
                 return Err(err("invalid tag"));
             }
         }
@@ -99,13 +76,13 @@ impl Reference {
         } else {
             domain
         };
-        if !domain_re().is_match(&domain) {
+        if !is_domain(&domain) {
             return Err(err("invalid registry domain"));
         }
         if path.to_lowercase() != path {
             return Err(err("repository name must be lowercase"));
         }
-        if !path_re().is_match(&path) {
+        if !is_path(&path) {
             return Err(err("invalid repository name"));
         }
         let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {

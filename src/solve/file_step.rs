@@ -167,11 +167,18 @@ impl Solver<'_> {
                 c.is_add || c.chown.is_some(),
             )
         };
+        // Incremental COPY: only into an upper dir (links cannot cross into a mounted view).
+        // --no-cache copies afresh, but still records what it wrote for the next build.
+        let reuse = match target {
+            Target::Upper => Some(self.copy_reuse(&key.inputs, &resolution, !no_cache)?),
+            Target::Mounted => None,
+        };
         let layer = self.layer_step(st, step.id(), |active| {
             let env = context::CopyEnv {
                 extract: Some(&extract),
                 scratch: Some(&self.scratch),
                 cancel: Some(&*self.cancel),
+                reuse: reuse.as_ref().map(|(r, _)| r),
                 ..Default::default()
             };
             fileop::apply_copy(
@@ -190,6 +197,9 @@ impl Solver<'_> {
             })
         })?;
         drop(view);
+        if let (Some((r, memo)), Some(l)) = (&reuse, &layer) {
+            self.save_lineage(memo, r, l);
+        }
         let made = layer.clone();
         let cached = self.finish_layer_step(st, key, layer, created_by)?;
         if let (Some(lk), Some(l)) = (&link_key, &made) {

@@ -9,6 +9,7 @@ mod cache;
 mod error;
 mod exec_step;
 mod file_step;
+mod incremental;
 mod layer;
 mod link;
 pub mod load;

@@ -54,21 +54,28 @@ impl Store {
                 });
             }
         }
+        // Storing an image that is already there writes nothing: a fully cached rebuild makes
+        // no fsyncs and no new records (issue 21; docs/compat.md "Performance").
         let content = self.image_content_path(&id);
-        if !content.is_file() {
+        let existed = content.is_file();
+        if !existed {
             fsutil::write_atomic(&self.tmp_dir(), &content, config_bytes)?;
         }
         let meta = self.image_metadata_dir(&id);
         std::fs::create_dir_all(&meta).map_err(io_err(&meta))?;
         if let Some(p) = parent {
-            fsutil::write_atomic(
-                &self.tmp_dir(),
-                &meta.join("parent"),
-                p.to_string().as_bytes(),
-            )?;
+            if self.image_parent(&id)?.as_ref() != Some(p) {
+                fsutil::write_atomic(
+                    &self.tmp_dir(),
+                    &meta.join("parent"),
+                    p.to_string().as_bytes(),
+                )?;
+            }
         }
-        let now = crate::image::config::format_time(jiff::Timestamp::now());
-        fsutil::write_atomic(&self.tmp_dir(), &meta.join("lastUpdated"), now.as_bytes())?;
+        if !existed || self.image_last_updated(&id)?.is_none() {
+            let now = crate::image::config::format_time(jiff::Timestamp::now());
+            fsutil::write_atomic(&self.tmp_dir(), &meta.join("lastUpdated"), now.as_bytes())?;
+        }
         Ok(id)
     }
 
@@ -151,11 +158,16 @@ impl Store {
         }
         let _lock = self.lock()?;
         let mut repos = self.read_repositories()?;
-        repos
+        let tags = repos
             .repositories
             .entry(reference.familiar_name())
-            .or_default()
-            .insert(reference.familiar(), id.clone());
+            .or_default();
+        // A tag that already names the image did not move: nothing to write (unlike
+        // `docker tag`, lastUpdated stays; docs/compat.md "Performance").
+        if tags.get(&reference.familiar()) == Some(id) {
+            return Ok(());
+        }
+        tags.insert(reference.familiar(), id.clone());
         self.write_repositories(&repos)?;
         let meta = self.image_metadata_dir(id);
         std::fs::create_dir_all(&meta).map_err(io_err(&meta))?;
