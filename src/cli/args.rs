@@ -238,6 +238,15 @@ pub struct BuildArgs {
     /// Set image labels (K=V); repeatable. Override LABEL instructions of the Dockerfile
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
+    /// Provenance attestation: true, false, mode=min, mode=max[,builder-id=URI] (default: min on
+    /// pushes and OCI outputs; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the default off)
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub provenance: Option<String>,
+    /// Attach an SPDX 2.3 SBOM attestation of the final root filesystem
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub sbom: Option<String>,
     /// Write buildx's build result metadata (digests, name, build ref) as JSON to this file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,

@@ -182,6 +182,7 @@ pub(super) fn run_build(
             .ok_or_else(|| anyhow!("invalid --label {l:?}: expected KEY=VALUE"))?;
         opts.labels.insert(k.to_string(), v.to_string());
     }
+    opts.attest = attest_options(&a, &opts)?;
     match a.isolation.as_deref() {
         None | Some("default") | Some("process") => {}
         Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),
@@ -381,4 +382,36 @@ fn resources(a: &BuildArgs) -> Result<crate::exec::Resources> {
     }
     r.validate()?;
     Ok(r)
+}
+
+/// `--provenance` / `--sbom`, with buildx's default: `min` provenance on pushes and OCI outputs
+/// unless BUILDX_NO_DEFAULT_ATTESTATIONS is set (docs/provenance.md).
+fn attest_options(a: &BuildArgs, opts: &BuildOptions) -> Result<crate::attest::AttestOptions> {
+    let mut out = crate::attest::AttestOptions::default();
+    match a.provenance.as_deref() {
+        Some(v) => {
+            let (mode, builder) =
+                crate::attest::AttestOptions::parse_provenance(v).map_err(|e| anyhow!(e))?;
+            out.provenance = mode;
+            out.builder_id = builder;
+        }
+        None => {
+            let no_default = std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+            let attachable = !opts.push.is_empty()
+                || opts
+                    .outputs
+                    .iter()
+                    .any(|o| matches!(o.kind, crate::solve::OutputKind::Oci { .. }));
+            if attachable && !no_default {
+                out.provenance = Some(crate::attest::Mode::Min);
+            }
+        }
+    }
+    out.sbom = match a.sbom.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => bail!("invalid --sbom value {other:?}: expected true or false"),
+    };
+    Ok(out)
 }

@@ -4,6 +4,7 @@
 //! `snapshot::Snapshotter` snapshots), commits layers and images to the store, and writes the
 //! requested outputs. docs/ARCHITECTURE.md draws the flow.
 
+mod attest_step;
 mod base;
 mod cache;
 mod error;
@@ -17,6 +18,7 @@ pub mod options;
 mod output;
 mod progress;
 pub mod pull;
+mod record;
 pub mod repro;
 mod schedule;
 mod solver;
@@ -107,6 +109,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         cancel: cancel.clone(),
         used_keys: Default::default(),
+        trace: Default::default(),
+        started: jiff::Timestamp::now().as_second(),
     };
     pull::import_cache(opts, &store, &snapshots, &reporter)?;
 
@@ -146,7 +150,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let image_id = ctx.commit_image(&final_result)?;
-    output::write_outputs(&ctx, &final_result, &image_id)?;
+    let attached = attest_step::attachment(&ctx, &final_result, &image_id, &df_text)?;
+    output::write_outputs(&ctx, &final_result, &image_id, attached.as_ref())?;
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     let inline = pull::inline_cache(opts, &store, &reporter, &used, &final_result)?;
     push_outputs(opts, &store, &reporter, &image_id, inline)?;

@@ -95,6 +95,8 @@ pub struct BuildOptions {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// `--label K=V`: labels set on the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--provenance` / `--sbom`: attestations attached to OCI/docker outputs and pushes.
+    pub attest: crate::attest::AttestOptions,
 }
 
 impl BuildOptions {
@@ -128,6 +130,7 @@ impl BuildOptions {
             jobs: None,
             cancel: None,
             labels: BTreeMap::new(),
+            attest: crate::attest::AttestOptions::default(),
         }
     }
 }

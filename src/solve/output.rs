@@ -16,6 +16,7 @@ pub fn write_outputs(
     ctx: &Solver,
     result: &StageResult,
     image_id: &Digest,
+    attached: Option<&super::attest_step::Attached>,
 ) -> Result<(), BuildError> {
     // Layers are stored as tars; outputs ship them in the build's compression (made once, kept).
     let form = LayerForm::Compress(ctx.opts.compression, ctx.opts.repro_profile);
@@ -53,6 +54,9 @@ pub fn write_outputs(
                     .map_err(BuildError::store)?;
                 write_dir_atomically(&out.dest, |dir| {
                     crate::export::oci_layout_dir(&img, dir).map_err(BuildError::export)?;
+                    if let Some(a) = attached {
+                        a.attach_to_dir(dir)?;
+                    }
                     Ok(())
                 })?;
             }

@@ -42,6 +42,10 @@ pub struct Solver<'a> {
     pub cancel: Arc<AtomicBool>,
     /// Cache keys this build hit or recorded (what `--cache-to` exports).
     pub used_keys: Mutex<Vec<Digest>>,
+    /// What the provenance records, collected as stages run (`solve::record`).
+    pub trace: super::record::Trace,
+    /// When the build started (seconds since the epoch), for the provenance.
+    pub started: i64,
 }
 
 impl<'a> Solver<'a> {

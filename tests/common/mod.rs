@@ -74,6 +74,9 @@ pub fn rbuild_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(rbuild_bin());
     cmd.arg("--root").arg(root).args(args);
     cmd.env_remove("SOURCE_DATE_EPOCH");
+    // Provenance is attached by default to OCI outputs and pushes (docs/provenance.md); tests of
+    // other features expect plain single-manifest outputs. tests/provenance.rs turns it back on.
+    cmd.env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
