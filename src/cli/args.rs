@@ -72,6 +72,8 @@ pub enum Command {
     Df,
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
+    /// Rebuild an image from its provenance and check that it comes out byte for byte the same
+    Verify(VerifyArgs),
     /// Verify the store: blobs, layers, snapshots and references; --repair fixes what is broken
     Fsck(FsckArgs),
     /// Pull an image from a registry
@@ -295,6 +297,13 @@ pub struct ImagesArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Print the SLSA provenance attestation of IMAGE (an OCI layout dir or tar, a
+    /// docker-archive, or a registry reference)
+    #[arg(long, conflicts_with = "sbom")]
+    pub provenance: bool,
+    /// Print the SPDX SBOM attestation of IMAGE (as --provenance)
+    #[arg(long)]
+    pub sbom: bool,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
@@ -370,6 +379,25 @@ pub struct PruneArgs {
     /// Do not prompt (rbuild never prompts; accepted for docker compatibility)
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The build context: a directory, or GIT-URL#COMMIT (default: the git remote and commit the
+    /// provenance records)
+    #[arg(long, value_name = "DIR|GIT-URL#COMMIT")]
+    pub context: Option<String>,
+    /// Print a machine-readable report (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Rebuild even when RUN steps had network access (their downloads may differ)
+    #[arg(long)]
+    pub allow_network: bool,
+    /// Secret the build used: id=ID,src=PATH; repeatable
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
+    /// The image: an OCI layout dir or tar, a docker-archive, or a registry reference
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

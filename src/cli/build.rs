@@ -255,7 +255,7 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `--secret id=ID,src=PATH` or `id=ID,env=VAR` (as docker buildx). An env value is written to a 0600
 /// file in `env_dir`, since RUN mounts secrets from files.
-fn parse_secret(s: &str, env_dir: Option<&Path>) -> Result<(String, PathBuf)> {
+pub(super) fn parse_secret(s: &str, env_dir: Option<&Path>) -> Result<(String, PathBuf)> {
     let mut id = None;
     let mut src = None;
     let mut env = None;

@@ -59,6 +59,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             super::render::images(&store, &mut std::io::stdout().lock(), &opts)?;
             Ok(0)
         }
+        Command::Inspect(a) if a.provenance || a.sbom => {
+            let ptype = if a.sbom {
+                crate::attest::PREDICATE_SPDX
+            } else {
+                crate::attest::PREDICATE_SLSA_V1
+            };
+            let mut code = 0;
+            for image in &a.images {
+                code = code.max(super::attest::inspect(image, ptype, &registry)?);
+            }
+            Ok(code)
+        }
         Command::Inspect(a) => {
             let store = open_store(&root)?;
             let snapdir = root.join("overlay2");
@@ -193,6 +205,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
+        Command::Verify(a) => super::verify::run(&root, &registry, a),
         Command::Fsck(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;

@@ -3,6 +3,7 @@
 //! `rbuild -t name .` is accepted as `rbuild build -t name .`, as with `docker build`.
 
 mod args;
+mod attest;
 mod build;
 mod check;
 mod commands;
@@ -13,6 +14,7 @@ mod network;
 mod options;
 mod registry;
 pub mod render;
+mod verify;
 
 use std::ffi::OsString;
 
@@ -31,6 +33,7 @@ const SUBCOMMANDS: &[&str] = &[
     "prune",
     "df",
     "diff",
+    "verify",
     "fsck",
     "help",
     "pull",
