@@ -161,36 +161,3 @@ mod tests {
         assert_eq!(a.blobs().len(), 3);
     }
 }
-
-/// Hangs `att` on the image `image` in the OCI layout `dir`: its blobs go to `blobs/sha256/`, and
-/// each `index.json` entry for `image` becomes an image index (the image, then the attestation
-/// manifest) carrying that entry's annotations, as BuildKit's OCI exporter lays it out.
-pub fn attach_to_layout_dir(
-    dir: &std::path::Path,
-    image: &Digest,
-    image_platform: &Platform,
-    att: &Attachment,
-) -> Result<(), AttestError> {
-    use crate::image::manifest::{build_index, Index, MEDIA_OCI_INDEX};
-    let blobs = dir.join("blobs").join("sha256");
-    for (d, bytes) in att.blobs() {
-        let p = blobs.join(d.digest.hex());
-        std::fs::write(&p, bytes).map_err(AttestError::io(&p))?;
-    }
-    let index_path = dir.join("index.json");
-    let bytes = std::fs::read(&index_path).map_err(AttestError::io(&index_path))?;
-    let mut top = Index::from_bytes(&bytes)?;
-    for entry in top.manifests.iter_mut().filter(|d| &d.digest == image) {
-        let mut image_desc = entry.clone();
-        image_desc.annotations.clear();
-        image_desc.platform = Some(image_platform.clone());
-        let nested = build_index(&[image_desc, att.descriptor.clone()])?;
-        let p = blobs.join(Digest::of_bytes(&nested).hex());
-        std::fs::write(&p, &nested).map_err(AttestError::io(&p))?;
-        let mut d = Descriptor::of_bytes(MEDIA_OCI_INDEX, &nested);
-        d.annotations = std::mem::take(&mut entry.annotations);
-        *entry = d;
-    }
-    let out = build_index(&top.manifests)?;
-    std::fs::write(&index_path, out).map_err(AttestError::io(&index_path))
-}

@@ -160,7 +160,7 @@ pub struct BuildArgs {
     /// Progress output: auto, plain, tty, quiet or rawjson
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
-    /// Target platform (only the native linux/amd64 today)
+    /// Target platforms, comma-separated (linux/amd64,linux/arm64): several make an image index
     #[arg(long)]
     pub platform: Option<String>,
     /// Output: type=docker|oci|tar|local,dest=PATH[,tar=false][,compression=gzip|zstd|uncompressed][,compression-level=N][,rewrite-timestamp=BOOL]; repeatable

@@ -31,12 +31,10 @@ pub(super) fn run_build(
             );
         }
     }
-    if let Some(p) = &a.platform {
-        if p != "linux/amd64" && p != "linux/x86_64" {
-            bail!("platform {p:?} is not supported: rbuild builds for the native linux/amd64 only");
-        }
-    }
     let mut opts = BuildOptions::new(root, context.clone());
+    if let Some(p) = &a.platform {
+        opts.platforms = crate::platform::Platform::parse_list(p).map_err(|e| anyhow!(e))?;
+    }
     opts.registry = registry;
     opts.dockerfile = match a.file.as_deref() {
         None => DockerfileSource::Default,

@@ -38,6 +38,17 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, 
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// The `manifest.json` entry for these items.
+pub(crate) fn write_manifest_json(items: &[ManifestItem]) -> Result<Entry, ExportError> {
+    // Go's json.Encoder ends documents with a newline.
+    let mut manifest_json = serde_json::to_vec(items).map_err(|source| ExportError::Json {
+        path: "manifest.json".into(),
+        source,
+    })?;
+    manifest_json.push(b'\n');
+    Ok(Entry::bytes("manifest.json", MODE_FILE, 0, manifest_json))
+}
+
 /// Writes `image` as a Docker 25+ archive to `out` and returns `out`.
 pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, ExportError> {
     let (config, refs) = image.validate()?;
@@ -68,12 +79,6 @@ pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
         parent: None,
         layer_sources,
     };
-    // Go's json.Encoder ends documents with a newline.
-    let mut manifest_json = serde_json::to_vec(&[item]).map_err(|source| ExportError::Json {
-        path: "manifest.json".into(),
-        source,
-    })?;
-    manifest_json.push(b'\n');
 
     let index = manifest::build_index(&index_descriptors(&built.descriptor, &refs))?;
 
@@ -99,7 +104,7 @@ pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
         entries.push(Entry::bytes("repositories", MODE_FILE, 0, repo_json));
     }
     entries.push(Entry::bytes("index.json", MODE_FILE, 0, index));
-    entries.push(Entry::bytes("manifest.json", MODE_FILE, 0, manifest_json));
+    entries.push(write_manifest_json(&[item])?);
     entries.push(Entry::bytes(
         "oci-layout",
         MODE_FILE,

@@ -1,13 +1,17 @@
-//! Outputs: docker-archive (Docker 25+ layout, also a valid OCI layout) and OCI image layout
+//! Outputs (one image, or an image index: `index`): docker-archive (Docker 25+ layout, also a valid OCI layout) and OCI image layout
 //! (directory or tar). All writers produce deterministic bytes and never recompress: layer blobs
 //! are streamed from their files and verified against their digests on the way.
 
 pub mod docker_archive;
+pub mod index;
 pub mod layout;
 pub mod oci_layout;
 pub mod tar_writer;
 
 pub use docker_archive::docker_archive;
+pub use index::{
+    docker_index_archive, oci_index_dir, oci_index_tar, ExportContent, ExportEntry, ExportIndex,
+};
 pub use layout::{blob_name, OCI_LAYOUT, OCI_LAYOUT_DOCKER};
 pub use oci_layout::{oci_layout_dir, oci_layout_tar};
 

@@ -76,6 +76,24 @@ fn put_blob_file(blobs: &Path, src: &Path, digest: &Digest, size: u64) -> Result
     Ok(())
 }
 
+/// Copies an image's layer blobs, config and manifest into `blobs` (`blobs/sha256/`).
+pub(crate) fn put_image_blobs(
+    image: &ExportImage,
+    blobs: &Path,
+    built: &manifest::BuiltManifest,
+) -> Result<(), ExportError> {
+    for (desc, path) in &image.layers {
+        put_blob_file(blobs, path, &desc.digest, desc.size)?;
+    }
+    write_blob(blobs, &image.config_bytes)?;
+    write_blob(blobs, &built.bytes)
+}
+
+/// Writes `bytes` as the blob named by their digest.
+pub(crate) fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    write_atomic(&blobs.join(Digest::of_bytes(bytes).hex()), bytes)
+}
+
 /// Writes (or adds to) an OCI layout directory. Existing `index.json` entries with the same
 /// `org.opencontainers.image.ref.name` are replaced; other images in the layout are kept.
 pub fn oci_layout_dir(image: &ExportImage, dir: &Path) -> Result<(), ExportError> {
@@ -83,15 +101,14 @@ pub fn oci_layout_dir(image: &ExportImage, dir: &Path) -> Result<(), ExportError
     let blobs: PathBuf = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
     let built = manifest::build(ManifestKind::Oci, &image.config_bytes, &image.layer_descs())?;
-    for (desc, path) in &image.layers {
-        put_blob_file(&blobs, path, &desc.digest, desc.size)?;
-    }
-    let config_digest = Digest::of_bytes(&image.config_bytes);
-    write_atomic(&blobs.join(config_digest.hex()), &image.config_bytes)?;
-    write_atomic(&blobs.join(built.descriptor.digest.hex()), &built.bytes)?;
+    put_image_blobs(image, &blobs, &built)?;
+    merge_index_json(dir, index_descriptors(&built.descriptor, &refs))
+}
 
+/// Adds `new_descs` to the layout's `index.json`, replacing entries of the same reference name
+/// (or, unnamed, the same digest), and writes `oci-layout` if absent.
+pub(crate) fn merge_index_json(dir: &Path, new_descs: Vec<Descriptor>) -> Result<(), ExportError> {
     let index_path = dir.join("index.json");
-    let new_descs = index_descriptors(&built.descriptor, &refs);
     let mut manifests: Vec<Descriptor> = match fs::read(&index_path) {
         Ok(bytes) => Index::from_bytes(&bytes)?.manifests,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),

@@ -2,6 +2,7 @@
 //!
 //! * [`config`]: the Docker/OCI image config model, serialized deterministically.
 //! * [`history`]: `created_by` strings in BuildKit and classic-builder style.
+//! * [`index`]: the multi-manifest image a multi-platform build makes, as stored.
 //! * [`manifest`]: OCI / Docker v2s2 manifests, OCI index, descriptors.
 //! * [`reference`]: image reference parsing and normalization (`docker.io/library/x:latest`).
 //! * [`layer_desc`]: the description of one stored layer blob.
@@ -9,6 +10,7 @@
 pub mod config;
 mod config_de;
 pub mod history;
+pub mod index;
 pub mod layer_desc;
 pub mod lenient;
 pub mod manifest;

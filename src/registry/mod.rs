@@ -24,6 +24,7 @@ pub mod host;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod push_index;
 pub mod resolve;
 pub mod url;
 
@@ -31,6 +32,7 @@ pub use client::Client;
 pub use host::{Host, RegistryConfig};
 pub use pull::{pull, PullOptions, Pulled};
 pub use push::{push, PushOptions};
+pub use push_index::push_index;
 
 use crate::digest::Digest;
 use std::path::PathBuf;

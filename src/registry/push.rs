@@ -509,6 +509,42 @@ pub fn mount_sources(
         .collect()
 }
 
+/// Uploads an image's layer blobs (recording where they went, for later mounts) and its config.
+pub(crate) fn upload_image(
+    client: &Client,
+    store: &Store,
+    img: &crate::export::ExportImage,
+    repo: &str,
+    source: &str,
+    opts: &PushOptions,
+) -> Result<(), RegistryError> {
+    let jobs: Vec<BlobJob<'_>> = img
+        .layers
+        .iter()
+        .map(|(layer, path)| BlobJob {
+            digest: &layer.digest,
+            size: layer.size,
+            path,
+            mount_from: mount_sources(store, client, &layer.diff_id, &layer.digest),
+        })
+        .collect();
+    push_blobs(client, repo, &jobs, opts)?;
+    for (layer, _) in &img.layers {
+        store.add_v2_metadata(&layer.diff_id, &layer.digest, source)?;
+    }
+    let config_digest = Digest::of_bytes(&img.config_bytes);
+    push_blob(
+        client,
+        repo,
+        &config_digest,
+        img.config_bytes.len() as u64,
+        BlobSource::Bytes(&img.config_bytes),
+        &[],
+        opts,
+    )?;
+    Ok(())
+}
+
 /// Pushes image `id` as `target`; returns the manifest digest.
 pub fn push(
     client: &Client,
@@ -522,31 +558,7 @@ pub fn push(
     if !opts.quiet {
         eprintln!("The push refers to repository [{}]", target.name());
     }
-    let source = target.name();
-    let jobs: Vec<BlobJob<'_>> = img
-        .layers
-        .iter()
-        .map(|(layer, path)| BlobJob {
-            digest: &layer.digest,
-            size: layer.size,
-            path,
-            mount_from: mount_sources(store, client, &layer.diff_id, &layer.digest),
-        })
-        .collect();
-    push_blobs(client, repo, &jobs, opts)?;
-    for (layer, _) in &img.layers {
-        store.add_v2_metadata(&layer.diff_id, &layer.digest, &source)?;
-    }
-    let config_digest = Digest::of_bytes(&img.config_bytes);
-    push_blob(
-        client,
-        repo,
-        &config_digest,
-        img.config_bytes.len() as u64,
-        BlobSource::Bytes(&img.config_bytes),
-        &[],
-        opts,
-    )?;
+    upload_image(client, store, &img, repo, &target.name(), opts)?;
     let layers: Vec<_> = img.layers.iter().map(|(l, _)| l.clone()).collect();
     let mut built = manifest::build(ManifestKind::Oci, &img.config_bytes, &layers)?;
     if let Some(cache) = &opts.inline_cache {

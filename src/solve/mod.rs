@@ -34,6 +34,7 @@ use crate::context::Context;
 use crate::digest::Digest;
 use crate::dockerfile::{self, Dockerfile};
 use crate::exec::NamespaceExecutor;
+use crate::image::index::{platform_of, ImageIndex, IndexEntry};
 use crate::plan::{BaseRef, Plan, PlanOptions};
 use crate::platform::Platform;
 use crate::snapshot::OverlaySnapshotter;
@@ -46,8 +47,13 @@ use std::path::{Path, PathBuf};
 /// What a finished build produced.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
-    /// The image id: the digest of the config bytes.
+    /// The image id: the digest of the config bytes (for several platforms, the image the
+    /// tags point at in `repositories.json`: the host's platform, else the first).
     pub image_id: Digest,
+    /// Several platforms: the stored index (`Store::get_index`) the tags denote.
+    pub index_id: Option<Digest>,
+    /// Each target platform with its image.
+    pub images: Vec<(Platform, Digest)>,
 }
 
 /// Runs one build to completion.
@@ -70,19 +76,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let (df_text, df_display) = read_dockerfile(opts, &dockerfile_path, context.as_ref())?;
     let df = dockerfile::parse(&df_text, &df_display).map_err(BuildError::Parse)?;
 
-    let plan_opts = PlanOptions {
-        build_args: opts.build_args.clone(),
-        target: opts.target.clone(),
-        platform: Platform::host(),
-        build_platform: Platform::host(),
-    };
-    let plan = Plan::new(&df, &plan_opts).map_err(BuildError::Plan)?;
-    for unused in &plan.unused_build_args {
-        reporter.warn(&format!(
-            "build arg {unused:?} was not consumed by any stage"
-        ));
-    }
-
     let epoch = opts.source_date_epoch.or_else(|| {
         opts.build_args
             .get("SOURCE_DATE_EPOCH")
@@ -93,7 +86,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         resources: opts.resources.clone(),
         ..NamespaceExecutor::new(scratch.path().to_path_buf())
     };
-    let ctx = solver::Solver {
+    pull::import_cache(opts, &store, &snapshots, &reporter)?;
+    let shared = Shared {
         opts,
         epoch,
         store: &store,
@@ -101,18 +95,130 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         executor: &executor,
         context: context.as_ref(),
         df: &df,
+        reporter: &reporter,
+        scratch: scratch.path(),
+        cancel: &cancel,
+        df_text: &df_text,
+    };
+
+    let platforms = if opts.platforms.is_empty() {
+        vec![Platform::host()]
+    } else {
+        opts.platforms.clone()
+    };
+    if platforms.len() == 1 {
+        return build_one(&shared, &platforms[0], true).map(|(r, _)| r);
+    }
+    // Several platforms: each is a whole solve; stages that do not depend on the target
+    // (`FROM --platform=$BUILDPLATFORM`, no TARGET* args) have the same cache keys for every
+    // target, so the second target finds them in the cache (docs/compat.md, "Multi-platform").
+    let mut index = ImageIndex::default();
+    let mut images = Vec::new();
+    let mut attestations = Vec::new();
+    for p in &platforms {
+        let (res, attestation) = build_one(&shared, p, false)?;
+        let config = crate::image::ImageConfig::from_bytes(
+            &store
+                .image_config(&res.image_id)
+                .map_err(BuildError::store)?,
+        )
+        .map_err(BuildError::store)?;
+        let at = index.push(IndexEntry::image(
+            res.image_id.clone(),
+            platform_of(&config.os, &config.architecture, config.variant.as_deref()),
+        ));
+        attestations.extend(attestation.map(|a| (at, a)));
+        images.push((p.clone(), res.image_id));
+    }
+    // As BuildKit: attestation manifests after all the images.
+    for (at, a) in attestations {
+        index.push(attest_step::index_entry(a, at));
+    }
+    let index_id = store.put_index(&index).map_err(BuildError::store)?;
+    let host = Platform::host();
+    let default = (
+        host.os.as_str(),
+        host.architecture.as_str(),
+        host.variant.as_deref(),
+    );
+    for t in &opts.tags {
+        let reference = crate::image::Reference::parse(t)
+            .map_err(|e| BuildError::Usage(format!("invalid tag {t:?}: {e}")))?;
+        store
+            .tag_index(&reference, &index_id, default)
+            .map_err(BuildError::store)?;
+    }
+    output::write_index_outputs(opts, &store, &reporter, &index_id)?;
+    push_index_outputs(opts, &store, &reporter, &index_id)?;
+    let image_id = crate::store::Store::index_default_image(&index, default)
+        .ok_or_else(|| BuildError::Internal("the index has no image".into()))?;
+    reporter.message(&format!("writing image index {index_id} done"));
+    for t in &opts.tags {
+        reporter.message(&format!("naming to {t} done"));
+    }
+    Ok(BuildResult {
+        image_id,
+        index_id: Some(index_id),
+        images,
+    })
+}
+
+/// What every platform's solve of one build shares.
+struct Shared<'a> {
+    opts: &'a BuildOptions,
+    epoch: Option<i64>,
+    store: &'a Store,
+    snapshots: &'a OverlaySnapshotter,
+    executor: &'a NamespaceExecutor,
+    context: Option<&'a Context>,
+    df: &'a Dockerfile,
+    reporter: &'a Reporter,
+    scratch: &'a Path,
+    cancel: &'a std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The Dockerfile as read, for the provenance.
+    df_text: &'a str,
+}
+
+/// Solves the build for one target platform. `alone`: the only platform, so the image is tagged,
+/// written to the outputs and pushed here (else the caller makes an index of the images).
+fn build_one(
+    sh: &Shared<'_>,
+    platform: &Platform,
+    alone: bool,
+) -> Result<(BuildResult, Option<crate::image::index::Artifact>), BuildError> {
+    let (opts, store, reporter) = (sh.opts, sh.store, sh.reporter);
+    let plan_opts = PlanOptions {
+        build_args: opts.build_args.clone(),
+        target: opts.target.clone(),
+        platform: platform.clone(),
+        build_platform: Platform::host(),
+    };
+    let plan = Plan::new(sh.df, &plan_opts).map_err(BuildError::Plan)?;
+    for unused in &plan.unused_build_args {
+        reporter.warn(&format!(
+            "build arg {unused:?} was not consumed by any stage"
+        ));
+    }
+    let cancel = sh.cancel.clone();
+    let ctx = solver::Solver {
+        opts,
+        epoch: sh.epoch,
+        store,
+        snapshots: sh.snapshots,
+        executor: sh.executor,
+        context: sh.context,
+        df: sh.df,
         plan: &plan,
         plan_opts: &plan_opts,
         results: std::sync::Mutex::new(vec![None; plan.stages.len()]),
-        reporter: &reporter,
-        scratch: scratch.path().to_path_buf(),
+        reporter,
+        scratch: sh.scratch.to_path_buf(),
         arg_scopes: std::sync::Mutex::new(vec![None; plan.stages.len()]),
         cancel: cancel.clone(),
         used_keys: Default::default(),
         trace: Default::default(),
         started: jiff::Timestamp::now().as_second(),
     };
-    pull::import_cache(opts, &store, &snapshots, &reporter)?;
 
     // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
     // target does not need are not in `plan.order` and never build.
@@ -149,18 +255,71 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let final_result: StageResult = ctx
         .result(plan.target)
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
-    let image_id = ctx.commit_image(&final_result)?;
-    let attached = attest_step::attachment(&ctx, &final_result, &image_id, &df_text)?;
-    output::write_outputs(&ctx, &final_result, &image_id, attached.as_ref())?;
+    let image_id = ctx.commit_image(&final_result, alone)?;
+    let attestation = attest_step::artifact(&ctx, &final_result, &image_id, sh.df_text)?;
+    if !alone {
+        let res = BuildResult {
+            image_id,
+            index_id: None,
+            images: Vec::new(),
+        };
+        return Ok((res, attestation));
+    }
+    // Attestations make even one image an index (the image, then its attestation manifest).
+    let index_id = match attestation {
+        Some(a) => Some(attest_step::single_index(&ctx, &image_id, a)?),
+        None => None,
+    };
+    output::write_outputs(&ctx, &final_result, &image_id, index_id.as_ref())?;
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
-    let inline = pull::inline_cache(opts, &store, &reporter, &used, &final_result)?;
-    push_outputs(opts, &store, &reporter, &image_id, inline)?;
-    pull::export_cache(opts, &store, &reporter, &used, &final_result)?;
+    let inline = pull::inline_cache(opts, store, reporter, &used, &final_result)?;
+    match &index_id {
+        Some(index_id) => push_index_outputs(opts, store, reporter, index_id)?,
+        None => push_outputs(opts, store, reporter, &image_id, inline)?,
+    }
+    pull::export_cache(opts, store, reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
         reporter.message(&format!("naming to {t} done"));
     }
-    Ok(BuildResult { image_id })
+    let res = BuildResult {
+        image_id: image_id.clone(),
+        index_id,
+        images: vec![(platform.clone(), image_id)],
+    };
+    Ok((res, None))
+}
+
+/// Tags and pushes the index to every `--push` / `-o type=registry` name.
+fn push_index_outputs(
+    opts: &BuildOptions,
+    store: &Store,
+    reporter: &Reporter,
+    index_id: &Digest,
+) -> Result<(), BuildError> {
+    let host = Platform::host();
+    let default = (
+        host.os.as_str(),
+        host.architecture.as_str(),
+        host.variant.as_deref(),
+    );
+    for name in &opts.push {
+        let step = reporter.start(&format!("pushing {name}"));
+        let reference = crate::image::Reference::parse_tagged(name)
+            .map_err(|e| BuildError::Usage(format!("invalid push name {name:?}: {e}")))?;
+        store
+            .tag_index(&reference, index_id, default)
+            .map_err(BuildError::store)?;
+        let push_opts = crate::registry::PushOptions {
+            quiet: reporter.quiet(),
+            form: crate::store::LayerForm::Compress(opts.compression, opts.repro_profile),
+            ..Default::default()
+        };
+        pull::push_index(store, &opts.registry, index_id, &reference, &push_opts)
+            .map_err(|e| BuildError::Export(Box::new(e)))?;
+        reporter.done(step);
+    }
+    Ok(())
 }
 
 /// Tags and pushes the image to every `--push` / `-o type=registry` name.

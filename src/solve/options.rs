@@ -97,6 +97,8 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--provenance` / `--sbom`: attestations attached to OCI/docker outputs and pushes.
     pub attest: crate::attest::AttestOptions,
+    /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
+    pub platforms: Vec<crate::platform::Platform>,
 }
 
 impl BuildOptions {
@@ -131,6 +133,7 @@ impl BuildOptions {
             cancel: None,
             labels: BTreeMap::new(),
             attest: crate::attest::AttestOptions::default(),
+            platforms: Vec::new(),
         }
     }
 }

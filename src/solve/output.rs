@@ -16,7 +16,7 @@ pub fn write_outputs(
     ctx: &Solver,
     result: &StageResult,
     image_id: &Digest,
-    attached: Option<&super::attest_step::Attached>,
+    index_id: Option<&Digest>,
 ) -> Result<(), BuildError> {
     // Layers are stored as tars; outputs ship them in the build's compression (made once, kept).
     let form = LayerForm::Compress(ctx.opts.compression, ctx.opts.repro_profile);
@@ -26,6 +26,13 @@ pub fn write_outputs(
             kind_name(&out.kind),
             out.dest.display()
         ));
+        // The image with its attestations: the image outputs are written from the index.
+        if let (Some(index_id), OutputKind::Docker | OutputKind::Oci { .. }) = (index_id, &out.kind)
+        {
+            write_index_output(ctx.opts, ctx.store, index_id, out)?;
+            ctx.reporter.done(step);
+            continue;
+        }
         match &out.kind {
             OutputKind::Docker => {
                 let img = ctx
@@ -54,9 +61,6 @@ pub fn write_outputs(
                     .map_err(BuildError::store)?;
                 write_dir_atomically(&out.dest, |dir| {
                     crate::export::oci_layout_dir(&img, dir).map_err(BuildError::export)?;
-                    if let Some(a) = attached {
-                        a.attach_to_dir(dir)?;
-                    }
                     Ok(())
                 })?;
             }
@@ -87,6 +91,83 @@ pub fn write_outputs(
             }
         }
         ctx.reporter.done(step);
+    }
+    Ok(())
+}
+
+/// Writes the outputs of a multi-platform build: its index as an OCI layout or inside a
+/// docker-archive. Rootfs outputs (`tar`, `local`) take one platform; refused here.
+pub fn write_index_outputs(
+    opts: &super::BuildOptions,
+    store: &crate::store::Store,
+    reporter: &super::progress::Reporter,
+    index_id: &Digest,
+) -> Result<(), BuildError> {
+    for out in &opts.outputs {
+        let step = reporter.start(&format!(
+            "exporting to {} {}",
+            kind_name(&out.kind),
+            out.dest.display()
+        ));
+        write_index_output(opts, store, index_id, out)?;
+        reporter.done(step);
+    }
+    Ok(())
+}
+
+/// Writes one output of the index `index_id`.
+fn write_index_output(
+    opts: &super::BuildOptions,
+    store: &crate::store::Store,
+    index_id: &Digest,
+    out: &super::options::OutputSpec,
+) -> Result<(), BuildError> {
+    let form = LayerForm::Compress(opts.compression, opts.repro_profile);
+    let host = crate::platform::Platform::host();
+    let default = (
+        host.os.as_str(),
+        host.architecture.as_str(),
+        host.variant.as_deref(),
+    );
+    {
+        let index = || {
+            store
+                .export_index(index_id, &opts.tags, form, default)
+                .map_err(BuildError::store)
+        };
+        match &out.kind {
+            OutputKind::Docker => {
+                let idx = index()?;
+                write_file_atomically(&out.dest, |w| {
+                    crate::export::docker_index_archive(&idx, w).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Oci { tar: true } => {
+                let idx = index()?;
+                write_file_atomically(&out.dest, |w| {
+                    crate::export::oci_index_tar(&idx, w).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Oci { tar: false } => {
+                let idx = index()?;
+                write_dir_atomically(&out.dest, |dir| {
+                    crate::export::oci_index_dir(&idx, dir).map_err(BuildError::export)?;
+                    Ok(())
+                })?;
+            }
+            OutputKind::Tar | OutputKind::Local => {
+                return Err(BuildError::Usage(format!(
+                    "-o type={} writes one root filesystem: build one --platform for it",
+                    if out.kind == OutputKind::Tar {
+                        "tar"
+                    } else {
+                        "local"
+                    }
+                )))
+            }
+        }
     }
     Ok(())
 }

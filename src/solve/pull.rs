@@ -26,7 +26,8 @@ pub fn pull(
     registry::pull(&client, store, &reference, opts, &mut unpack)
 }
 
-/// Pushes the image `source` (a store name or id) as `target` (default: `source`).
+/// Pushes the image `source` (a store name or id) as `target` (default: `source`). A name that
+/// denotes an image index (a multi-platform build's tag) pushes the whole index.
 pub fn push(
     store: &Store,
     cfg: &RegistryConfig,
@@ -34,12 +35,35 @@ pub fn push(
     target: Option<&str>,
     opts: &PushOptions,
 ) -> Result<Digest, RegistryError> {
+    if let Some(index) = store.resolve_index(source)? {
+        let target = Reference::parse_tagged(target.unwrap_or(source))?;
+        return push_index(store, cfg, &index, &target, opts);
+    }
     let id = store
         .resolve(source)?
         .ok_or_else(|| RegistryError::Other(format!("no such image: {source}")))?;
     let target = Reference::parse_tagged(target.unwrap_or(source))?;
     let client = Client::new(target.domain(), cfg)?;
     registry::push(&client, store, &id, &target, opts)
+}
+
+/// Pushes the stored index `index` as `target`.
+pub fn push_index(
+    store: &Store,
+    cfg: &RegistryConfig,
+    index: &Digest,
+    target: &Reference,
+    opts: &PushOptions,
+) -> Result<Digest, RegistryError> {
+    let host = crate::platform::Platform::host();
+    let default = (
+        host.os.as_str(),
+        host.architecture.as_str(),
+        host.variant.as_deref(),
+    );
+    let export = store.export_index(index, &[], opts.form, default)?;
+    let client = Client::new(target.domain(), cfg)?;
+    registry::push_index(&client, store, &export, target, opts)
 }
 
 /// `--cache-from`: imports each cache's records and layers before the build. A cache that

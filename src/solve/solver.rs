@@ -331,7 +331,8 @@ impl<'a> Solver<'a> {
     }
 
     /// Stores the final config as an image, tags it, and returns the image id.
-    pub fn commit_image(&self, r: &StageResult) -> Result<Digest, BuildError> {
+    /// Stores the final image; `tag`: points the build's tags at it (not for one platform of several).
+    pub fn commit_image(&self, r: &StageResult, tag: bool) -> Result<Digest, BuildError> {
         let mut config = r.config.clone();
         // `--label K=V` overrides the Dockerfile's LABELs, on the final image only (as BuildKit).
         config.config.labels.extend(self.opts.labels.clone());
@@ -351,7 +352,7 @@ impl<'a> Solver<'a> {
             .store
             .put_image(&bytes, r.parent_image.as_ref())
             .map_err(BuildError::store)?;
-        for t in &self.opts.tags {
+        for t in self.opts.tags.iter().filter(|_| tag) {
             let reference = crate::image::reference::Reference::parse(t)
                 .map_err(|e| BuildError::Usage(format!("invalid tag {t:?}: {e}")))?;
             self.store.tag(&reference, &id).map_err(BuildError::store)?;

@@ -11,6 +11,7 @@
 //! <root>/image/overlay2/distribution/{diffid-by-digest,v2metadata-by-diffid}/sha256/<hex>
 //! <root>/image/overlay2/distribution/compressed-by-diffid/sha256/<diffID hex>/<form>  (`compressed`)
 //! <root>/image/overlay2/repositories.json
+//! <root>/image/overlay2/indexdb/{content/sha256/<index id>,refs.json}   image indexes (`indexes`)
 //! <root>/cache/sha256/<key hex>                 build cache records (JSON)
 //! <root>/cache/by-parent/<parent hex|root>/<key hex>   index for miss explanations
 //! <root>/overlay2/                              snapshots (owned by `snapshot::OverlaySnapshotter`)
@@ -26,13 +27,14 @@
 pub mod content;
 pub mod fsutil;
 pub mod gc;
+mod index_export;
 pub mod load;
 pub mod lock;
 pub mod meta;
 
 pub use content::{blob, compressed};
 pub use gc::{check, fsck};
-pub use meta::{cache, distribution, history, images, layers, lease};
+pub use meta::{cache, distribution, history, images, indexes, layers, lease};
 
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;

@@ -252,14 +252,19 @@ impl Store {
         let _lock = self.lock()?;
         let mut report = PruneReport::default();
         if all {
+            // Members of a tagged index are named through it.
+            let indexed = self.indexed_image_ids()?;
             for img in self.list_images()? {
-                let named = !img.repo_tags.is_empty() || !img.repo_digests.is_empty();
+                let named = !img.repo_tags.is_empty()
+                    || !img.repo_digests.is_empty()
+                    || indexed.contains(&img.id);
                 if !named && self.children(&img.id)?.is_empty() {
                     self.delete_image(&img.id)?;
                     report.deleted_images.push(img.id);
                 }
             }
         }
+        self.prune_indexes()?;
         for key in self.cache_keys()? {
             let stale = match self.cache_get(&key)? {
                 Some(rec) => match &rec.chain_id {

@@ -132,8 +132,20 @@ impl Store {
         fsutil::write_atomic(&self.tmp_dir(), &p, &bytes)
     }
 
-    /// Points `reference` (a tag, or `name@digest` repo digest) at image `id`.
+    /// Points `reference` (a tag, or `name@digest` repo digest) at image `id`. A reference that
+    /// denoted an index (`Store::tag_index`) now denotes this image only.
     pub fn tag(&self, reference: &Reference, id: &Digest) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.tag_image_only(reference, id)?;
+        self.forget_index_ref(reference)
+    }
+
+    /// `tag` without touching index references.
+    pub(crate) fn tag_image_only(
+        &self,
+        reference: &Reference,
+        id: &Digest,
+    ) -> Result<(), StoreError> {
         if !self.has_image(id) {
             return Err(StoreError::ImageNotFound(id.to_string()));
         }
@@ -154,6 +166,7 @@ impl Store {
     /// Removes a tag; returns the image it pointed to.
     pub fn untag(&self, reference: &Reference) -> Result<Option<Digest>, StoreError> {
         let _lock = self.lock()?;
+        self.forget_index_ref(reference)?;
         let mut repos = self.read_repositories()?;
         let name = reference.familiar_name();
         let Some(tags) = repos.repositories.get_mut(&name) else {
@@ -303,6 +316,11 @@ impl Store {
         });
         if !removed.is_empty() {
             self.write_repositories(&repos)?;
+        }
+        for r in &removed {
+            if let Ok(r) = Reference::parse(r) {
+                self.forget_index_ref(&r)?;
+            }
         }
         let content = self.image_content_path(id);
         match std::fs::remove_file(&content) {

@@ -6,5 +6,6 @@ pub mod cache;
 pub mod distribution;
 pub mod history;
 pub mod images;
+pub mod indexes;
 pub mod layers;
 pub mod lease;
