@@ -18,6 +18,7 @@ pub mod lint;
 pub mod plan;
 pub mod platform;
 pub mod registry;
+pub mod sbom;
 pub mod snapshot;
 pub mod solve;
 pub mod store;

@@ -132,8 +132,32 @@ fn attest_err(e: crate::attest::AttestError) -> BuildError {
 }
 
 /// The SPDX document of the final root filesystem, read through a read-only view of it.
-fn sbom_document(_ctx: &Solver, _result: &StageResult) -> Result<serde_json::Value, BuildError> {
-    Err(BuildError::Usage(
-        "--sbom: the SBOM generator is not part of this build of rbuild yet".into(),
-    ))
+fn sbom_document(ctx: &Solver, result: &StageResult) -> Result<serde_json::Value, BuildError> {
+    let opts = crate::sbom::SbomOptions {
+        name: ctx
+            .opts
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "rootfs".into()),
+        created: ctx.epoch,
+        ..Default::default()
+    };
+    let sbom_err = |e: crate::sbom::SbomError| BuildError::Usage(format!("--sbom: {e}"));
+    match result.layers.last() {
+        Some(top) => {
+            let specs = ctx
+                .snapshots
+                .view(&top.cache_id)
+                .map_err(BuildError::snapshot)?;
+            let view =
+                crate::snapshot::mount_fresh(&specs, &ctx.scratch).map_err(BuildError::snapshot)?;
+            crate::sbom::generate(view.path(), &opts).map_err(sbom_err)
+        }
+        None => {
+            let empty =
+                tempfile::tempdir_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
+            crate::sbom::generate(empty.path(), &opts).map_err(sbom_err)
+        }
+    }
 }
