@@ -1,8 +1,8 @@
 //! The digest of a build context: what `rbuild verify` compares a given context against.
 //!
-//! It covers every entry the build could read (the `.dockerignore`d ones left out): its path,
-//! type, permission bits, and content (a file's sha256, a symlink's target). Not mtimes, owners
-//! or xattrs: a fresh checkout or copy of the same sources has the same digest
+//! It covers every entry the build could read (the `.dockerignore`d ones and a top-level `.git`
+//! left out): its path, type, permission bits, and content (a file's sha256, a symlink's target).
+//! Not mtimes, owners or xattrs: a fresh checkout or copy of the same sources has the same digest
 //! (docs/provenance.md "Context digest").
 
 use super::AttestError;
@@ -35,7 +35,9 @@ pub fn context_digest(ctx: &Context) -> Result<Digest, AttestError> {
             .map_err(|_| AttestError::Format(format!("{} is outside the context", path.display())))?
             .to_string_lossy()
             .to_string();
-        if ctx.is_ignored(&rel) {
+        // `.git` is the checkout's bookkeeping (index stat data, packs, logs), different in every
+        // clone of the same commit; as BuildKit drops it from git contexts, it is not counted.
+        if ctx.is_ignored(&rel) || rel == ".git" || rel.starts_with(".git/") {
             continue;
         }
         let meta = entry.metadata().map_err(|e| AttestError::Io {
@@ -127,6 +129,8 @@ mod tests {
             .unwrap();
         f.set_modified(std::time::UNIX_EPOCH).unwrap();
         std::fs::write(a.path().join("junk"), "ignored").unwrap();
+        std::fs::create_dir(a.path().join(".git")).unwrap();
+        std::fs::write(a.path().join(".git/index"), "stat data").unwrap();
         assert_eq!(
             digest_of(a.path()),
             d1,

@@ -23,6 +23,7 @@ pub mod repro;
 mod schedule;
 mod solver;
 mod state;
+mod trace;
 mod workdir_step;
 
 pub use error::BuildError;

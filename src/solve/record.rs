@@ -8,14 +8,6 @@ use crate::attest::{BaseImage, BuildRecord, ContextRecord};
 use crate::digest::Digest;
 use crate::exec::Network;
 use crate::platform::Platform;
-use std::sync::Mutex;
-
-/// Filled by the solver's threads.
-#[derive(Debug, Default)]
-pub struct Trace {
-    bases: Mutex<Vec<BaseImage>>,
-    network_runs: Mutex<Vec<(usize, String)>>,
-}
 
 impl Solver<'_> {
     /// Notes that `name` resolved to image `id` (once per name and platform).

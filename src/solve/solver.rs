@@ -43,7 +43,7 @@ pub struct Solver<'a> {
     /// Cache keys this build hit or recorded (what `--cache-to` exports).
     pub used_keys: Mutex<Vec<Digest>>,
     /// What the provenance records, collected as stages run (`solve::record`).
-    pub trace: super::record::Trace,
+    pub trace: super::trace::Trace,
     /// When the build started (seconds since the epoch), for the provenance.
     pub started: i64,
 }
