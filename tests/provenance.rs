@@ -445,20 +445,26 @@ fn verify_refuses_a_build_whose_run_had_network() {
     rootfs_archive(&ctx, "rootfs.tar");
     let layout = t.path().join("out");
     let dest = format!("type=oci,dest={},tar=false", layout.display());
-    ok(rbuild(
+    // No --provenance: min is attached to OCI outputs by default (as buildx does).
+    ok(rbuild_env(
         &t.path().join("root"),
         &[
             "build",
             "-q",
             "--source-date-epoch",
             EPOCH,
-            "--provenance=true",
             "-o",
             &dest,
             ctx.to_str().unwrap(),
         ],
+        &[("BUILDX_NO_DEFAULT_ATTESTATIONS", "")],
     ));
     let prov = read_json(&statements(&layout)[0].1);
+    let meta = &prov["predicate"]["runDetails"]["metadata"];
+    assert!(
+        meta["rbuild_metadata"]["source"].is_null(),
+        "min has no Dockerfile text"
+    );
     assert_eq!(
         prov["predicate"]["runDetails"]["metadata"]["rbuild_hermetic"],
         false
@@ -589,4 +595,52 @@ fn verify_reports_a_tampered_layer_down_to_the_file() {
     // The untouched original still verifies.
     let r = verify(&t.path().join("root2"), &ctx, &secret, &a, &[]);
     assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn docker_archive_and_store_images_carry_their_provenance() {
+    let t = tempfile::tempdir().unwrap();
+    let secret = t.path().join("secret");
+    std::fs::write(&secret, secret_value()).unwrap();
+    let ctx = app_context(&t.path().join("ctx"), "scratch");
+    let root = t.path().join("root");
+    let archive = t.path().join("app.tar");
+    let dest = format!("type=docker,dest={}", archive.display());
+    build(
+        &root,
+        &ctx,
+        &secret,
+        &["--provenance=mode=min", "-t", "app:1", "-o", &dest],
+    );
+    for image in [archive.to_str().unwrap(), "app:1"] {
+        let r = ok(rbuild(&root, &["inspect", "--provenance", image]));
+        let st: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(
+            st["predicateType"], "https://slsa.dev/provenance/v1",
+            "{image}"
+        );
+        assert_eq!(
+            st["subject"][0]["name"],
+            "pkg:docker/app@1?platform=linux%2Famd64"
+        );
+        // verify reads the archive, and the index in the store.
+        let r = verify(&root, &ctx, &secret, Path::new(image), &[]);
+        assert_eq!(r.status, 0, "{image}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.starts_with("reproduced sha256:"), "{}", r.stdout);
+    }
+    // No SBOM was asked for: inspect --sbom says so.
+    let r = rbuild(&root, &["inspect", "--sbom", "app:1"]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr
+            .contains("no https://spdx.dev/Document attestation"),
+        "{}",
+        r.stderr
+    );
+    // The docker-archive loads into another store.
+    ok(rbuild(
+        &t.path().join("root2"),
+        &["load", "-i", archive.to_str().unwrap()],
+    ));
+    assert_nothing_mounted_under(t.path());
 }

@@ -17,18 +17,29 @@ pub struct Opened {
     pub images: Vec<Attested>,
     /// The OCI layout directory, when the image is a file (not a registry reference).
     pub layout: Option<std::path::PathBuf>,
+    /// When the image is an index of the store at `root`: (manifest digest, image id) of each
+    /// image entry.
+    pub store_images: Vec<(Digest, Digest)>,
     _scratch: Option<tempfile::TempDir>,
 }
 
-/// Opens `spec`: a directory, an archive file, else a registry reference.
-pub fn open(spec: &str, registry: &RegistryConfig) -> Result<Opened> {
+/// Opens `spec`: a directory, an archive file, an image index in the store at `root`, else a
+/// registry reference.
+pub fn open(spec: &str, registry: &RegistryConfig, root: &Path) -> Result<Opened> {
     let p = Path::new(spec);
     if p.is_dir() {
         return Ok(Opened {
             images: from_layout_dir(p)?,
             layout: Some(p.to_path_buf()),
+            store_images: Vec::new(),
             _scratch: None,
         });
+    }
+    if !p.exists() && root.join("image").is_dir() {
+        let store = crate::store::Store::open(root)?;
+        if let Some(id) = store.resolve_index(spec)? {
+            return from_store(&store, &id);
+        }
     }
     if p.is_file() {
         let scratch = tempfile::tempdir()?;
@@ -40,6 +51,7 @@ pub fn open(spec: &str, registry: &RegistryConfig) -> Result<Opened> {
         return Ok(Opened {
             images: from_layout_dir(scratch.path())?,
             layout: Some(scratch.path().to_path_buf()),
+            store_images: Vec::new(),
             _scratch: Some(scratch),
         });
     }
@@ -71,13 +83,65 @@ pub fn open(spec: &str, registry: &RegistryConfig) -> Result<Opened> {
     Ok(Opened {
         images,
         layout: None,
+        store_images: Vec::new(),
+        _scratch: None,
+    })
+}
+
+/// A stored image index, rendered as an export would write it (gzip layers, the default).
+fn from_store(store: &crate::store::Store, id: &Digest) -> Result<Opened> {
+    use crate::export::ExportContent;
+    let host = crate::platform::Platform::host();
+    let default = (
+        host.os.as_str(),
+        host.architecture.as_str(),
+        host.variant.as_deref(),
+    );
+    let form = crate::store::LayerForm::Compress(
+        crate::layer::Compression::default(),
+        crate::layer::Profile::LATEST,
+    );
+    let exp = store.export_index(id, &[], form, default)?;
+    let rendered = exp.render()?;
+    let mut blobs = std::collections::BTreeMap::new();
+    let mut store_images = Vec::new();
+    for (e, m) in exp.entries.iter().zip(&rendered.manifests) {
+        blobs.insert(m.descriptor.digest.clone(), m.bytes.clone());
+        match &e.content {
+            ExportContent::Artifact(a) => {
+                for b in std::iter::once(&a.config).chain(&a.layers) {
+                    blobs.insert(Digest::of_bytes(&b.data), b.data.clone());
+                }
+            }
+            ExportContent::Image(img) => store_images.push((
+                m.descriptor.digest.clone(),
+                Digest::of_bytes(&img.config_bytes),
+            )),
+        }
+    }
+    let index = crate::image::manifest::Index::from_bytes(&rendered.index.bytes)?;
+    let fetch = |d: &Digest| -> Result<Vec<u8>, AttestError> {
+        blobs
+            .get(d)
+            .cloned()
+            .ok_or_else(|| AttestError::Format(format!("blob {d} is not in the stored index")))
+    };
+    Ok(Opened {
+        images: find(&index, &fetch)?,
+        layout: None,
+        store_images,
         _scratch: None,
     })
 }
 
 /// `rbuild inspect --provenance|--sbom IMAGE`: prints each attested image's statement.
-pub fn inspect(spec: &str, predicate_type: &str, registry: &RegistryConfig) -> Result<i32> {
-    let opened = open(spec, registry)?;
+pub fn inspect(
+    spec: &str,
+    predicate_type: &str,
+    registry: &RegistryConfig,
+    root: &Path,
+) -> Result<i32> {
+    let opened = open(spec, registry, root)?;
     let mut found = 0;
     for img in &opened.images {
         let Some((_, bytes)) = img.statements.iter().find(|(t, _)| t == predicate_type) else {

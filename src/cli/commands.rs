@@ -67,7 +67,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             let mut code = 0;
             for image in &a.images {
-                code = code.max(super::attest::inspect(image, ptype, &registry)?);
+                code = code.max(super::attest::inspect(image, ptype, &registry, &root)?);
             }
             Ok(code)
         }

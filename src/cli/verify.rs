@@ -18,7 +18,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Why verification stopped without a verdict (exit 2).
+#[derive(Debug)]
 struct CannotRebuild(String);
+
+impl std::fmt::Display for CannotRebuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CannotRebuild {}
 
 /// The outcome, printed as text or `--json`.
 #[derive(serde::Serialize)]
@@ -48,33 +57,35 @@ pub fn run(root: &Path, registry: &RegistryConfig, a: super::args::VerifyArgs) -
     let code = match verify(root, registry, &a, &mut report) {
         Ok(()) if report.result == "reproduced" => 0,
         Ok(()) => 1,
-        Err(e) => match e.downcast::<CannotRebuildError>() {
-            Ok(CannotRebuildError(CannotRebuild(why))) => {
-                report.reason = Some(why);
-                2
-            }
-            Err(e) => {
-                report.reason = Some(format!("{e:#}"));
-                2
-            }
-        },
+        // Every failure is "could not rebuild", refusals (CannotRebuild) and errors alike.
+        Err(e) => {
+            report.reason = Some(match e.downcast::<CannotRebuild>() {
+                Ok(CannotRebuild(why)) => why,
+                Err(e) => format!("{e:#}"),
+            });
+            2
+        }
     };
+    let mut text = String::new();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        text = serde_json::to_string_pretty(&report)? + "\n";
     } else {
         match report.result {
-            "reproduced" => println!(
-                "reproduced {}",
-                report.rebuilt.as_deref().unwrap_or_default()
-            ),
+            "reproduced" => {
+                text = format!(
+                    "reproduced {}\n",
+                    report.rebuilt.as_deref().unwrap_or_default()
+                )
+            }
             "different" => {
-                println!(
-                    "different: {} rebuilt as {}",
+                text = format!(
+                    "different: {} rebuilt as {}\n",
                     report.manifest.as_deref().unwrap_or_default(),
                     report.rebuilt.as_deref().unwrap_or_default()
                 );
                 for d in &report.differences {
-                    println!("{d}");
+                    text.push_str(d);
+                    text.push('\n');
                 }
             }
             _ => eprintln!(
@@ -84,28 +95,13 @@ pub fn run(root: &Path, registry: &RegistryConfig, a: super::args::VerifyArgs) -
             ),
         }
     }
+    // A closed pipe (`| head`) ends the output quietly.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(code)
 }
 
-#[derive(Debug)]
-struct CannotRebuildError(CannotRebuild);
-
-impl std::fmt::Debug for CannotRebuild {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::fmt::Display for CannotRebuildError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&(self.0).0)
-    }
-}
-
-impl std::error::Error for CannotRebuildError {}
-
 fn refuse(why: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(CannotRebuildError(CannotRebuild(why.into())))
+    anyhow::Error::new(CannotRebuild(why.into()))
 }
 
 fn verify(
@@ -114,17 +110,28 @@ fn verify(
     a: &super::args::VerifyArgs,
     report: &mut Report,
 ) -> Result<()> {
-    let opened = open(&a.image, registry)?;
+    let opened = open(&a.image, registry, root)?;
     let (image, statement) = opened
         .images
         .iter()
         .find_map(|i| i.statement(PREDICATE_SLSA_V1).map(|s| (i, s)))
         .ok_or_else(|| refuse(format!("{} has no SLSA provenance attestation", a.image)))?;
-    report.manifest = Some(image.manifest.digest.to_string());
     let predicate: Predicate = serde_json::from_value(statement["predicate"].clone())
         .context("reading the provenance predicate")?;
     let ext = &predicate.build_definition.external_parameters;
     let args = &ext.request.args;
+    // A stored image has no manifest of its own: it is the one the build wrote, with the
+    // recorded compression.
+    let stored = opened
+        .store_images
+        .iter()
+        .find(|(m, _)| *m == image.manifest.digest)
+        .map(|(_, id)| id.clone());
+    let original_manifest = match &stored {
+        Some(id) => stored_manifest(root, id, args)?,
+        None => image.manifest.digest.clone(),
+    };
+    report.manifest = Some(original_manifest.to_string());
     let meta = &predicate.run_details.metadata;
     if !meta.hermetic && !a.allow_network {
         let at = meta
@@ -251,14 +258,18 @@ fn verify(
         .clone()
         .ok_or_else(|| anyhow!("the rebuilt image has no manifest"))?;
     report.rebuilt = Some(rebuilt_digest.to_string());
-    if rebuilt_digest == image.manifest.digest {
+    if rebuilt_digest == original_manifest {
         report.result = "reproduced";
         return Ok(());
     }
     report.result = "different";
-    let original = match &opened.layout {
-        Some(dir) => crate::compare::ImageInput::open(&dir.to_string_lossy(), None)?,
-        None => pulled_image(registry, &a.image, scratch.path())?,
+    let original = match (&opened.layout, &stored) {
+        (Some(dir), _) => crate::compare::ImageInput::open(&dir.to_string_lossy(), None)?,
+        (None, Some(id)) => {
+            let store = crate::store::Store::open(root)?;
+            crate::compare::ImageInput::open(&id.to_string(), Some(&store))?
+        }
+        (None, None) => pulled_image(registry, &a.image, scratch.path())?,
     };
     let diffs = crate::compare::compare(&original, &rebuilt)?;
     report.differences = if diffs.is_empty() {
@@ -267,6 +278,24 @@ fn verify(
         diffs
     };
     Ok(())
+}
+
+/// The manifest digest of stored image `id` with the recorded layer compression.
+fn stored_manifest(root: &Path, id: &Digest, args: &BTreeMap<String, String>) -> Result<Digest> {
+    let mut probe = BuildOptions::new(root.to_path_buf(), ContextSource::StdinTar);
+    apply_args(&mut probe, args)?;
+    let store = crate::store::Store::open(root)?;
+    let img = store.export_image(
+        id,
+        &[],
+        crate::store::LayerForm::Compress(probe.compression, probe.repro_profile),
+    )?;
+    let built = crate::image::manifest::build(
+        crate::image::manifest::ManifestKind::Oci,
+        &img.config_bytes,
+        &img.layer_descs(),
+    )?;
+    Ok(built.descriptor.digest)
 }
 
 /// Build options from the recorded request args (`build-arg:`, `label:`, `target`, the flags).
