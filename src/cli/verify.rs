@@ -111,10 +111,23 @@ fn verify(
     report: &mut Report,
 ) -> Result<()> {
     let opened = open(&a.image, registry, root)?;
-    let (image, statement) = opened
+    // Of a multi-platform index, the host's image (the one this host can rebuild), else the first.
+    let host_platform = crate::platform::Platform::host().to_string();
+    let attested: Vec<_> = opened
         .images
         .iter()
-        .find_map(|i| i.statement(PREDICATE_SLSA_V1).map(|s| (i, s)))
+        .filter_map(|i| i.statement(PREDICATE_SLSA_V1).map(|s| (i, s)))
+        .collect();
+    let recorded_platform = |s: &serde_json::Value| {
+        s["predicate"]["buildDefinition"]["externalParameters"]["request"]["args"]["platform"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let (image, statement) = attested
+        .iter()
+        .find(|(_, s)| recorded_platform(s).as_deref() == Some(host_platform.as_str()))
+        .or(attested.first())
+        .cloned()
         .ok_or_else(|| refuse(format!("{} has no SLSA provenance attestation", a.image)))?;
     let predicate: Predicate = serde_json::from_value(statement["predicate"].clone())
         .context("reading the provenance predicate")?;
@@ -277,6 +290,13 @@ fn verify(
     } else {
         diffs
     };
+    if !meta.reproducible {
+        report.differences.push(
+            "note: the build set no SOURCE_DATE_EPOCH, so its timestamps were never meant to \
+             repeat (docs/reproducibility.md)"
+                .into(),
+        );
+    }
     Ok(())
 }
 
@@ -352,7 +372,12 @@ fn import_bases(
     scratch_root: &Path,
     deps: &[ResourceDescriptor],
 ) -> Result<()> {
-    let local = crate::store::Store::open(root).ok();
+    // The user's store only when there is one: verify never creates it.
+    let local = root
+        .join("image")
+        .is_dir()
+        .then(|| crate::store::Store::open(root).ok())
+        .flatten();
     let store = crate::store::Store::open(scratch_root)?;
     let snapshots = crate::snapshot::OverlaySnapshotter::open(&scratch_root.join("overlay2"))?;
     for d in deps
