@@ -384,7 +384,7 @@ fn commands_images_history_inspect_rmi_prune() {
 
     let mut out = Vec::new();
     let dirs = |id: &str| tmp.path().join("overlay2").join(id);
-    commands::inspect(&store, &mut out, &["app:2".to_string()], &dirs).unwrap();
+    commands::inspect(&store, &mut out, &["app:2".to_string()], None, &dirs).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let i = &v[0];
     assert_eq!(i["Id"], app.to_string());

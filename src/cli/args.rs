@@ -298,12 +298,15 @@ pub struct ImagesArgs {
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Print the SLSA provenance attestation of IMAGE (an OCI layout dir or tar, a
-    /// docker-archive, or a registry reference)
+    /// docker-archive, an image of the store, or a registry reference)
     #[arg(long, conflicts_with = "sbom")]
     pub provenance: bool,
     /// Print the SPDX SBOM attestation of IMAGE (as --provenance)
     #[arg(long)]
     pub sbom: bool,
+    /// For a multi-platform image: inspect the image of this platform (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }

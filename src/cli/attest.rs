@@ -140,10 +140,19 @@ pub fn inspect(
     predicate_type: &str,
     registry: &RegistryConfig,
     root: &Path,
+    platform: Option<&crate::platform::Platform>,
 ) -> Result<i32> {
     let opened = open(spec, registry, root)?;
     let mut found = 0;
-    for img in &opened.images {
+    let wanted = |img: &&Attested| {
+        let Some(want) = platform else { return true };
+        img.manifest.platform.as_ref().is_some_and(|p| {
+            p.os == want.os
+                && p.architecture == want.architecture
+                && (want.variant.is_none() || p.variant == want.variant)
+        })
+    };
+    for img in opened.images.iter().filter(wanted) {
         let Some((_, bytes)) = img.statements.iter().find(|(t, _)| t == predicate_type) else {
             continue;
         };

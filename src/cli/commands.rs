@@ -65,9 +65,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             } else {
                 crate::attest::PREDICATE_SLSA_V1
             };
+            let platform = a
+                .platform
+                .as_deref()
+                .map(crate::platform::Platform::parse)
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
             let mut code = 0;
             for image in &a.images {
-                code = code.max(super::attest::inspect(image, ptype, &registry, &root)?);
+                code = code.max(super::attest::inspect(
+                    image,
+                    ptype,
+                    &registry,
+                    &root,
+                    platform.as_ref(),
+                )?);
             }
             Ok(code)
         }
@@ -75,7 +87,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             let store = open_store(&root)?;
             let snapdir = root.join("overlay2");
             let dirs = |cache_id: &str| snapdir.join(cache_id);
-            super::render::inspect(&store, &mut std::io::stdout().lock(), &a.images, &dirs)?;
+            let platform = a
+                .platform
+                .as_deref()
+                .map(crate::platform::Platform::parse)
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
+            super::render::inspect(
+                &store,
+                &mut std::io::stdout().lock(),
+                &a.images,
+                platform.as_ref(),
+                &dirs,
+            )?;
             Ok(0)
         }
         Command::History(a) => {

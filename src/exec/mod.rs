@@ -20,6 +20,7 @@ mod cgroup_cleanup;
 mod cgroup_limits;
 mod container;
 mod devices;
+pub mod emulation;
 mod error;
 mod etc_files;
 pub mod executor;
@@ -43,6 +44,7 @@ pub use cgroup::sweep_stale as sweep_stale_cgroups;
 pub use cgroup_limits::{
     parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
 };
+pub use emulation::EmulatedExecutor;
 pub use error::ExecError;
 pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;

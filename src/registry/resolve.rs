@@ -215,6 +215,7 @@ pub fn select_platform<'a>(
     want: &Platform,
     reference: &str,
 ) -> Result<&'a Descriptor, RegistryError> {
+    let want = &want.clone().normalize();
     let want_v = variant_of(&want.architecture, want.variant.as_deref());
     index
         .manifests
@@ -224,6 +225,13 @@ pub fn select_platform<'a>(
             let Some(p) = d.platform.as_ref() else {
                 return Some((UNNAMED_RANK, d));
             };
+            // Entries name platforms loosely too (`aarch64`, `armhf`): compared normalized.
+            let p = &Platform {
+                os: p.os.clone(),
+                architecture: p.architecture.clone(),
+                variant: p.variant.clone(),
+            }
+            .normalize();
             if p.os != want.os || p.architecture != want.architecture {
                 return None;
             }
@@ -456,6 +464,10 @@ mod tests {
         // arm64 without a variant is arm64/v8, both ways.
         let plain = idx(&[entry('d', "arm64", None)]);
         assert_eq!(pick(&plain, "linux/arm64/v8").unwrap(), "d");
+        // Loose names in an index are normalized as containerd does.
+        let loose = idx(&[entry('a', "aarch64", None), entry('b', "armhf", None)]);
+        assert_eq!(pick(&loose, "linux/arm64").unwrap(), "a");
+        assert_eq!(pick(&loose, "linux/arm/v7").unwrap(), "b");
         // amd64/v3 images do not run on a plain amd64 (v1) host; v1 runs everywhere.
         let v3 = idx(&[entry('e', "amd64", Some("v3"))]);
         assert!(pick(&v3, "linux/amd64").is_err());

@@ -111,6 +111,7 @@ pub(super) fn single_index(
         platform_of(&config.os, &config.architecture, config.variant.as_deref()),
     ));
     index.push(index_entry(a, at));
+    super::finish_index(ctx.opts, ctx.store, &mut index)?;
     let index_id = ctx.store.put_index(&index).map_err(BuildError::store)?;
     let default = (
         config.os.as_str(),

@@ -43,7 +43,7 @@ impl Solver<'_> {
         line: usize,
         platform: &Platform,
     ) -> Result<StageState, BuildError> {
-        let id = match self.store.resolve(name).map_err(BuildError::store)? {
+        let id = match self.local_base(name, platform)? {
             Some(id) => id,
             None => self.pull_base(name, line, platform)?,
         };
@@ -103,9 +103,11 @@ impl Solver<'_> {
         // Stages build in parallel: two that need the same missing image pull it once.
         static PULLING: Mutex<()> = Mutex::new(());
         let _one_at_a_time = lock(&PULLING);
-        if let Some(id) = self.store.resolve(name).map_err(BuildError::store)? {
+        if let Some(id) = self.local_base(name, platform)? {
             return Ok(id);
         }
+        // What the name meant before the pull (other platforms' images) stays reachable.
+        let before = self.name_images(name)?;
         let step = self.reporter.start(&format!("pulling {name}"));
         let opts = crate::registry::PullOptions {
             platform: platform.clone(),
@@ -127,7 +129,90 @@ impl Solver<'_> {
                     )
                 })?;
         self.reporter.done(step);
+        if !before.is_empty() && !before.contains(&pulled.id) {
+            self.remember_platforms(name, before, &pulled.id)?;
+        }
         Ok(pulled.id)
+    }
+
+    /// The local image `name` means for `platform`: the matching member of a multi-platform
+    /// name (docs/store-layout.md "Image indexes"), or the image a tag names when it is for that
+    /// platform. An id or digest is taken as given.
+    fn local_base(&self, name: &str, platform: &Platform) -> Result<Option<Digest>, BuildError> {
+        let st = |e| BuildError::store(e);
+        if let Some(index) = self.store.resolve_index(name).map_err(st)? {
+            for id in self.store.get_index(&index).map_err(st)?.image_ids() {
+                if self.image_is_for(id, platform)? {
+                    return Ok(Some(id.clone()));
+                }
+            }
+            return Ok(None);
+        }
+        let Some(id) = self.store.resolve(name).map_err(st)? else {
+            return Ok(None);
+        };
+        let by_id = name.starts_with("sha256:") || name.contains('@');
+        Ok((by_id || self.image_is_for(&id, platform)?).then_some(id))
+    }
+
+    fn image_is_for(&self, id: &Digest, platform: &Platform) -> Result<bool, BuildError> {
+        let c = ImageConfig::from_bytes(&self.store.image_config(id).map_err(BuildError::store)?)
+            .map_err(BuildError::store)?;
+        // An image that names no architecture is taken for any platform.
+        Ok(c.architecture.is_empty()
+            || platform.matches(&Platform {
+                os: c.os,
+                architecture: c.architecture,
+                variant: c.variant.filter(|v| !v.is_empty()),
+            }))
+    }
+
+    /// The images `name` denotes now (an index's members, or the one tagged image).
+    fn name_images(&self, name: &str) -> Result<Vec<Digest>, BuildError> {
+        let st = |e| BuildError::store(e);
+        if let Some(index) = self.store.resolve_index(name).map_err(st)? {
+            return Ok(self
+                .store
+                .get_index(&index)
+                .map_err(st)?
+                .image_ids()
+                .cloned()
+                .collect());
+        }
+        Ok(self.store.resolve(name).map_err(st)?.into_iter().collect())
+    }
+
+    /// After pulling `name` for another platform: the name denotes an index of every platform
+    /// pulled, its tag staying on the host's image for single-image commands.
+    fn remember_platforms(
+        &self,
+        name: &str,
+        mut images: Vec<Digest>,
+        pulled: &Digest,
+    ) -> Result<(), BuildError> {
+        let Ok(reference) = crate::image::Reference::parse_tagged(name) else {
+            return Ok(());
+        };
+        images.push(pulled.clone());
+        let mut index = crate::image::index::ImageIndex::default();
+        for id in images {
+            let c =
+                ImageConfig::from_bytes(&self.store.image_config(&id).map_err(BuildError::store)?)
+                    .map_err(BuildError::store)?;
+            index.push(crate::image::index::IndexEntry::image(
+                id,
+                crate::image::index::platform_of(&c.os, &c.architecture, c.variant.as_deref()),
+            ));
+        }
+        let id = self.store.put_index(&index).map_err(BuildError::store)?;
+        let host = Platform::host();
+        self.store
+            .tag_index(
+                &reference,
+                &id,
+                (&host.os, &host.architecture, host.variant.as_deref()),
+            )
+            .map_err(BuildError::store)
     }
 
     /// A read-only view of what a `--from` names (as the lowering resolved it), and the cache

@@ -141,10 +141,22 @@ impl Solver<'_> {
         };
         let reporter = self.reporter;
         let step_id = step.id();
+        // A root of another architecture (its config says which) runs under QEMU: the same
+        // executor behind the emulation check (exec::emulation); steps and keys are unchanged.
+        let emulated;
+        let executor: &dyn crate::exec::Executor =
+            if crate::exec::emulation::runs_natively(&st.config.architecture) {
+                self.executor
+            } else {
+                emulated = crate::exec::EmulatedExecutor {
+                    inner: self.executor,
+                    arch: st.config.architecture.clone(),
+                };
+                &emulated
+            };
         let layer = self.layer_step(st, step_id, |active| {
             let mut tail: Vec<u8> = Vec::new();
-            let outcome = self
-                .executor
+            let outcome = executor
                 .run(
                     &active.mounts,
                     &spec,

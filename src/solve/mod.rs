@@ -107,7 +107,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     } else {
         opts.platforms.clone()
     };
-    if platforms.len() == 1 {
+    if platforms.len() == 1 && !opts.force_index {
         return build_one(&shared, &platforms[0], true).map(|(r, _)| r);
     }
     // Several platforms: each is a whole solve; stages that do not depend on the target
@@ -135,6 +135,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     for (at, a) in attestations {
         index.push(attest_step::index_entry(a, at));
     }
+    finish_index(opts, &store, &mut index)?;
     let index_id = store.put_index(&index).map_err(BuildError::store)?;
     let host = Platform::host();
     let default = (
@@ -162,6 +163,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         index_id: Some(index_id),
         images,
     })
+}
+
+/// The index of a multi-platform build before it is stored, tagged, written and pushed: where
+/// index annotations are set and other manifests (attestations: `ImageIndex::push` an
+/// `EntryContent::Artifact` with platform `unknown/unknown` and a `subject`) are added.
+pub(super) fn finish_index(
+    opts: &BuildOptions,
+    _store: &Store,
+    index: &mut ImageIndex,
+) -> Result<(), BuildError> {
+    index.annotations.extend(
+        opts.index_annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    Ok(())
 }
 
 /// What every platform's solve of one build shares.

@@ -99,6 +99,10 @@ pub struct BuildOptions {
     pub attest: crate::attest::AttestOptions,
     /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
     pub platforms: Vec<crate::platform::Platform>,
+    /// Make an image index even for one platform (attestation manifests need one, as in BuildKit).
+    pub force_index: bool,
+    /// Annotations of the image index (`--annotation index:K=V`).
+    pub index_annotations: BTreeMap<String, String>,
 }
 
 impl BuildOptions {
@@ -134,6 +138,8 @@ impl BuildOptions {
             labels: BTreeMap::new(),
             attest: crate::attest::AttestOptions::default(),
             platforms: Vec::new(),
+            force_index: false,
+            index_annotations: BTreeMap::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use super::table::{human_size, parse_time, short_id, since, write_table};
 use crate::digest::{chain_ids, Digest};
 use crate::image::{ImageConfig, Reference};
+use crate::platform::Platform;
 use crate::store::{Store, StoreError};
 use anyhow::Result;
 use serde::Serialize;
@@ -38,11 +39,20 @@ pub fn images(store: &Store, out: &mut dyn Write, opts: &ImagesOptions) -> Resul
         .transpose()?;
     let mut rows: Vec<(String, String, String, &crate::store::ImageSummary)> = Vec::new();
     let list = store.list_images()?;
+    // A multi-platform tag names an index: every member image is listed under it, and a
+    // PLATFORM column says which is which (docs/store-layout.md "Image indexes").
+    let members = index_members(store)?;
     for img in &list {
         let mut entries: Vec<(String, String)> = Vec::new();
         for t in &img.repo_tags {
             if let Ok(r) = Reference::parse(t) {
                 entries.push((r.familiar_name(), r.tag().unwrap_or("<none>").to_string()));
+            }
+        }
+        for r in members.get(&img.id).into_iter().flatten() {
+            let e = (r.familiar_name(), r.tag().unwrap_or("<none>").to_string());
+            if !entries.contains(&e) {
+                entries.push(e);
             }
         }
         let digest_of = |repo: &str| {
@@ -113,6 +123,10 @@ pub fn images(store: &Store, out: &mut dyn Write, opts: &ImagesOptions) -> Resul
     if opts.digests {
         header.push("DIGEST".into());
     }
+    let platforms = !members.is_empty();
+    if platforms {
+        header.push("PLATFORM".into());
+    }
     header.extend(["IMAGE ID", "CREATED", "SIZE"].map(String::from));
     table.push(header);
     for (repo, tag, digest, img) in &rows {
@@ -120,12 +134,75 @@ pub fn images(store: &Store, out: &mut dyn Write, opts: &ImagesOptions) -> Resul
         if opts.digests {
             r.push(digest.clone());
         }
+        if platforms {
+            r.push(image_platform(store, &img.id)?.to_string());
+        }
         r.push(short_id(&img.id, opts.no_trunc));
         r.push(since(img.created.as_deref(), now));
         r.push(human_size(img.size));
         table.push(r);
     }
     write_table(out, &table)
+}
+
+/// Member image id → the references of the indexes it is in.
+fn index_members(store: &Store) -> Result<BTreeMap<Digest, Vec<Reference>>> {
+    let mut out: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
+    for (name, index_id) in store.index_refs()? {
+        let Ok(r) = Reference::parse(&name) else {
+            continue;
+        };
+        let Ok(index) = store.get_index(&index_id) else {
+            continue;
+        };
+        for id in index.image_ids() {
+            out.entry(id.clone()).or_default().push(r.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The platform an image's config names.
+fn image_platform(store: &Store, id: &Digest) -> Result<Platform> {
+    let c = ImageConfig::from_bytes(&store.image_config(id)?)?;
+    Ok(Platform {
+        os: c.os,
+        architecture: c.architecture,
+        variant: c.variant.filter(|v| !v.is_empty()),
+    })
+}
+
+/// The image `name` means for `platform`: a multi-platform tag (or index id) gives its member
+/// for that platform (variants matched as `Platform::matches` does); a single image must be for
+/// that platform. Without a platform, what `Store::resolve` says (an index's default image).
+pub fn resolve_for_platform(
+    store: &Store,
+    name: &str,
+    platform: Option<&Platform>,
+) -> Result<Digest> {
+    let Some(want) = platform else {
+        return Ok(store
+            .resolve(name)?
+            .ok_or_else(|| StoreError::ImageNotFound(name.to_string()))?);
+    };
+    let candidates: Vec<Digest> = match store.resolve_index(name)? {
+        Some(index_id) => store.get_index(&index_id)?.image_ids().cloned().collect(),
+        None => vec![store
+            .resolve(name)?
+            .ok_or_else(|| StoreError::ImageNotFound(name.to_string()))?],
+    };
+    let mut available = Vec::new();
+    for id in candidates {
+        let p = image_platform(store, &id)?;
+        if want.matches(&p) {
+            return Ok(id);
+        }
+        available.push(p.to_string());
+    }
+    anyhow::bail!(
+        "{name}: no image for platform {want} (available: {})",
+        available.join(", ")
+    )
 }
 
 #[derive(Serialize)]
@@ -174,17 +251,17 @@ struct InspectImage {
 }
 
 /// `inspect`: a JSON array like `docker image inspect`. `dirs` maps a cache-id to its snapshot dir.
+/// `platform` (`inspect --platform`) picks one image of a multi-platform tag.
 pub fn inspect(
     store: &Store,
     out: &mut dyn Write,
     names: &[String],
+    platform: Option<&Platform>,
     dirs: GraphDirs<'_>,
 ) -> Result<()> {
     let mut items = Vec::new();
     for name in names {
-        let id = store
-            .resolve(name)?
-            .ok_or_else(|| StoreError::ImageNotFound(name.clone()))?;
+        let id = resolve_for_platform(store, name, platform)?;
         let config = ImageConfig::from_bytes(&store.image_config(&id)?)?;
         let summary = store.image_summary(&id)?;
         let mut data = BTreeMap::new();
