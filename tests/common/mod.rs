@@ -297,7 +297,11 @@ pub fn oci_layer_blobs(dir: &Path) -> Vec<PathBuf> {
             .join(d.trim_start_matches("sha256:"))
     };
     let index = read(dir.join("index.json"));
-    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let mut manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    // An image index (an image with attestations, several platforms): its first manifest.
+    while manifest.get("manifests").is_some() {
+        manifest = read(blob(manifest["manifests"][0]["digest"].as_str().unwrap()));
+    }
     manifest["layers"]
         .as_array()
         .unwrap()
