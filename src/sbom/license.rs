@@ -25,6 +25,8 @@ const SPDX_IDS: &[&str] = &[
     "BSD-2-Clause",
     "BSD-3-Clause",
     "BSD-4-Clause",
+    "BSD-4-Clause-UC",
+    "BSD-4.3TAHOE",
     "BSL-1.0",
     "bzip2-1.0.6",
     "CC-BY-3.0",
@@ -46,6 +48,8 @@ const SPDX_IDS: &[&str] = &[
     "GFDL-1.2-or-later",
     "GFDL-1.3-only",
     "GFDL-1.3-or-later",
+    "GFDL-1.3-no-invariants-only",
+    "GFDL-1.3-no-invariants-or-later",
     "GPL-1.0-only",
     "GPL-1.0-or-later",
     "GPL-2.0-only",
@@ -62,6 +66,7 @@ const SPDX_IDS: &[&str] = &[
     "LGPL-2.1-or-later",
     "LGPL-3.0-only",
     "LGPL-3.0-or-later",
+    "Latex2e",
     "Libpng",
     "libtiff",
     "MIT",
@@ -77,6 +82,7 @@ const SPDX_IDS: &[&str] = &[
     "Python-2.0",
     "Ruby",
     "Sleepycat",
+    "SMAIL-GPL",
     "Unicode-3.0",
     "Unicode-DFS-2016",
     "Unlicense",
@@ -110,6 +116,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("The Unlicense (Unlicense)", "Unlicense"),
     ("zlib/libpng", "Zlib"),
     ("SIL-OFL-1.1", "OFL-1.1"),
+    ("GFDL-NIV-1.3", "GFDL-1.3-no-invariants-only"),
+    ("GFDL-NIV-1.3+", "GFDL-1.3-no-invariants-or-later"),
     ("public-domain", "LicenseRef-public-domain"),
     ("GPL", "GPL-1.0-or-later"),
     ("LGPL", "LGPL-2.0-or-later"),
@@ -254,18 +262,27 @@ fn expression(raw: &str) -> Option<String> {
                 expect_name = true;
             }
             _ if expect_name && w != "(" && w != ")" && op.is_none() => {
-                // `GPL-2+ with OpenSSL exception`: the exception folds into one LicenseRef.
+                // `GPL-3+ with Bison exception`: `… WITH Bison-exception-2.2` when SPDX lists
+                // the exception, else the whole phrase folds into one LicenseRef.
                 let mut name = w.to_owned();
                 if words.peek().is_some_and(|n| n.eq_ignore_ascii_case("with")) {
+                    let mut phrase: Vec<&str> = Vec::new();
                     while let Some(n) = words.peek() {
                         if ["and", "or", ")"].iter().any(|o| o.eq_ignore_ascii_case(n)) {
                             break;
                         }
-                        name.push(' ');
-                        name.push_str(n);
+                        phrase.push(n);
                         words.next();
                     }
-                    out.push(license_ref(&name));
+                    let id = canonical(&name);
+                    match (&id, exception(id.as_deref().unwrap_or(""), &phrase[1..])) {
+                        (Some(id), Some(exc)) => out.push(format!("{id} WITH {exc}")),
+                        _ => {
+                            name.push(' ');
+                            name.push_str(&phrase.join(" "));
+                            out.push(license_ref(&name));
+                        }
+                    }
                 } else {
                     out.push(canonical(&name).unwrap_or_else(|| license_ref(&name)));
                 }
@@ -278,6 +295,30 @@ fn expression(raw: &str) -> Option<String> {
         return None;
     }
     Some(out.join(" ").replace("( ", "(").replace(" )", ")"))
+}
+
+/// The SPDX exception id for a DEP-5 `with X exception` phrase (`X` = `words`, `exception`
+/// dropped), for the license `id` it modifies.
+fn exception(id: &str, words: &[&str]) -> Option<&'static str> {
+    let key = words
+        .iter()
+        .filter(|w| !w.eq_ignore_ascii_case("exception"))
+        .map(|w| w.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let gpl3 = id.starts_with("GPL-3.0");
+    Some(match key.as_str() {
+        "bison" => "Bison-exception-2.2",
+        "autoconf" if gpl3 => "Autoconf-exception-3.0",
+        "autoconf" => "Autoconf-exception-2.0",
+        "libtool" => "Libtool-exception",
+        "font" => "Font-exception-2.0",
+        "classpath" => "Classpath-exception-2.0",
+        "gcc-3.1" | "gcc 3.1" | "gcc-exception-3.1" => "GCC-exception-3.1",
+        "llvm" => "LLVM-exception",
+        "texinfo" => "Texinfo-exception",
+        _ => return None,
+    })
 }
 
 /// Joins several expressions with AND (distinct, sorted; an OR inside is parenthesized).
@@ -320,6 +361,14 @@ mod tests {
         assert_eq!(
             normalize("GPL-2+ with OpenSSL exception").as_deref(),
             Some("LicenseRef-GPL-2-with-OpenSSL-exception")
+        );
+        assert_eq!(
+            normalize("GPL-3+ with Bison exception").as_deref(),
+            Some("GPL-3.0-or-later WITH Bison-exception-2.2")
+        );
+        assert_eq!(
+            normalize("GPL-2+ with Autoconf exception or MIT").as_deref(),
+            Some("GPL-2.0-or-later WITH Autoconf-exception-2.0 OR MIT")
         );
         assert_eq!(
             normalize("permissive-fsf").as_deref(),
