@@ -146,27 +146,46 @@ pub fn run(cli: Cli) -> Result<i32> {
                 id = Some(i);
             }
             let id = id.ok_or_else(|| anyhow!("no image given"))?;
-            let img = {
+            let form = layer_form(a.compression.as_deref(), a.compression_level)?;
+            // One multi-platform name: the whole index (docs/store-layout.md "Image indexes").
+            let index = match a.images.as_slice() {
+                [one] => store.resolve_index(one)?,
+                _ => None,
+            };
+            let members = match &index {
+                Some(ix) => store.get_index(ix)?.image_ids().cloned().collect(),
+                None => vec![id.clone()],
+            };
+            let (img, index) = {
                 // Leased: a concurrent `prune -a`/`rmi` keeps the blobs we are about to stream.
                 let _lock = store.lock()?;
-                if let Some(top) = store.image_top_layer(&id)? {
-                    store.lease_layer(&top)?;
+                for m in &members {
+                    if let Some(top) = store.image_top_layer(m)? {
+                        store.lease_layer(&top)?;
+                    }
                 }
-                store.export_image(
-                    &id,
-                    &tags,
-                    layer_form(a.compression.as_deref(), a.compression_level)?,
-                )?
+                let host = crate::platform::Platform::host();
+                let default = (
+                    host.os.as_str(),
+                    host.architecture.as_str(),
+                    host.variant.as_deref(),
+                );
+                let index = index
+                    .map(|ix| store.export_index(&ix, &tags, form, default))
+                    .transpose()?;
+                (store.export_image(&id, &tags, form)?, index)
             };
             let tmp = a.output.with_extension("rbuild-partial");
             let res = (|| -> Result<()> {
                 let f = std::fs::File::create(&tmp)
                     .with_context(|| format!("{}", a.output.display()))?;
                 let mut w = std::io::BufWriter::new(f);
-                match a.format.as_str() {
-                    "docker" => crate::export::docker_archive(&img, &mut w)?,
-                    "oci" => crate::export::oci_layout_tar(&img, &mut w)?,
-                    other => bail!("unknown --format {other:?} (docker or oci)"),
+                match (a.format.as_str(), &index) {
+                    ("docker", Some(ix)) => crate::export::docker_index_archive(ix, &mut w)?,
+                    ("oci", Some(ix)) => crate::export::oci_index_tar(ix, &mut w)?,
+                    ("docker", None) => crate::export::docker_archive(&img, &mut w)?,
+                    ("oci", None) => crate::export::oci_layout_tar(&img, &mut w)?,
+                    (other, _) => bail!("unknown --format {other:?} (docker or oci)"),
                 };
                 let f = w.into_inner().map_err(|e| e.into_error())?;
                 f.sync_all()?;

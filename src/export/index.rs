@@ -398,4 +398,37 @@ mod tests {
             assert!(names.contains(&blob_name(&m.digest)), "{names:?}");
         }
     }
+
+    #[test]
+    fn layout_dir_holds_the_index_once_per_name() {
+        let idx = ExportIndex {
+            entries: vec![
+                entry(
+                    ExportContent::Image(image("amd64")),
+                    platform_of("linux", "amd64", None),
+                ),
+                entry(
+                    ExportContent::Image(image("arm64")),
+                    platform_of("linux", "arm64", None),
+                ),
+            ],
+            annotations: BTreeMap::new(),
+            tags: vec!["x:1".into()],
+            default_entry: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        oci_index_dir(&idx, dir.path()).unwrap();
+        oci_index_dir(&idx, dir.path()).unwrap();
+        let top =
+            Index::from_bytes(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        assert_eq!(top.manifests.len(), 1);
+        assert_eq!(top.manifests[0].media_type, MEDIA_OCI_INDEX);
+        let r = idx.render().unwrap();
+        assert_eq!(top.manifests[0].digest, r.index.descriptor.digest);
+        for d in r.manifests.iter().map(|m| &m.descriptor.digest) {
+            assert!(dir.path().join(blob_name(d)).is_file());
+        }
+        let stored = std::fs::read(dir.path().join(blob_name(&r.index.descriptor.digest))).unwrap();
+        assert_eq!(stored, r.index.bytes);
+    }
 }

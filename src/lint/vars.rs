@@ -6,7 +6,8 @@ use crate::dockerfile::shell::{Env, Lexer};
 use crate::dockerfile::{Instruction, Node};
 use std::cell::RefCell;
 
-/// The predefined platform ARGs for the native platform (rbuild builds linux/amd64 only).
+/// The predefined platform ARGs, with an amd64 host's values whatever `--platform` says: the
+/// checks are pure and see no build options beyond build args (FROM lines are expanded with these).
 const PREDEFINED: [(&str, &str); 8] = [
     ("TARGETPLATFORM", "linux/amd64"),
     ("TARGETOS", "linux"),

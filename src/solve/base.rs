@@ -106,8 +106,6 @@ impl Solver<'_> {
         if let Some(id) = self.local_base(name, platform)? {
             return Ok(id);
         }
-        // What the name meant before the pull (other platforms' images) stays reachable.
-        let before = self.name_images(name)?;
         let step = self.reporter.start(&format!("pulling {name}"));
         let opts = crate::registry::PullOptions {
             platform: platform.clone(),
@@ -129,9 +127,6 @@ impl Solver<'_> {
                     )
                 })?;
         self.reporter.done(step);
-        if !before.is_empty() && !before.contains(&pulled.id) {
-            self.remember_platforms(name, before, &pulled.id)?;
-        }
         Ok(pulled.id)
     }
 
@@ -152,67 +147,30 @@ impl Solver<'_> {
             return Ok(None);
         };
         let by_id = name.starts_with("sha256:") || name.contains('@');
-        Ok((by_id || self.image_is_for(&id, platform)?).then_some(id))
+        // No `--platform` and a stage for the host: the tagged image is used whatever its
+        // config says, as before multi-platform builds (and as Docker's builder does).
+        let unasked = self.opts.platforms.is_empty() && *platform == Platform::host();
+        Ok((by_id || unasked || self.image_is_for(&id, platform)?).then_some(id))
     }
 
     fn image_is_for(&self, id: &Digest, platform: &Platform) -> Result<bool, BuildError> {
         let c = ImageConfig::from_bytes(&self.store.image_config(id).map_err(BuildError::store)?)
             .map_err(BuildError::store)?;
-        // An image that names no architecture is taken for any platform.
-        Ok(c.architecture.is_empty()
-            || platform.matches(&Platform {
-                os: c.os,
-                architecture: c.architecture,
-                variant: c.variant.filter(|v| !v.is_empty()),
-            }))
-    }
-
-    /// The images `name` denotes now (an index's members, or the one tagged image).
-    fn name_images(&self, name: &str) -> Result<Vec<Digest>, BuildError> {
-        let st = |e| BuildError::store(e);
-        if let Some(index) = self.store.resolve_index(name).map_err(st)? {
-            return Ok(self
-                .store
-                .get_index(&index)
-                .map_err(st)?
-                .image_ids()
-                .cloned()
-                .collect());
+        // An image that names no architecture is taken for any platform; a variant only
+        // excludes when both name one (a local image is not re-pulled for a missing variant).
+        let have = Platform {
+            os: c.os,
+            architecture: c.architecture,
+            variant: c.variant.filter(|v| !v.is_empty()),
         }
-        Ok(self.store.resolve(name).map_err(st)?.into_iter().collect())
-    }
-
-    /// After pulling `name` for another platform: the name denotes an index of every platform
-    /// pulled, its tag staying on the host's image for single-image commands.
-    fn remember_platforms(
-        &self,
-        name: &str,
-        mut images: Vec<Digest>,
-        pulled: &Digest,
-    ) -> Result<(), BuildError> {
-        let Ok(reference) = crate::image::Reference::parse_tagged(name) else {
-            return Ok(());
-        };
-        images.push(pulled.clone());
-        let mut index = crate::image::index::ImageIndex::default();
-        for id in images {
-            let c =
-                ImageConfig::from_bytes(&self.store.image_config(&id).map_err(BuildError::store)?)
-                    .map_err(BuildError::store)?;
-            index.push(crate::image::index::IndexEntry::image(
-                id,
-                crate::image::index::platform_of(&c.os, &c.architecture, c.variant.as_deref()),
-            ));
-        }
-        let id = self.store.put_index(&index).map_err(BuildError::store)?;
-        let host = Platform::host();
-        self.store
-            .tag_index(
-                &reference,
-                &id,
-                (&host.os, &host.architecture, host.variant.as_deref()),
-            )
-            .map_err(BuildError::store)
+        .normalize();
+        let want = platform.clone().normalize();
+        Ok(have.architecture.is_empty()
+            || (have.os == want.os
+                && have.architecture == want.architecture
+                && (have.variant.is_none()
+                    || want.variant.is_none()
+                    || have.variant == want.variant)))
     }
 
     /// A read-only view of what a `--from` names (as the lowering resolved it), and the cache

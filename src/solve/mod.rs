@@ -35,7 +35,7 @@ use crate::context::Context;
 use crate::digest::Digest;
 use crate::dockerfile::{self, Dockerfile};
 use crate::exec::NamespaceExecutor;
-use crate::image::index::{platform_of, ImageIndex, IndexEntry};
+use crate::image::index::{platform_of, Artifact, ImageIndex, IndexEntry};
 use crate::plan::{BaseRef, Plan, PlanOptions};
 use crate::platform::Platform;
 use crate::snapshot::OverlaySnapshotter;
@@ -100,6 +100,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         scratch: scratch.path(),
         cancel: &cancel,
         df_text: &df_text,
+        platforms_done: Default::default(),
     };
 
     let platforms = if opts.platforms.is_empty() {
@@ -108,7 +109,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         opts.platforms.clone()
     };
     if platforms.len() == 1 && !opts.force_index {
-        return build_one(&shared, &platforms[0], true).map(|(r, _)| r);
+        return build_one(&shared, &platforms[0], true).map(|(r, _, _, _)| r);
     }
     // Several platforms: each is a whole solve; stages that do not depend on the target
     // (`FROM --platform=$BUILDPLATFORM`, no TARGET* args) have the same cache keys for every
@@ -116,8 +117,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let mut index = ImageIndex::default();
     let mut images = Vec::new();
     let mut attestations = Vec::new();
+    let mut used_keys: Vec<Digest> = Vec::new();
+    let mut finals: Option<StageResult> = None;
     for p in &platforms {
-        let (res, attestation) = build_one(&shared, p, false)?;
+        let (res, used, final_result, attestation) = build_one(&shared, p, false)?;
+        used_keys.extend(
+            used.into_iter()
+                .filter(|k| !used_keys.contains(k))
+                .collect::<Vec<_>>(),
+        );
+        // mode=min keeps the records whose layers are in any of the final images.
+        match &mut finals {
+            Some(f) => f.layers.extend(final_result.layers),
+            None => finals = Some(final_result),
+        }
         let config = crate::image::ImageConfig::from_bytes(
             &store
                 .image_config(&res.image_id)
@@ -152,6 +165,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     }
     output::write_index_outputs(opts, &store, &reporter, &index_id)?;
     push_index_outputs(opts, &store, &reporter, &index_id)?;
+    if opts
+        .cache_to
+        .contains(&crate::registry::cache::CacheSpec::Inline)
+    {
+        reporter
+            .warn("--cache-to type=inline: not written into an image index (use type=registry)");
+    }
+    if let Some(f) = &finals {
+        pull::export_cache(opts, &store, &reporter, &used_keys, f)?;
+    }
     let image_id = crate::store::Store::index_default_image(&index, default)
         .ok_or_else(|| BuildError::Internal("the index has no image".into()))?;
     reporter.message(&format!("writing image index {index_id} done"));
@@ -195,15 +218,19 @@ struct Shared<'a> {
     cancel: &'a std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The Dockerfile as read, for the provenance.
     df_text: &'a str,
+    /// Targets solved so far (one-time warnings).
+    platforms_done: std::sync::atomic::AtomicUsize,
 }
 
 /// Solves the build for one target platform. `alone`: the only platform, so the image is tagged,
 /// written to the outputs and pushed here (else the caller makes an index of the images).
+/// Returns the result, the cache keys used, the final stage's result and, when not `alone`, the
+/// image's attestation manifest for the caller's index.
 fn build_one(
     sh: &Shared<'_>,
     platform: &Platform,
     alone: bool,
-) -> Result<(BuildResult, Option<crate::image::index::Artifact>), BuildError> {
+) -> Result<(BuildResult, Vec<Digest>, StageResult, Option<Artifact>), BuildError> {
     let (opts, store, reporter) = (sh.opts, sh.store, sh.reporter);
     let plan_opts = PlanOptions {
         build_args: opts.build_args.clone(),
@@ -212,7 +239,12 @@ fn build_one(
         build_platform: Platform::host(),
     };
     let plan = Plan::new(sh.df, &plan_opts).map_err(BuildError::Plan)?;
-    for unused in &plan.unused_build_args {
+    // Every target plans the same args: warn once.
+    let first = sh
+        .platforms_done
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        == 0;
+    for unused in plan.unused_build_args.iter().filter(|_| first) {
         reporter.warn(&format!(
             "build arg {unused:?} was not consumed by any stage"
         ));
@@ -275,13 +307,14 @@ fn build_one(
         .ok_or_else(|| BuildError::Internal("target stage produced no result".into()))?;
     let image_id = ctx.commit_image(&final_result, alone)?;
     let attestation = attest_step::artifact(&ctx, &final_result, &image_id, sh.df_text)?;
+    let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     if !alone {
         let res = BuildResult {
             image_id,
             index_id: None,
             images: Vec::new(),
         };
-        return Ok((res, attestation));
+        return Ok((res, used, final_result, attestation));
     }
     // Attestations make even one image an index (the image, then its attestation manifest).
     let index_id = match attestation {
@@ -289,7 +322,6 @@ fn build_one(
         None => None,
     };
     output::write_outputs(&ctx, &final_result, &image_id, index_id.as_ref())?;
-    let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     let inline = pull::inline_cache(opts, store, reporter, &used, &final_result)?;
     match &index_id {
         Some(index_id) => push_index_outputs(opts, store, reporter, index_id)?,
@@ -305,7 +337,7 @@ fn build_one(
         index_id,
         images: vec![(platform.clone(), image_id)],
     };
-    Ok((res, None))
+    Ok((res, used, final_result, None))
 }
 
 /// Tags and pushes the index to every `--push` / `-o type=registry` name.

@@ -11,7 +11,9 @@ use crate::snapshot::Snapshotter;
 use crate::store::Store;
 use std::path::Path;
 
-/// Pulls `name` into the store, unpacking each new layer into a snapshot.
+/// Pulls `name` into the store, unpacking each new layer into a snapshot. When the name already
+/// denoted images of other platforms, it then denotes all of them (an index; the tag stays on the
+/// host's image): pulling `--platform linux/arm64` keeps the amd64 image reachable by name.
 pub fn pull(
     store: &Store,
     snapshots: &dyn Snapshotter,
@@ -20,10 +22,69 @@ pub fn pull(
     opts: &PullOptions,
 ) -> Result<Pulled, RegistryError> {
     let reference = Reference::parse(name)?;
+    let before = name_images(store, name)?;
     let client = Client::new(reference.domain(), cfg)?;
     let mut unpack =
         |rec: &crate::store::LayerRecord, blob: &Path| unpack_layer(store, snapshots, rec, blob);
-    registry::pull(&client, store, &reference, opts, &mut unpack)
+    let pulled = registry::pull(&client, store, &reference, opts, &mut unpack)?;
+    keep_other_platforms(store, name, before, &pulled.id)?;
+    Ok(pulled)
+}
+
+/// The images `name` denotes: an index's members, or the one tagged image.
+fn name_images(store: &Store, name: &str) -> Result<Vec<Digest>, RegistryError> {
+    if let Some(index) = store.resolve_index(name)? {
+        return Ok(store.get_index(&index)?.image_ids().cloned().collect());
+    }
+    Ok(store.resolve(name)?.into_iter().collect())
+}
+
+fn platform_of_image(
+    store: &Store,
+    id: &Digest,
+) -> Result<crate::image::manifest::Platform, RegistryError> {
+    let c = crate::image::ImageConfig::from_bytes(&store.image_config(id)?)?;
+    Ok(crate::image::index::platform_of(
+        &c.os,
+        &c.architecture,
+        c.variant.as_deref(),
+    ))
+}
+
+/// After pulling `pulled` as `name`: images `name` denoted before for other platforms stay
+/// denoted by it, as an index with the pulled one.
+fn keep_other_platforms(
+    store: &Store,
+    name: &str,
+    before: Vec<Digest>,
+    pulled: &Digest,
+) -> Result<(), RegistryError> {
+    let Ok(reference) = Reference::parse_tagged(name) else {
+        return Ok(());
+    };
+    let new_platform = platform_of_image(store, pulled)?;
+    let mut index = crate::image::index::ImageIndex::default();
+    for id in before.into_iter().filter(|id| id != pulled) {
+        let p = platform_of_image(store, &id)?;
+        if p != new_platform {
+            index.push(crate::image::index::IndexEntry::image(id, p));
+        }
+    }
+    if index.manifests.is_empty() {
+        return Ok(());
+    }
+    index.push(crate::image::index::IndexEntry::image(
+        pulled.clone(),
+        new_platform,
+    ));
+    let id = store.put_index(&index)?;
+    let host = crate::platform::Platform::host();
+    store.tag_index(
+        &reference,
+        &id,
+        (&host.os, &host.architecture, host.variant.as_deref()),
+    )?;
+    Ok(())
 }
 
 /// Pushes the image `source` (a store name or id) as `target` (default: `source`). A name that

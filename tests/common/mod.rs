@@ -310,6 +310,7 @@ pub fn oci_layer_blobs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+pub mod oci;
 pub mod registry;
 
 /// Every snapshot under `<root>/overlay2` belongs to a committed layer, `l/` has no dangling link and the

@@ -173,6 +173,32 @@ impl Store {
                 reason: "must be forced - image is referenced in multiple repositories".into(),
             });
         }
+        // A member of a multi-platform name: removing it by id would break that name's index.
+        if by_ref.is_none() && self.indexed_image_ids()?.contains(&id) {
+            let names: Vec<String> = self
+                .index_refs()?
+                .into_iter()
+                .filter(|(_, ix)| {
+                    self.get_index(ix)
+                        .is_ok_and(|i| i.image_ids().any(|m| m == &id))
+                })
+                .map(|(n, _)| n)
+                .collect();
+            if !force {
+                return Err(StoreError::Conflict {
+                    id: id.short().to_string(),
+                    reason: format!(
+                        "image is a platform of the multi-platform image {}",
+                        names.join(", ")
+                    ),
+                });
+            }
+            for n in names {
+                if let Ok(r) = Reference::parse(&n) {
+                    self.forget_index_ref(&r)?;
+                }
+            }
+        }
         if !self.children(&id)?.is_empty() {
             return Err(StoreError::Conflict {
                 id: id.short().to_string(),
