@@ -2,6 +2,7 @@
 //!
 //! One module per concept; see `docs/ARCHITECTURE.md` for how they fit together.
 
+pub mod attest;
 pub mod cancel;
 pub mod cli;
 pub mod compare;

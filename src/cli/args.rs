@@ -72,6 +72,8 @@ pub enum Command {
     Df,
     /// Compare two images (store names/ids, docker-archive or OCI layout paths) and explain differences
     Diff(DiffArgs),
+    /// Rebuild an image from its provenance and check that it comes out byte for byte the same
+    Verify(VerifyArgs),
     /// Verify the store: blobs, layers, snapshots and references; --repair fixes what is broken
     Fsck(FsckArgs),
     /// Pull an image from a registry
@@ -240,6 +242,15 @@ pub struct BuildArgs {
     /// Set image labels (K=V); repeatable. Override LABEL instructions of the Dockerfile
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
+    /// Provenance attestation: true, false, mode=min, mode=max[,builder-id=URI] (default: min on
+    /// pushes and OCI outputs; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the default off)
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub provenance: Option<String>,
+    /// Attach an SPDX 2.3 SBOM attestation of the final root filesystem
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub sbom: Option<String>,
     /// Write buildx's build result metadata (digests, name, build ref) as JSON to this file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -308,6 +319,13 @@ pub struct ImagesArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Print the SLSA provenance attestation of IMAGE (an OCI layout dir or tar, a
+    /// docker-archive, an image of the store, or a registry reference)
+    #[arg(long, conflicts_with = "sbom")]
+    pub provenance: bool,
+    /// Print the SPDX SBOM attestation of IMAGE (as --provenance)
+    #[arg(long)]
+    pub sbom: bool,
     /// For a multi-platform image: inspect the image of this platform (os/arch[/variant])
     #[arg(long)]
     pub platform: Option<String>,
@@ -386,6 +404,25 @@ pub struct PruneArgs {
     /// Do not prompt (rbuild never prompts; accepted for docker compatibility)
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The build context: a directory, or GIT-URL#COMMIT (default: the git remote and commit the
+    /// provenance records)
+    #[arg(long, value_name = "DIR|GIT-URL#COMMIT")]
+    pub context: Option<String>,
+    /// Print a machine-readable report (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Rebuild even when RUN steps had network access (their downloads may differ)
+    #[arg(long)]
+    pub allow_network: bool,
+    /// Secret the build used: id=ID,src=PATH; repeatable
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
+    /// The image: an OCI layout dir or tar, a docker-archive, or a registry reference
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

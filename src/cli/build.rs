@@ -192,6 +192,7 @@ pub(super) fn run_build(
         crate::export::annotate::AnnotationKind::Index,
         None,
     );
+    opts.attest = attest_options(&a, &opts)?;
     match a.isolation.as_deref() {
         None | Some("default") | Some("process") => {}
         Some(other) => bail!("--isolation {other:?}: only `default` or `process` exist on Linux"),
@@ -268,7 +269,7 @@ fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `--secret id=ID,src=PATH` or `id=ID,env=VAR` (as docker buildx). An env value is written to a 0600
 /// file in `env_dir`, since RUN mounts secrets from files.
-fn parse_secret(s: &str, env_dir: Option<&Path>) -> Result<(String, PathBuf)> {
+pub(super) fn parse_secret(s: &str, env_dir: Option<&Path>) -> Result<(String, PathBuf)> {
     let mut id = None;
     let mut src = None;
     let mut env = None;
@@ -395,4 +396,36 @@ fn resources(a: &BuildArgs) -> Result<crate::exec::Resources> {
     }
     r.validate()?;
     Ok(r)
+}
+
+/// `--provenance` / `--sbom`, with buildx's default: `min` provenance on pushes and OCI outputs
+/// unless BUILDX_NO_DEFAULT_ATTESTATIONS is set (docs/provenance.md).
+fn attest_options(a: &BuildArgs, opts: &BuildOptions) -> Result<crate::attest::AttestOptions> {
+    let mut out = crate::attest::AttestOptions::default();
+    match a.provenance.as_deref() {
+        Some(v) => {
+            let (mode, builder) =
+                crate::attest::AttestOptions::parse_provenance(v).map_err(|e| anyhow!(e))?;
+            out.provenance = mode;
+            out.builder_id = builder;
+        }
+        None => {
+            let no_default = std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+            let attachable = !opts.push.is_empty()
+                || opts
+                    .outputs
+                    .iter()
+                    .any(|o| matches!(o.kind, crate::solve::OutputKind::Oci { .. }));
+            if attachable && !no_default {
+                out.provenance = Some(crate::attest::Mode::Min);
+            }
+        }
+    }
+    out.sbom = match a.sbom.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => bail!("invalid --sbom value {other:?}: expected true or false"),
+    };
+    Ok(out)
 }

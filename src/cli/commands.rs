@@ -74,6 +74,30 @@ pub fn run(cli: Cli) -> Result<i32> {
             super::render::images(&store, &mut std::io::stdout().lock(), &opts)?;
             Ok(0)
         }
+        Command::Inspect(a) if a.provenance || a.sbom => {
+            let ptype = if a.sbom {
+                crate::attest::PREDICATE_SPDX
+            } else {
+                crate::attest::PREDICATE_SLSA_V1
+            };
+            let platform = a
+                .platform
+                .as_deref()
+                .map(crate::platform::Platform::parse)
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
+            let mut code = 0;
+            for image in &a.images {
+                code = code.max(super::attest::inspect(
+                    image,
+                    ptype,
+                    &registry,
+                    &root,
+                    platform.as_ref(),
+                )?);
+            }
+            Ok(code)
+        }
         Command::Inspect(a) => {
             let store = open_store(&root)?;
             let snapdir = root.join("overlay2");
@@ -239,6 +263,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
+        Command::Verify(a) => super::verify::run(&root, &registry, a),
         Command::Fsck(a) => {
             let store = open_store(&root)?;
             let snapshots = crate::snapshot::OverlaySnapshotter::open(&root.join("overlay2"))?;

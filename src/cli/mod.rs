@@ -3,6 +3,7 @@
 //! `rbuild -t name .` is accepted as `rbuild build -t name .`, as with `docker build`.
 
 mod args;
+mod attest;
 mod build;
 mod check;
 mod commands;
@@ -17,6 +18,7 @@ mod proxies;
 mod registry;
 pub mod render;
 mod ssh;
+mod verify;
 
 use std::ffi::OsString;
 
@@ -35,6 +37,7 @@ const SUBCOMMANDS: &[&str] = &[
     "prune",
     "df",
     "diff",
+    "verify",
     "fsck",
     "help",
     "pull",

@@ -55,6 +55,7 @@ impl Solver<'_> {
             Some(id) => id,
             None => self.pull_base(name, line, platform)?,
         };
+        self.note_base(name, platform, &id);
         let bytes = self.store.image_config(&id).map_err(BuildError::store)?;
         // Docker's container fields of the base are not carried into the new image.
         let config = ImageConfig::from_bytes(&bytes)

@@ -32,6 +32,7 @@ impl Solver<'_> {
             NetworkMode::Host if self.opts.allow_network_host => Network::Host,
             NetworkMode::Host => return Err(self.step_error(line, NETWORK_HOST_NOT_ALLOWED)),
         };
+        self.note_network(line, network);
         // Mounts: prepared before the cache lookup because their content is part of the key.
         let mut mounts = Vec::new();
         let mut views = Vec::new();

@@ -4,6 +4,7 @@
 //! `snapshot::Snapshotter` snapshots), commits layers and images to the store, and writes the
 //! requested outputs. docs/ARCHITECTURE.md draws the flow.
 
+mod attest_step;
 mod base;
 mod cache;
 mod error;
@@ -18,12 +19,14 @@ pub mod options;
 mod output;
 mod progress;
 pub mod pull;
+mod record;
 pub mod repro;
 mod schedule;
 mod solver;
 mod squash;
 mod ssh;
 mod state;
+mod trace;
 mod workdir_step;
 
 pub use error::BuildError;
@@ -35,7 +38,7 @@ use crate::context::Context;
 use crate::digest::Digest;
 use crate::dockerfile::{self, Dockerfile};
 use crate::exec::NamespaceExecutor;
-use crate::image::index::{platform_of, ImageIndex, IndexEntry};
+use crate::image::index::{platform_of, Artifact, ImageIndex, IndexEntry};
 use crate::plan::{BaseRef, Plan, PlanOptions};
 use crate::platform::Platform;
 use crate::snapshot::OverlaySnapshotter;
@@ -99,6 +102,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
         reporter: &reporter,
         scratch: scratch.path(),
         cancel: &cancel,
+        df_text: &df_text,
         platforms_done: Default::default(),
     };
 
@@ -109,24 +113,26 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     };
     if platforms.len() == 1 && !opts.force_index {
         // As BuildKit's exporter: index annotations without an index fail (here before building).
-        if crate::export::annotate::needs_index(&opts.annotations) {
+        let attested = opts.attest.provenance.is_some() || opts.attest.sbom;
+        if !attested && crate::export::annotate::needs_index(&opts.annotations) {
             return Err(BuildError::Usage(
                 "--annotation index: / index-descriptor: need an image index (build several \
                  --platform values)"
                     .into(),
             ));
         }
-        return build_one(&shared, &platforms[0], true).map(|(r, _, _)| r);
+        return build_one(&shared, &platforms[0], true).map(|(r, _, _, _)| r);
     }
     // Several platforms: each is a whole solve; stages that do not depend on the target
     // (`FROM --platform=$BUILDPLATFORM`, no TARGET* args) have the same cache keys for every
     // target, so the second target finds them in the cache (docs/compat.md, "Multi-platform").
     let mut index = ImageIndex::default();
     let mut images = Vec::new();
+    let mut attestations = Vec::new();
     let mut used_keys: Vec<Digest> = Vec::new();
     let mut finals: Option<StageResult> = None;
     for p in &platforms {
-        let (res, used, final_result) = build_one(&shared, p, false)?;
+        let (res, used, final_result, attestation) = build_one(&shared, p, false)?;
         used_keys.extend(
             used.into_iter()
                 .filter(|k| !used_keys.contains(k))
@@ -143,11 +149,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
                 .map_err(BuildError::store)?,
         )
         .map_err(BuildError::store)?;
-        index.push(IndexEntry::image(
+        let at = index.push(IndexEntry::image(
             res.image_id.clone(),
             platform_of(&config.os, &config.architecture, config.variant.as_deref()),
         ));
+        attestations.extend(attestation.map(|a| (at, a)));
         images.push((p.clone(), res.image_id));
+    }
+    // As BuildKit: attestation manifests after all the images.
+    for (at, a) in attestations {
+        index.push(attest_step::index_entry(a, at));
     }
     finish_index(opts, &store, &mut index)?;
     let index_id = store.put_index(&index).map_err(BuildError::store)?;
@@ -192,7 +203,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult, BuildError> {
 /// The index of a multi-platform build before it is stored, tagged, written and pushed: where
 /// index annotations are set and other manifests (attestations: `ImageIndex::push` an
 /// `EntryContent::Artifact` with platform `unknown/unknown` and a `subject`) are added.
-fn finish_index(
+pub(super) fn finish_index(
     opts: &BuildOptions,
     _store: &Store,
     index: &mut ImageIndex,
@@ -217,18 +228,21 @@ struct Shared<'a> {
     reporter: &'a Reporter,
     scratch: &'a Path,
     cancel: &'a std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The Dockerfile as read, for the provenance.
+    df_text: &'a str,
     /// Targets solved so far (one-time warnings).
     platforms_done: std::sync::atomic::AtomicUsize,
 }
 
 /// Solves the build for one target platform. `alone`: the only platform, so the image is tagged,
 /// written to the outputs and pushed here (else the caller makes an index of the images).
-/// Returns the result, the cache keys used and the final stage's result.
+/// Returns the result, the cache keys used, the final stage's result and, when not `alone`, the
+/// image's attestation manifest for the caller's index.
 fn build_one(
     sh: &Shared<'_>,
     platform: &Platform,
     alone: bool,
-) -> Result<(BuildResult, Vec<Digest>, StageResult), BuildError> {
+) -> Result<(BuildResult, Vec<Digest>, StageResult, Option<Artifact>), BuildError> {
     let (opts, store, reporter) = (sh.opts, sh.store, sh.reporter);
     let plan_opts = PlanOptions {
         build_args: opts.build_args.clone(),
@@ -266,6 +280,8 @@ fn build_one(
         cancel: cancel.clone(),
         used_keys: Default::default(),
         pulled: Default::default(),
+        trace: Default::default(),
+        started: jiff::Timestamp::now().as_second(),
     };
 
     // Independent stages build in parallel, each as soon as the stages it needs are done; stages the
@@ -307,6 +323,7 @@ fn build_one(
     if opts.squash {
         image_id = ctx.squash(&final_result, &image_id, alone)?;
     }
+    let attestation = attest_step::artifact(&ctx, &final_result, &image_id, sh.df_text)?;
     let used = ctx.used_keys.lock().map(|k| k.clone()).unwrap_or_default();
     if !alone {
         let res = BuildResult {
@@ -314,18 +331,26 @@ fn build_one(
             index_id: None,
             images: Vec::new(),
         };
-        return Ok((res, used, final_result));
+        return Ok((res, used, final_result, attestation));
     }
-    output::write_outputs(&ctx, &final_result, &image_id)?;
+    // Attestations make even one image an index (the image, then its attestation manifest).
+    let index_id = match attestation {
+        Some(a) => Some(attest_step::single_index(&ctx, &image_id, a)?),
+        None => None,
+    };
+    output::write_outputs(&ctx, &final_result, &image_id, index_id.as_ref())?;
     let inline = pull::inline_cache(opts, store, reporter, &used, &final_result)?;
-    push_outputs(
-        opts,
-        store,
-        reporter,
-        &image_id,
-        inline,
-        &platform.to_string(),
-    )?;
+    match &index_id {
+        Some(index_id) => push_index_outputs(opts, store, reporter, index_id)?,
+        None => push_outputs(
+            opts,
+            store,
+            reporter,
+            &image_id,
+            inline,
+            &platform.to_string(),
+        )?,
+    }
     pull::export_cache(opts, store, reporter, &used, &final_result)?;
     reporter.message(&format!("writing image {image_id} done"));
     for t in &opts.tags {
@@ -333,10 +358,10 @@ fn build_one(
     }
     let res = BuildResult {
         image_id: image_id.clone(),
-        index_id: None,
+        index_id,
         images: vec![(platform.clone(), image_id)],
     };
-    Ok((res, used, final_result))
+    Ok((res, used, final_result, None))
 }
 
 /// Tags and pushes the index to every `--push` / `-o type=registry` name.

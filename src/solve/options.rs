@@ -106,6 +106,8 @@ pub struct BuildOptions {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--squash`: the build's own layers become one on top of its base (classic Docker).
     pub squash: bool,
+    /// `--provenance` / `--sbom`: attestations attached to OCI/docker outputs and pushes.
+    pub attest: crate::attest::AttestOptions,
     /// `--platform a,b`: target platforms (empty: the host's). Several make an image index.
     pub platforms: Vec<crate::platform::Platform>,
     /// Make an image index even for one platform (attestation manifests need one, as in BuildKit).
@@ -150,6 +152,7 @@ impl BuildOptions {
             annotations: Vec::new(),
             ssh: BTreeMap::new(),
             squash: false,
+            attest: crate::attest::AttestOptions::default(),
             platforms: Vec::new(),
             force_index: false,
             index_annotations: BTreeMap::new(),

@@ -31,6 +31,7 @@ pub fn write_outputs(
     ctx: &Solver,
     result: &StageResult,
     image_id: &Digest,
+    index_id: Option<&Digest>,
 ) -> Result<(), BuildError> {
     // Layers are stored as tars; outputs ship them in the build's compression (made once, kept).
     let form = LayerForm::Compress(ctx.opts.compression, ctx.opts.repro_profile);
@@ -40,6 +41,13 @@ pub fn write_outputs(
             kind_name(&out.kind),
             out.dest.display()
         ));
+        // The image with its attestations: the image outputs are written from the index.
+        if let (Some(index_id), OutputKind::Docker | OutputKind::Oci { .. }) = (index_id, &out.kind)
+        {
+            write_index_output(ctx.opts, ctx.store, index_id, out)?;
+            ctx.reporter.done(step);
+            continue;
+        }
         match &out.kind {
             OutputKind::Docker => {
                 let img = annotated(ctx, image_id, form)?;
@@ -101,6 +109,25 @@ pub fn write_index_outputs(
     reporter: &super::progress::Reporter,
     index_id: &Digest,
 ) -> Result<(), BuildError> {
+    for out in &opts.outputs {
+        let step = reporter.start(&format!(
+            "exporting to {} {}",
+            kind_name(&out.kind),
+            out.dest.display()
+        ));
+        write_index_output(opts, store, index_id, out)?;
+        reporter.done(step);
+    }
+    Ok(())
+}
+
+/// Writes one output of the index `index_id`.
+fn write_index_output(
+    opts: &super::BuildOptions,
+    store: &crate::store::Store,
+    index_id: &Digest,
+    out: &super::options::OutputSpec,
+) -> Result<(), BuildError> {
     let form = LayerForm::Compress(opts.compression, opts.repro_profile);
     let host = crate::platform::Platform::host();
     let default = (
@@ -108,12 +135,7 @@ pub fn write_index_outputs(
         host.architecture.as_str(),
         host.variant.as_deref(),
     );
-    for out in &opts.outputs {
-        let step = reporter.start(&format!(
-            "exporting to {} {}",
-            kind_name(&out.kind),
-            out.dest.display()
-        ));
+    {
         let index = || {
             let mut idx = store
                 .export_index(index_id, &opts.tags, form, default)
@@ -154,7 +176,6 @@ pub fn write_index_outputs(
                 )))
             }
         }
-        reporter.done(step);
     }
     Ok(())
 }

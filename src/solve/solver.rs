@@ -44,6 +44,10 @@ pub struct Solver<'a> {
     pub used_keys: Mutex<Vec<Digest>>,
     /// `--pull`: the base names already re-resolved in their registry by this build (each once).
     pub pulled: Mutex<std::collections::BTreeMap<String, Digest>>,
+    /// What the provenance records, collected as stages run (`solve::record`).
+    pub trace: super::trace::Trace,
+    /// When the build started (seconds since the epoch), for the provenance.
+    pub started: i64,
 }
 
 impl<'a> Solver<'a> {
