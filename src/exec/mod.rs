@@ -45,8 +45,8 @@ pub use cgroup::sweep_stale as sweep_stale_cgroups;
 pub use cgroup_limits::{
     parse_size, Resources, Ulimit, DEFAULT_PIDS_LIMIT, DEFAULT_SHM_SIZE, DEFAULT_TMPFS_SIZE,
 };
-pub use emulation::EmulatedExecutor;
 pub use cgroup_rootless::rootless_note_if_unlimited as rootless_cgroup_note;
+pub use emulation::EmulatedExecutor;
 pub use error::ExecError;
 pub use executor::{Executor, NamespaceExecutor};
 pub use helper::helper_main_if_requested;
