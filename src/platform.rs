@@ -110,17 +110,7 @@ impl Platform {
 
     /// The architecture name the Linux kernel (`uname -m`) and QEMU use for this platform.
     pub fn kernel_arch(&self) -> &str {
-        match self.architecture.as_str() {
-            "amd64" => "x86_64",
-            "arm64" => "aarch64",
-            "arm" => "arm",
-            "386" => "i386",
-            "ppc64le" => "ppc64le",
-            "riscv64" => "riscv64",
-            "s390x" => "s390x",
-            "mips64le" => "mips64el",
-            other => other,
-        }
+        kernel_arch_of(&self.architecture).unwrap_or(&self.architecture)
     }
 }
 
@@ -146,6 +136,23 @@ impl fmt::Display for Platform {
         }
         Ok(())
     }
+}
+
+/// The Linux kernel's (`uname -m`) and QEMU's name of an OCI architecture (`arm64` → `aarch64`),
+/// for the architectures both know.
+pub fn kernel_arch_of(oci_arch: &str) -> Option<&'static str> {
+    Some(match oci_arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "arm" => "arm",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        "mips64le" => "mips64el",
+        "loong64" => "loongarch64",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

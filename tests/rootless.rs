@@ -500,13 +500,26 @@ RUN=(docker run --rm --network host --security-opt seccomp=unconfined --security
         reference,
         "the container's build differs from root's"
     );
-    // The pushed image is the same image.
-    let manifest = sh(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{}/rootless:1", reg.addr()),
-    ]));
+    // The pushed image is the same image. The push carries the default (min) provenance, so
+    // the tag names an index: the image manifest, then its attestation manifest.
+    let raw = |r: &str| {
+        sh(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/rootless{r}", reg.addr()),
+        ]))
+    };
+    let index = raw(":1");
+    let parsed: serde_json::Value = serde_json::from_str(&index).unwrap();
+    let first = parsed["manifests"][0]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("pushed index without manifests: {index}"));
+    assert!(
+        index.contains("attestation-manifest"),
+        "pushed index: {index}"
+    );
+    let manifest = raw(&format!("@{first}"));
     assert!(manifest.contains(iid.trim()), "pushed manifest: {manifest}");
     let listing = tar_listing(&s.dir.join("out/img.tar")).join("\n");
     assert!(

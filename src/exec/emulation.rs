@@ -20,18 +20,7 @@ const PACKAGE: &str = "qemu-user-static";
 
 /// The QEMU name of an OCI architecture (`arm64` → `aarch64`), when QEMU emulates it.
 pub fn qemu_arch(oci_arch: &str) -> Option<&'static str> {
-    Some(match oci_arch {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "arm" => "arm",
-        "386" => "i386",
-        "ppc64le" => "ppc64le",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "mips64le" => "mips64el",
-        "loong64" => "loongarch64",
-        _ => return None,
-    })
+    crate::platform::kernel_arch_of(oci_arch)
 }
 
 /// Whether this host runs `oci_arch` programs natively (its own architecture, or 32-bit x86 on

@@ -7,7 +7,10 @@
 //! against the config's diffIDs.
 
 use crate::digest::Digest;
-use crate::export::layout::{blob_entries, blob_name, index_descriptors, OCI_LAYOUT_DOCKER};
+use crate::export::layout::{
+    add_repositories, blob_entries, blob_name, index_descriptors, repositories_entry, Repositories,
+    OCI_LAYOUT_DOCKER,
+};
 use crate::export::tar_writer::{write_tar, Entry, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
 use crate::image::manifest::{self, Descriptor};
@@ -82,27 +85,11 @@ pub fn docker_archive<W: Write>(image: &ExportImage, out: W) -> Result<W, Export
 
     let index = manifest::build_index(&index_descriptors(&built.descriptor, &refs))?;
 
-    // repositories: {"<familiar name>":{"<tag>":"<top layer diffID hex>"}}, legacy consumers only.
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut repositories = Repositories::new();
     if let Some(top) = config.rootfs.diff_ids.last() {
-        for r in &refs {
-            if let Some(tag) = r.tag() {
-                repositories
-                    .entry(r.familiar_name())
-                    .or_default()
-                    .insert(tag.to_string(), top.hex().to_string());
-            }
-        }
+        add_repositories(&mut repositories, &refs, top);
     }
-    if !repositories.is_empty() {
-        let mut repo_json =
-            serde_json::to_vec(&repositories).map_err(|source| ExportError::Json {
-                path: "repositories".into(),
-                source,
-            })?;
-        repo_json.push(b'\n');
-        entries.push(Entry::bytes("repositories", MODE_FILE, 0, repo_json));
-    }
+    entries.extend(repositories_entry(&repositories)?);
     entries.push(Entry::bytes("index.json", MODE_FILE, 0, index));
     entries.push(write_manifest_json(&[item])?);
     entries.push(Entry::bytes(

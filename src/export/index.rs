@@ -10,7 +10,8 @@
 use crate::digest::Digest;
 use crate::export::docker_archive::{write_manifest_json, ManifestItem};
 use crate::export::layout::{
-    blob_entries, blob_name, index_descriptors, OCI_LAYOUT, OCI_LAYOUT_DOCKER,
+    add_repositories, blob_entries, blob_name, index_descriptors, repositories_entry, Repositories,
+    OCI_LAYOUT, OCI_LAYOUT_DOCKER,
 };
 use crate::export::tar_writer::{write_tar, Entry, MODE_BLOB, MODE_FILE};
 use crate::export::{created_mtime, ExportError, ExportImage};
@@ -244,7 +245,7 @@ pub fn docker_index_archive<W: Write>(index: &ExportIndex, out: W) -> Result<W, 
     let refs = index.refs()?;
     let mut entries = index.entries_of(&rendered)?;
     let mut items = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut repositories = Repositories::new();
     for (i, e) in index.entries.iter().enumerate() {
         let ExportContent::Image(img) = &e.content else {
             continue;
@@ -267,25 +268,10 @@ pub fn docker_index_archive<W: Write>(index: &ExportIndex, out: W) -> Result<W, 
             layer_sources: BTreeMap::new(),
         });
         if let (true, Some(top)) = (tagged, config.rootfs.diff_ids.last()) {
-            for r in &refs {
-                if let Some(tag) = r.tag() {
-                    repositories
-                        .entry(r.familiar_name())
-                        .or_default()
-                        .insert(tag.to_string(), top.hex().to_string());
-                }
-            }
+            add_repositories(&mut repositories, &refs, top);
         }
     }
-    if !repositories.is_empty() {
-        let mut repo_json =
-            serde_json::to_vec(&repositories).map_err(|source| ExportError::Json {
-                path: "repositories".into(),
-                source,
-            })?;
-        repo_json.push(b'\n');
-        entries.push(Entry::bytes("repositories", MODE_FILE, 0, repo_json));
-    }
+    entries.extend(repositories_entry(&repositories)?);
     entries.push(Entry::bytes(
         "index.json",
         MODE_FILE,

@@ -2,10 +2,43 @@
 //! `oci-layout` marker, `index.json` descriptors and the `blobs/sha256/` entries.
 
 use crate::digest::Digest;
-use crate::export::tar_writer::{Entry, MODE_BLOB};
+use crate::export::tar_writer::{Entry, MODE_BLOB, MODE_FILE};
+use crate::export::ExportError;
 use crate::export::ExportImage;
 use crate::image::manifest::{self, Descriptor, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
 use crate::image::Reference;
+use std::collections::BTreeMap;
+
+/// A docker-archive's `repositories` file: `{"<familiar name>":{"<tag>":"<top layer diffID hex>"}}`,
+/// read by legacy consumers only.
+pub(crate) type Repositories = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Records each tagged reference of an image whose top layer is `top`.
+pub(crate) fn add_repositories(repositories: &mut Repositories, refs: &[Reference], top: &Digest) {
+    for r in refs {
+        if let Some(tag) = r.tag() {
+            repositories
+                .entry(r.familiar_name())
+                .or_default()
+                .insert(tag.to_string(), top.hex().to_string());
+        }
+    }
+}
+
+/// The `repositories` entry, when any reference is tagged.
+pub(crate) fn repositories_entry(
+    repositories: &Repositories,
+) -> Result<Option<Entry>, ExportError> {
+    if repositories.is_empty() {
+        return Ok(None);
+    }
+    let mut json = serde_json::to_vec(repositories).map_err(|source| ExportError::Json {
+        path: "repositories".into(),
+        source,
+    })?;
+    json.push(b'\n');
+    Ok(Some(Entry::bytes("repositories", MODE_FILE, 0, json)))
+}
 
 /// `oci-layout` as BuildKit/containerd write it.
 pub const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -200,6 +200,7 @@ pub(crate) fn dep5_license(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sbom::test_fs::write;
 
     const COPYRIGHT: &str =
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
@@ -215,12 +216,6 @@ License: GPL-3+\n On Debian systems, the full text is in /usr/share/common-licen
             Some("GPL-3.0-or-later AND (LGPL-2.1-or-later OR MIT)")
         );
         assert_eq!(dep5_license("This is free-form.\nGPL applies.\n"), None);
-    }
-
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
     }
 
     #[test]

@@ -21,6 +21,8 @@ mod python;
 mod rootfs;
 mod rust;
 mod spdx;
+#[cfg(test)]
+mod test_fs;
 
 use std::path::{Path, PathBuf};
 

@@ -107,12 +107,7 @@ fn declared(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::sbom::test_fs::write;
 
     #[test]
     fn node_modules_packages_scoped_and_plain() {

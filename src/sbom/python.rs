@@ -168,12 +168,7 @@ fn in_root(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::sbom::test_fs::write;
 
     #[test]
     fn dist_info_egg_info_and_record() {

@@ -144,21 +144,7 @@ fn sbom_document(ctx: &Solver, result: &StageResult) -> Result<serde_json::Value
         created: ctx.epoch,
         ..Default::default()
     };
-    let sbom_err = |e: crate::sbom::SbomError| BuildError::Usage(format!("--sbom: {e}"));
-    match result.layers.last() {
-        Some(top) => {
-            let specs = ctx
-                .snapshots
-                .view(&top.cache_id)
-                .map_err(BuildError::snapshot)?;
-            let view =
-                crate::snapshot::mount_fresh(&specs, &ctx.scratch).map_err(BuildError::snapshot)?;
-            crate::sbom::generate(view.path(), &opts).map_err(sbom_err)
-        }
-        None => {
-            let empty =
-                tempfile::tempdir_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
-            crate::sbom::generate(empty.path(), &opts).map_err(sbom_err)
-        }
-    }
+    super::output::with_rootfs(ctx, result, |root| {
+        crate::sbom::generate(root, &opts).map_err(|e| BuildError::Usage(format!("--sbom: {e}")))
+    })
 }

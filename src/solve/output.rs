@@ -192,12 +192,13 @@ fn kind_name(k: &OutputKind) -> &'static str {
 
 /// The final rootfs as one uncompressed tar: the diff writer run over a read-only merged view, which shows
 /// no whiteouts, so the tar is the flattened filesystem.
-fn flatten_rootfs(ctx: &Solver, result: &StageResult, w: &mut dyn Write) -> Result<(), BuildError> {
-    let opts = LayerOptions {
-        compression: Compression::Uncompressed,
-        clamp_mtime: None,
-        profile: ctx.opts.repro_profile,
-    };
+/// Runs `f` on a read-only view of a stage's whole root filesystem (an empty dir for a stage
+/// with no layers); the view is unmounted when `f` returns.
+pub(super) fn with_rootfs<T>(
+    ctx: &Solver,
+    result: &StageResult,
+    f: impl FnOnce(&Path) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
     match result.layers.last() {
         Some(top) => {
             let specs = ctx
@@ -206,15 +207,27 @@ fn flatten_rootfs(ctx: &Solver, result: &StageResult, w: &mut dyn Write) -> Resu
                 .map_err(BuildError::snapshot)?;
             let view =
                 crate::snapshot::mount_fresh(&specs, &ctx.scratch).map_err(BuildError::snapshot)?;
-            layer::diff::write_layer(view.path(), w, &opts).map_err(BuildError::layer)?;
+            f(view.path())
         }
         None => {
             let empty =
                 tempfile::tempdir_in(&ctx.scratch).map_err(|e| BuildError::io(&ctx.scratch, e))?;
-            layer::diff::write_layer(empty.path(), w, &opts).map_err(BuildError::layer)?;
+            f(empty.path())
         }
     }
-    Ok(())
+}
+
+fn flatten_rootfs(ctx: &Solver, result: &StageResult, w: &mut dyn Write) -> Result<(), BuildError> {
+    let opts = LayerOptions {
+        compression: Compression::Uncompressed,
+        clamp_mtime: None,
+        profile: ctx.opts.repro_profile,
+    };
+    with_rootfs(ctx, result, |root| {
+        layer::diff::write_layer(root, w, &opts)
+            .map(|_| ())
+            .map_err(BuildError::layer)
+    })
 }
 
 fn partial_name(dest: &Path) -> Result<PathBuf, BuildError> {
